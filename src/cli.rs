@@ -1,0 +1,77 @@
+//! The command line: subcommands, their flags, and how flags layer over
+//! the config file.
+//!
+//! Precedence, lowest first: the embedded default config, `--config FILE`,
+//! then flags. Usage errors exit with code 2 (clap's convention), and so do
+//! config errors, with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, DriverChoice};
+use crate::runtime::Settings;
+
+#[derive(Debug, Parser)]
+#[command(name = "eventhub", version, about = "A real-time WebSocket event hub", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Echo every WebSocket message back (the conformance target for
+    /// Autobahn|Testsuite); uses the hub's own server machinery.
+    Echo(ServerArgs),
+    /// Print the embedded default configuration, documented key by key.
+    DefaultConfig,
+}
+
+/// Flags every serving subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// TOML config file, layered over the embedded default.
+    #[arg(long, short = 'c', value_name = "FILE", env = "EVENTHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen), e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Worker threads, one per core by default (overrides server.workers).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// io driver (overrides server.driver; EVENTHUB_DRIVER overrides both).
+    #[arg(long, value_enum, value_name = "DRIVER")]
+    pub driver: Option<DriverChoice>,
+}
+
+impl ServerArgs {
+    /// The config file with the flags applied, checked.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(workers) = self.workers {
+            config.server.workers = workers;
+        }
+        if let Some(driver) = self.driver {
+            config.server.driver = driver;
+        }
+        config.check()?;
+        Ok(config)
+    }
+}
+
+/// The runtime settings of a config, with the message limit the mode needs.
+pub fn settings(config: &Config, max_message_bytes: u64) -> Settings {
+    Settings {
+        listen: config.server.listen,
+        workers: config.worker_count(),
+        driver: config.server.driver,
+        pin_workers: config.server.pin_workers,
+        limits: config.limits.clone(),
+        max_message_bytes,
+    }
+}

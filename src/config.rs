@@ -1,0 +1,243 @@
+//! Configuration: one TOML file with an embedded default, flags on top.
+//!
+//! Every key has a default (the embedded file, `eventhub default-config`),
+//! so a config file only names what it changes. Unknown keys are errors, not
+//! silently ignored, and every error names the key: a typo in production
+//! should stop the server at start-up, not change its behaviour quietly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The default configuration, documented key by key.
+pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config{}: {message}", origin.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default())]
+    Parse {
+        origin: Option<PathBuf>,
+        message: String,
+    },
+    #[error("invalid config: `{key}` {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Which io driver each worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverChoice {
+    /// io_uring when the kernel offers it, else epoll.
+    Auto,
+    /// io_uring only (start-up fails without it).
+    IoUring,
+    /// epoll only.
+    Epoll,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub echo: EchoConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub driver: DriverChoice,
+    pub pin_workers: bool,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub handshake_timeout_ms: u64,
+    pub max_message_bytes: u64,
+    pub idle_timeout_s: u64,
+    pub ping_interval_s: u64,
+    pub write_timeout_s: u64,
+    pub close_timeout_s: u64,
+    pub shutdown_timeout_s: u64,
+    pub send_queue_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoConfig {
+    pub max_message_bytes: u64,
+}
+
+impl LimitsConfig {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_s)
+    }
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_s)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_s)
+    }
+    pub fn close_timeout(&self) -> Duration {
+        Duration::from_secs(self.close_timeout_s)
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_s)
+    }
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn default_config() -> Config {
+        Config::from_toml(DEFAULT_CONFIG, None).expect("the embedded default config is valid")
+    }
+
+    /// Loads `path` over the embedded default, or the default alone.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default_config());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, Some(path))
+    }
+
+    /// Parses `text` layered over the embedded default, then checks it.
+    pub fn from_toml(text: &str, origin: Option<&Path>) -> Result<Config, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            origin: origin.map(Path::to_path_buf),
+            message: e.to_string().trim_end().replace('\n', " "),
+        };
+        let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG).map_err(parse_err)?;
+        let overlay: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        merge(&mut merged, overlay);
+        let config: Config = toml::Value::Table(merged).try_into().map_err(parse_err)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The rules serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let l = &self.limits;
+        if self.server.workers > 1024 {
+            return invalid(
+                "server.workers",
+                "must be at most 1024 (0 means one per core)",
+            );
+        }
+        if l.max_head_bytes < 256 {
+            return invalid("limits.max_head_bytes", "must be at least 256");
+        }
+        if l.max_headers == 0 {
+            return invalid("limits.max_headers", "must be at least 1");
+        }
+        if l.max_message_bytes == 0 {
+            return invalid("limits.max_message_bytes", "must be at least 1");
+        }
+        if self.echo.max_message_bytes == 0 {
+            return invalid("echo.max_message_bytes", "must be at least 1");
+        }
+        if l.ping_interval_s == 0 || l.ping_interval_s >= l.idle_timeout_s {
+            return invalid(
+                "limits.ping_interval_s",
+                "must be at least 1 and below limits.idle_timeout_s",
+            );
+        }
+        if l.handshake_timeout_ms == 0 {
+            return invalid("limits.handshake_timeout_ms", "must be at least 1");
+        }
+        if l.send_queue_bytes < 1024 {
+            return invalid("limits.send_queue_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// The worker count, with 0 resolved to the available cores.
+    pub fn worker_count(&self) -> usize {
+        match self.server.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// Overlays `over` onto `base`, table by table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_loads() {
+        let c = Config::default_config();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.echo.max_message_bytes >= 16 << 20);
+    }
+
+    #[test]
+    fn file_overrides_only_what_it_names() {
+        let c = Config::from_toml("[server]\nworkers = 3\n", None).unwrap();
+        assert_eq!(c.server.workers, 3);
+        assert_eq!(
+            c.limits.idle_timeout_s,
+            Config::default_config().limits.idle_timeout_s
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[server]\nworkerz = 3\n", None).unwrap_err();
+        assert!(e.to_string().contains("workerz"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = Config::from_toml("[limits]\nidle_timeout_s = \"soon\"\n", None).unwrap_err();
+        assert!(e.to_string().contains("idle_timeout_s"), "{e}");
+    }
+
+    #[test]
+    fn inconsistent_values_name_the_key() {
+        let e = Config::from_toml(
+            "[limits]\nping_interval_s = 100\nidle_timeout_s = 60\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("limits.ping_interval_s"), "{e}");
+    }
+}

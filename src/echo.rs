@@ -1,0 +1,60 @@
+//! `eventhub echo`: every text and binary message is sent straight back.
+//!
+//! It exists to hold the framing layer to RFC 6455 with the Autobahn
+//! fuzzingclient, so it uses exactly the hub's listener, handshake, codec
+//! and connection machinery; only the handler differs. `GET /metrics`
+//! (without an upgrade) shows the runtime counters per core.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::proto::handshake::check_upgrade;
+use crate::proto::http::{Request, Response};
+use crate::proto::{frame, MessageKind, Opcode};
+use crate::runtime::{App, Conn, CoreInfo, Handler, Route, Stats};
+
+/// The echo application of one core.
+pub struct Echo {
+    stats: Arc<Stats>,
+}
+
+impl Echo {
+    pub fn new(core: CoreInfo) -> Echo {
+        Echo { stats: core.stats }
+    }
+}
+
+/// Sends each message back as one frame of the same kind.
+pub struct EchoHandler;
+
+impl App for Echo {
+    type Handler = EchoHandler;
+
+    fn route(&self, req: &Request, _peer: SocketAddr) -> Route<EchoHandler> {
+        if req.path == "/metrics" && req.header("upgrade").is_none() {
+            let mut body = String::new();
+            self.stats.render(&mut body);
+            let mut resp = Response::json(200, body);
+            resp.content_type = "text/plain; version=0.0.4";
+            return Route::Respond(resp);
+        }
+        match check_upgrade(req) {
+            Ok(accept) => Route::Upgrade {
+                accept,
+                handler: EchoHandler,
+            },
+            Err(e) => Route::Respond(e.response()),
+        }
+    }
+}
+
+impl Handler for EchoHandler {
+    fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
+        let opcode = match kind {
+            MessageKind::Text => Opcode::Text,
+            MessageKind::Binary => Opcode::Binary,
+        };
+        conn.send(frame(opcode, payload));
+    }
+}

@@ -1,0 +1,21 @@
+//! eventhub: a real-time WebSocket event hub.
+//!
+//! # Layout
+//!
+//! The crate is layered; inner layers know nothing of outer ones.
+//!
+//! - [`proto`]: RFC 6455 and HTTP/1.1, sans-IO: request heads, the upgrade
+//!   handshake, frames, masking, UTF-8, close codes. Pure functions over
+//!   bytes; fuzzed in `fuzz/`, benchmarked in `benches/`.
+//! - [`runtime`]: the shell, the only place that knows monoio: one pinned
+//!   thread per core, `SO_REUSEPORT` listeners, connection event loops,
+//!   timers, graceful shutdown.
+//! - [`echo`]: the echo application, the conformance target.
+//! - [`config`], [`cli`]: the TOML config with its embedded default, and
+//!   the command line over it.
+
+pub mod cli;
+pub mod config;
+pub mod echo;
+pub mod proto;
+pub mod runtime;

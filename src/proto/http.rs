@@ -1,0 +1,442 @@
+//! An incremental HTTP/1.1 request-head parser and response writer.
+//!
+//! Only what a WebSocket server and a small JSON API need: the request line,
+//! headers, path and query (percent-decoded). [`parse_head`] returns
+//! `Ok(None)` until the blank line that ends the head has arrived, consumes
+//! nothing until then, and bounds both the head's size and its header count
+//! so that a client cannot make the server buffer without limit. Bodies are
+//! the caller's business (`Request::content_length` says how long).
+
+use std::fmt::Write as _;
+
+/// Bounds on a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        HeadLimits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 64,
+        }
+    }
+}
+
+/// Why a request head was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("request head exceeds {max} bytes")]
+    HeadTooLarge { max: usize },
+    #[error("request has more than {max} headers")]
+    TooManyHeaders { max: usize },
+    #[error("malformed request line")]
+    MalformedRequestLine,
+    #[error("unsupported HTTP version {0}")]
+    UnsupportedVersion(String),
+    #[error("malformed header line")]
+    MalformedHeader,
+    #[error("request head is not valid UTF-8")]
+    NotUtf8,
+    #[error("invalid percent-encoding in the request target")]
+    InvalidPercentEncoding,
+    #[error("invalid Content-Length")]
+    InvalidContentLength,
+}
+
+impl HttpError {
+    /// The status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => 431,
+            HttpError::UnsupportedVersion(_) => 505,
+            _ => 400,
+        }
+    }
+
+    /// The machine-readable `error` field of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => {
+                "request_header_fields_too_large"
+            }
+            HttpError::UnsupportedVersion(_) => "http_version_not_supported",
+            _ => "bad_request",
+        }
+    }
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The path, percent-decoded.
+    pub path: String,
+    /// Query pairs in order, percent-decoded (`+` is a space).
+    pub query: Vec<(String, String)>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Header names as sent; look them up with [`Request::header`].
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, by case-insensitive name.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a query parameter.
+    pub fn query_param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body length announced by `Content-Length` (0 if absent).
+    pub fn content_length(&self) -> Result<u64, HttpError> {
+        match self.header("content-length") {
+            None => Ok(0),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| HttpError::InvalidContentLength),
+        }
+    }
+}
+
+/// Parses a request head from the front of `buf`.
+///
+/// Returns the request and the number of bytes of the head (including the
+/// blank line), or `Ok(None)` if the head is not complete yet.
+pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Request, usize)>, HttpError> {
+    let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    let Some(end) = find_head_end(window) else {
+        if buf.len() >= limits.max_head_bytes {
+            return Err(HttpError::HeadTooLarge {
+                max: limits.max_head_bytes,
+            });
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| HttpError::NotUtf8)?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().ok_or(HttpError::MalformedRequestLine)?;
+    let (method, target, minor_version) = parse_request_line(request_line)?;
+    let mut headers = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        if headers.len() == limits.max_headers {
+            return Err(HttpError::TooManyHeaders {
+                max: limits.max_headers,
+            });
+        }
+        let (name, value) = line.split_once(':').ok_or(HttpError::MalformedHeader)?;
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(HttpError::MalformedHeader);
+        }
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+    let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
+    let path = percent_decode(raw_path, false)?;
+    let query = raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(k, true)?, percent_decode(v, true)?))
+        })
+        .collect::<Result<_, HttpError>>()?;
+    let request = Request {
+        method: method.to_string(),
+        path,
+        query,
+        minor_version,
+        headers,
+    };
+    Ok(Some((request, end + 4)))
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+fn parse_request_line(line: &str) -> Result<(&str, &str, u8), HttpError> {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HttpError::MalformedRequestLine);
+    };
+    if method.is_empty() || !method.bytes().all(is_token_byte) || !target.starts_with('/') {
+        return Err(HttpError::MalformedRequestLine);
+    }
+    let minor = match version {
+        "HTTP/1.1" => 1,
+        "HTTP/1.0" => 0,
+        v if v.starts_with("HTTP/") => return Err(HttpError::UnsupportedVersion(v.to_string())),
+        _ => return Err(HttpError::MalformedRequestLine),
+    };
+    Ok((method, target, minor))
+}
+
+/// RFC 9110 token characters.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, HttpError> {
+    if !s.contains(['%', '+']) {
+        return Ok(s.to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or(HttpError::InvalidPercentEncoding)?;
+                let hex =
+                    std::str::from_utf8(hex).map_err(|_| HttpError::InvalidPercentEncoding)?;
+                let v =
+                    u8::from_str_radix(hex, 16).map_err(|_| HttpError::InvalidPercentEncoding)?;
+                out.push(v);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| HttpError::InvalidPercentEncoding)
+}
+
+/// The reason phrase of the statuses this server sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// An HTTP response to be written in one piece.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+impl Response {
+    /// A JSON response.
+    pub fn json(status: u16, body: String) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: body.into_bytes(),
+            content_type: "application/json",
+        }
+    }
+
+    /// The API's error shape: `{"error": code, "message": text}`.
+    pub fn error(status: u16, code: &str, message: &str) -> Response {
+        let mut body = String::with_capacity(32 + code.len() + message.len());
+        body.push_str("{\"error\":");
+        push_json_string(&mut body, code);
+        body.push_str(",\"message\":");
+        push_json_string(&mut body, message);
+        body.push('}');
+        Response::json(status, body)
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The bytes on the wire; the connection closes after an error, so every
+    /// response says `Connection: close` unless it is a keep-alive success.
+    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut head = String::with_capacity(128);
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {}\r\n",
+            self.status,
+            reason_phrase(self.status)
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        let _ = write!(
+            head,
+            "Content-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+            self.content_type,
+            self.body.len(),
+            if keep_alive { "keep-alive" } else { "close" }
+        );
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] = b"GET /v1/ws/subscribe?event_types=pdfm%2Chealth&x=a+b HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n";
+
+    #[test]
+    fn complete_head_parses_path_query_and_headers() {
+        let (req, n) = parse_head(REQ, &HeadLimits::default()).unwrap().unwrap();
+        assert_eq!(n, REQ.len());
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.path, "/v1/ws/subscribe");
+        assert_eq!(req.query_param("event_types"), Some("pdfm,health"));
+        assert_eq!(req.query_param("x"), Some("a b"));
+        assert_eq!(req.header("UPGRADE"), Some("websocket"));
+        assert_eq!(req.minor_version, 1);
+    }
+
+    #[test]
+    fn incomplete_head_needs_more_at_every_cut() {
+        for cut in 0..REQ.len() {
+            assert_eq!(
+                parse_head(&REQ[..cut], &HeadLimits::default()),
+                Ok(None),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_head_are_not_consumed() {
+        let mut buf = REQ.to_vec();
+        buf.extend_from_slice(b"\x81\x80");
+        let (_, n) = parse_head(&buf, &HeadLimits::default()).unwrap().unwrap();
+        assert_eq!(n, REQ.len());
+    }
+
+    #[test]
+    fn oversized_head_is_431() {
+        let limits = HeadLimits {
+            max_head_bytes: 64,
+            max_headers: 10,
+        };
+        let mut buf = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        buf.extend(std::iter::repeat_n(b'a', 100));
+        let err = parse_head(&buf, &limits).unwrap_err();
+        assert_eq!(err, HttpError::HeadTooLarge { max: 64 });
+        assert_eq!(err.status(), 431);
+    }
+
+    #[test]
+    fn too_many_headers_is_431() {
+        let limits = HeadLimits {
+            max_head_bytes: 4096,
+            max_headers: 2,
+        };
+        let buf = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
+        assert_eq!(
+            parse_head(buf, &limits),
+            Err(HttpError::TooManyHeaders { max: 2 })
+        );
+    }
+
+    #[test]
+    fn malformed_heads_are_400() {
+        let limits = HeadLimits::default();
+        for bad in [
+            &b"GET\r\n\r\n"[..],
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+            b"GET nopath HTTP/1.1\r\n\r\n",
+            b"GET / FTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\nbad name: v\r\n\r\n",
+            b"GET /%zz HTTP/1.1\r\n\r\n",
+            b"GET /?a=%ff HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n",
+        ] {
+            let err = parse_head(bad, &limits).unwrap_err();
+            assert_eq!(
+                err.status(),
+                400,
+                "{:?} -> {err}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn http_2_request_line_is_505() {
+        let err = parse_head(b"GET / HTTP/2.0\r\n\r\n", &HeadLimits::default()).unwrap_err();
+        assert_eq!(err.status(), 505);
+    }
+
+    #[test]
+    fn error_response_is_json_with_content_length() {
+        let bytes = Response::error(400, "bad_request", "say \"hi\"\n").to_bytes(false);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(body, r#"{"error":"bad_request","message":"say \"hi\"\n"}"#);
+        assert!(text.contains(&format!("Content-Length: {}\r\n", body.len())));
+    }
+}

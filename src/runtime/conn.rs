@@ -1,0 +1,212 @@
+//! The state of one WebSocket connection that outlives a single poll: its
+//! send queue, its close phase and its timers.
+//!
+//! A [`Conn`] is shared (by `Rc`, inside one core) between the connection's
+//! own task, the core's janitor (pings, idle and write timeouts) and the
+//! application (which queues frames and asks for closes). Everyone else
+//! only queues and wakes; the connection's task alone does I/O. Times are
+//! milliseconds on the core's clock, to keep the struct small: an idle
+//! connection's memory is mostly this struct.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::task::Waker;
+
+use bytes::Bytes;
+
+use super::clock::now_ms;
+use super::outbox::{Flush, Outbox};
+use crate::proto::{close_frame, CloseCode};
+
+/// Where a connection is in the close handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame at this time and wait for the peer's.
+    CloseSent(u64),
+    /// The peer closed first; our reply is queued, then the TCP close.
+    ReplyQueued(u64),
+}
+
+/// A connection as seen by the application and the janitor.
+pub struct Conn {
+    fd: RawFd,
+    out: RefCell<Outbox>,
+    waker: Cell<Option<Waker>>,
+    phase: Cell<Phase>,
+    /// When the last bytes arrived from the peer.
+    last_rx: Cell<u64>,
+    /// When the connection was opened.
+    opened: u64,
+    /// A ping was sent and no bytes have arrived since.
+    ping_outstanding: Cell<bool>,
+    /// Since when the socket refuses bytes (0 when it does not).
+    blocked_since: Cell<u64>,
+    /// The janitor gave up on this connection; its task must exit.
+    dead: Cell<bool>,
+    /// Index in the core's registry.
+    slot: Cell<u32>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("fd", &self.fd)
+            .field("phase", &self.phase.get())
+            .finish()
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(fd: RawFd) -> Conn {
+        let now = now_ms();
+        Conn {
+            fd,
+            out: RefCell::new(Outbox::default()),
+            waker: Cell::new(None),
+            phase: Cell::new(Phase::Open),
+            last_rx: Cell::new(now),
+            opened: now,
+            ping_outstanding: Cell::new(false),
+            blocked_since: Cell::new(0),
+            dead: Cell::new(false),
+            slot: Cell::new(u32::MAX),
+        }
+    }
+
+    /// Queues a frame (a complete, pre-serialized WebSocket frame) unless the
+    /// connection is closing.
+    pub fn send(&self, frame: Bytes) {
+        if self.phase.get() == Phase::Open {
+            self.out.borrow_mut().push(frame);
+            self.wake();
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.borrow().queued_bytes()
+    }
+
+    /// Starts the close handshake after everything already queued.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        if self.phase.get() == Phase::Open {
+            self.out.borrow_mut().push(close_frame(code, reason));
+            self.phase.set(Phase::CloseSent(now_ms()));
+            self.wake();
+        }
+    }
+
+    /// Drops everything not yet started and closes at once (a slow
+    /// consumer: waiting behind its backlog is what it cannot do).
+    pub fn close_now(&self, code: CloseCode, reason: &str) {
+        if self.phase.get() == Phase::Open {
+            self.out.borrow_mut().drop_unsent();
+            self.close(code, reason);
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase.get()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase.get() == Phase::Open
+    }
+
+    /// Milliseconds on the core clock when the connection opened.
+    pub fn opened_at(&self) -> u64 {
+        self.opened
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.set(phase);
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot.get()
+    }
+
+    pub(crate) fn set_slot(&self, slot: u32) {
+        self.slot.set(slot);
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.borrow().is_empty()
+    }
+
+    /// Writes what the socket takes; records when it started refusing.
+    pub(crate) fn flush(&self) -> std::io::Result<Flush> {
+        let r = self.out.borrow_mut().flush(self.fd)?;
+        match r {
+            Flush::Done => self.blocked_since.set(0),
+            Flush::Blocked if self.blocked_since.get() == 0 => {
+                self.blocked_since.set(now_ms().max(1))
+            }
+            Flush::Blocked => {}
+        }
+        Ok(r)
+    }
+
+    /// Queues a frame even while closing (pong and close replies).
+    pub(crate) fn push_control(&self, frame: Bytes) {
+        self.out.borrow_mut().push(frame);
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_rx.set(now_ms());
+        self.ping_outstanding.set(false);
+    }
+
+    pub(crate) fn last_rx(&self) -> u64 {
+        self.last_rx.get()
+    }
+
+    pub(crate) fn ping_outstanding(&self) -> bool {
+        self.ping_outstanding.get()
+    }
+
+    /// Queues a ping from the janitor and marks it outstanding.
+    pub(crate) fn send_ping(&self, ping: Bytes) {
+        self.ping_outstanding.set(true);
+        self.push_control(ping);
+        self.wake();
+    }
+
+    pub(crate) fn blocked_since(&self) -> u64 {
+        self.blocked_since.get()
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.get()
+    }
+
+    /// Gives up on the connection: its task wakes and exits, and the
+    /// socket is shut so that nothing more is read or written.
+    pub(crate) fn kill(&self) {
+        self.dead.set(true);
+        // SAFETY: shutdown on an fd this connection owns; it stays open
+        // until the task drops the stream.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        self.wake();
+    }
+
+    pub(crate) fn register_waker(&self, waker: &Waker) {
+        let w = self.waker.take();
+        match w {
+            Some(w) if w.will_wake(waker) => self.waker.set(Some(w)),
+            _ => self.waker.set(Some(waker.clone())),
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}

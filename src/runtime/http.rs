@@ -1,0 +1,211 @@
+//! A new connection's HTTP phase: read the request head under a deadline and
+//! a size bound, then either answer and close or hand over to the WebSocket
+//! loop.
+//!
+//! Reads wait for readiness and then take what the socket has with a
+//! non-blocking `recv`; writes are non-blocking `send`s that wait for
+//! writability when the socket is full. An error response is followed by a
+//! half-close and a short drain of whatever the client still sends, so the
+//! kernel does not answer those bytes with a reset that could destroy the
+//! response before the client reads it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+
+use super::stats::bump;
+use super::worker::Core;
+use super::{App, Route};
+use crate::proto::http::{parse_head, HeadLimits, HttpError, Request, Response};
+
+/// How long an answered connection is drained before it is dropped.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Why no request head was read.
+enum HeadError {
+    /// The peer went away (or the socket failed) before a whole head.
+    Closed,
+    /// The head broke a rule.
+    Http(HttpError),
+}
+
+/// Serves one accepted connection from its first byte to its last.
+pub(crate) async fn serve_connection<A: App>(
+    core: Rc<Core<A>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let limits = HeadLimits {
+        max_head_bytes: core.settings.limits.max_head_bytes,
+        max_headers: core.settings.limits.max_headers,
+    };
+    let head = monoio::time::timeout(
+        core.settings.limits.handshake_timeout(),
+        read_head(&stream, &limits),
+    )
+    .await;
+    let (req, leftover) = match head {
+        Ok(Ok(got)) => got,
+        Ok(Err(HeadError::Closed)) => return,
+        Ok(Err(HeadError::Http(e))) => {
+            bump(&core.stats().refused);
+            log::debug!("{peer}: bad request head: {e}");
+            return respond(
+                &core,
+                &stream,
+                Response::error(e.status(), e.code(), &e.to_string()),
+            )
+            .await;
+        }
+        Err(_) => {
+            bump(&core.stats().refused);
+            let msg = "request head not received within the handshake timeout";
+            return respond(&core, &stream, Response::error(408, "request_timeout", msg)).await;
+        }
+    };
+    if core.draining.get() {
+        let resp = Response::error(503, "shutting_down", "server is restarting; retry shortly")
+            .with_header("Retry-After", "1");
+        return respond(&core, &stream, resp).await;
+    }
+    match core.app.route(&req, peer) {
+        Route::Respond(resp) => {
+            if resp.status >= 400 {
+                bump(&core.stats().refused);
+            }
+            respond(&core, &stream, resp).await
+        }
+        Route::Upgrade { accept, handler } => {
+            super::ws::run(core, stream, accept, handler, leftover).await
+        }
+    }
+}
+
+/// Reads until a whole request head has arrived; returns it and any bytes
+/// that came after it.
+async fn read_head(
+    stream: &TcpStream,
+    limits: &HeadLimits,
+) -> Result<(Request, Vec<u8>), HeadError> {
+    let fd = stream.as_raw_fd();
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if let Some((req, used)) = parse_head(&buf, limits).map_err(HeadError::Http)? {
+            return Ok((req, buf.split_off(used)));
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity().min(limits.max_head_bytes));
+        }
+        match recv_into_spare(fd, &mut buf) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stream
+                    .readable(false)
+                    .await
+                    .map_err(|_| HeadError::Closed)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(HeadError::Closed),
+        }
+    }
+}
+
+/// Writes `resp`, half-closes, drains briefly, and lets the socket go.
+async fn respond<A>(core: &Core<A>, stream: &TcpStream, resp: Response) {
+    let bytes = resp.to_bytes(false);
+    let sent = monoio::time::timeout(
+        core.settings.limits.write_timeout(),
+        send_all(stream, &bytes),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    let fd = stream.as_raw_fd();
+    // SAFETY: shutdown of our own, open fd.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    let _ = monoio::time::timeout(LINGER, drain(stream)).await;
+}
+
+/// Reads and discards until the peer closes.
+async fn drain(stream: &TcpStream) {
+    let mut scratch = [0u8; 1024];
+    loop {
+        match recv(stream.as_raw_fd(), &mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if stream.readable(false).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Sends all of `bytes`, waiting for writability as needed.
+pub(crate) async fn send_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    while !bytes.is_empty() {
+        // SAFETY: sending from a live slice on our own fd.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            bytes = &bytes[n as usize..];
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => stream.writable(false).await?,
+            io::ErrorKind::Interrupted => {}
+            _ => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// One non-blocking `recv` into `buf`.
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: receiving into a live, writable slice on our own fd.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One non-blocking `recv` into the spare capacity of `buf`.
+fn recv_into_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: recv writes at most spare.len() bytes into uninitialized
+    // capacity; we then extend the length by exactly what it wrote.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel initialized the first n bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}

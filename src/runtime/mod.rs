@@ -1,0 +1,106 @@
+//! The runtime shell: the only module that knows monoio, sockets and clocks.
+//!
+//! One thread per core, each pinned and running its own monoio runtime with
+//! its own `SO_REUSEPORT` listener, its own connections and its own
+//! application instance; nothing on the hot path crosses threads. The layers
+//! below ([`crate::proto`]) are pure; the application above is an [`App`]
+//! that turns a request head into a response or an upgrade, and a
+//! [`Handler`] that receives a connection's messages.
+//!
+//! - [`listener`]: binding every worker's listener up front;
+//! - [`worker`]: one core: driver choice, accept loop, janitor, shutdown;
+//! - [`http`]: reading a request head under a deadline, answering errors;
+//! - [`ws`]: a WebSocket connection's event loop (readiness + one task);
+//! - [`conn`], [`outbox`]: per-connection state and the vectored writer;
+//! - [`registry`], [`clock`], [`stats`]: bookkeeping.
+
+pub mod clock;
+pub mod conn;
+pub mod http;
+pub mod listener;
+pub mod outbox;
+pub mod registry;
+pub mod stats;
+pub mod worker;
+pub mod ws;
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub use conn::{Conn, Phase};
+pub use stats::Stats;
+
+use crate::config::{DriverChoice, LimitsConfig};
+use crate::proto::http::{Request, Response};
+use crate::proto::MessageKind;
+
+/// What the shell needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub driver: DriverChoice,
+    pub pin_workers: bool,
+    pub limits: LimitsConfig,
+    /// Largest message a client may send (the reader closes with 1009).
+    pub max_message_bytes: u64,
+}
+
+/// What a worker is told from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop accepting, close every connection with 1001, exit.
+    Shutdown,
+}
+
+/// What an application is given on each core.
+#[derive(Debug, Clone)]
+pub struct CoreInfo {
+    /// This core's index, 0-based.
+    pub id: usize,
+    /// The runtime counters of every core (for `/metrics`).
+    pub stats: Arc<Stats>,
+}
+
+/// The answer to a request head.
+pub enum Route<H> {
+    /// Answer with this response and close.
+    Respond(Response),
+    /// Switch protocols (`accept` is `Sec-WebSocket-Accept`) and hand the
+    /// connection to `handler`.
+    Upgrade { accept: String, handler: H },
+}
+
+/// An application, one instance per core.
+pub trait App: 'static {
+    type Handler: Handler;
+    /// Decides what to do with a request.
+    fn route(&self, req: &Request, peer: SocketAddr) -> Route<Self::Handler>;
+}
+
+/// A WebSocket connection's application side.
+pub trait Handler: 'static {
+    /// The upgrade is done; frames sent now follow the 101 response.
+    fn on_open(&mut self, _conn: &Rc<Conn>) {}
+    /// A complete data message (text is valid UTF-8).
+    fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>);
+    /// The connection is gone.
+    fn on_close(&mut self, _conn: &Rc<Conn>) {}
+}
+
+/// Binds the listeners, calls `ready` with the bound address, runs one
+/// worker per core until SIGINT/SIGTERM and their graceful close, and
+/// returns when every worker has stopped.
+pub fn serve<A, F>(
+    settings: Settings,
+    make_app: F,
+    ready: impl FnOnce(SocketAddr),
+) -> io::Result<()>
+where
+    A: App,
+    F: Fn(CoreInfo) -> A + Send + Sync + 'static,
+{
+    worker::run_all(settings, Arc::new(make_app), ready)
+}

@@ -1,0 +1,98 @@
+//! Per-core counters of the runtime shell, summed (or listed per core) when
+//! `/metrics` is read.
+//!
+//! Each core writes only its own cache-line-aligned block with relaxed
+//! atomics, so counting costs no contention on the hot path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// One core's counters.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct CoreStats {
+    /// TCP connections accepted.
+    pub accepted: AtomicU64,
+    /// WebSocket connections open now.
+    pub open: AtomicU64,
+    /// Upgrades completed.
+    pub upgraded: AtomicU64,
+    /// Requests answered with an HTTP error instead of an upgrade.
+    pub refused: AtomicU64,
+    /// Connections failed for a protocol violation.
+    pub protocol_errors: AtomicU64,
+    /// Connections dropped by a timeout (idle, write, close).
+    pub timeouts: AtomicU64,
+}
+
+/// Every core's counters.
+#[derive(Debug)]
+pub struct Stats {
+    pub cores: Vec<CoreStats>,
+}
+
+impl Stats {
+    pub fn new(cores: usize) -> Stats {
+        Stats {
+            cores: (0..cores).map(|_| CoreStats::default()).collect(),
+        }
+    }
+
+    /// Adds the Prometheus text of these counters to `out`.
+    pub fn render(&self, out: &mut String) {
+        let metrics: [(&str, &str, &str, fn(&CoreStats) -> &AtomicU64); 6] = [
+            (
+                "eventhub_connections_accepted_total",
+                "counter",
+                "TCP connections accepted",
+                |c| &c.accepted,
+            ),
+            (
+                "eventhub_connections_open",
+                "gauge",
+                "WebSocket connections open",
+                |c| &c.open,
+            ),
+            (
+                "eventhub_upgrades_total",
+                "counter",
+                "WebSocket upgrades completed",
+                |c| &c.upgraded,
+            ),
+            (
+                "eventhub_requests_refused_total",
+                "counter",
+                "requests answered with an HTTP error",
+                |c| &c.refused,
+            ),
+            (
+                "eventhub_protocol_errors_total",
+                "counter",
+                "connections failed for a protocol violation",
+                |c| &c.protocol_errors,
+            ),
+            (
+                "eventhub_timeouts_total",
+                "counter",
+                "connections dropped by a timeout",
+                |c| &c.timeouts,
+            ),
+        ];
+        for (name, kind, help, get) in metrics {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (core, c) in self.cores.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", get(c).load(Relaxed));
+            }
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+/// Subtracts one from a gauge.
+pub fn drop_one(gauge: &AtomicU64) {
+    gauge.fetch_sub(1, Relaxed);
+}
