@@ -21,6 +21,8 @@ pub enum ProtocolError {
     FragmentedControlFrame,
     #[error("control frame payload of {0} bytes exceeds 125")]
     ControlFrameTooLarge(u64),
+    #[error("close frame payload of {0} bytes exceeds 125")]
+    CloseFrameTooLarge(u64),
     #[error("64-bit payload length with the most significant bit set")]
     InvalidPayloadLength,
     #[error("continuation frame without a message to continue")]
@@ -40,6 +42,18 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// True when the offending frame was the peer's close frame: the peer
+    /// has already closed its side, so no close reply will follow ours.
+    pub fn is_in_close_frame(&self) -> bool {
+        matches!(
+            self,
+            ProtocolError::InvalidClosePayloadLength
+                | ProtocolError::CloseFrameTooLarge(_)
+                | ProtocolError::InvalidCloseCode(_)
+                | ProtocolError::InvalidCloseReason
+        )
+    }
+
     /// The close code this violation is answered with.
     pub fn close_code(&self) -> CloseCode {
         match self {

@@ -98,7 +98,11 @@ impl FrameHeader {
                 return Err(ProtocolError::FragmentedControlFrame);
             }
             if u64::from(len7) > MAX_CONTROL_PAYLOAD {
-                return Err(ProtocolError::ControlFrameTooLarge(u64::from(len7)));
+                let len = u64::from(len7);
+                if opcode == Opcode::Close {
+                    return Err(ProtocolError::CloseFrameTooLarge(len));
+                }
+                return Err(ProtocolError::ControlFrameTooLarge(len));
             }
         }
         let (payload_len, mut at) = match len7 {
@@ -294,6 +298,14 @@ mod tests {
         assert_eq!(
             FrameHeader::parse(&[0x89, 0x80 | 126, 0, 126]),
             Err(ProtocolError::ControlFrameTooLarge(126))
+        );
+    }
+
+    #[test]
+    fn oversized_close_frame_is_told_apart() {
+        assert_eq!(
+            FrameHeader::parse(&[0x88, 0x80 | 126, 0, 126]),
+            Err(ProtocolError::CloseFrameTooLarge(126))
         );
     }
 

@@ -237,3 +237,431 @@ fn parse_close(payload: &[u8]) -> Result<Option<(CloseCode, &str)>, ProtocolErro
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::masked_frame;
+
+    const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+    fn server() -> Reader {
+        Reader::new(Role::Server, 1 << 20)
+    }
+
+    fn masked(fin: bool, op: Opcode, payload: &[u8]) -> Vec<u8> {
+        masked_frame(fin, op, payload, KEY)
+    }
+
+    /// What decoding a whole buffer gives, as owned values.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Out {
+        Text(String),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<(u16, String)>),
+        Error(ProtocolError),
+    }
+
+    /// Feeds `input` in pieces of `step` bytes, the way a socket would,
+    /// keeping unconsumed bytes, until an error or the end.
+    fn run(reader: &mut Reader, input: &[u8], step: usize) -> Vec<Out> {
+        let mut out = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        for chunk in input.chunks(step.max(1)) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match reader.decode(&mut buf) {
+                    Ok(Decoded::NeedMore) => break,
+                    Ok(Decoded::Consumed(n)) => {
+                        buf.drain(..n);
+                    }
+                    Ok(Decoded::Event(n, ev)) => {
+                        out.push(match ev {
+                            Event::Message(MessageKind::Text, p) => {
+                                Out::Text(String::from_utf8(p.to_vec()).unwrap())
+                            }
+                            Event::Message(MessageKind::Binary, p) => Out::Binary(p.to_vec()),
+                            Event::Ping(p) => Out::Ping(p.to_vec()),
+                            Event::Pong(p) => Out::Pong(p.to_vec()),
+                            Event::Close(c) => Out::Close(c.map(|(c, r)| (c.0, r.to_string()))),
+                        });
+                        buf.drain(..n);
+                    }
+                    Err(e) => {
+                        out.push(Out::Error(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn decode_all(input: &[u8]) -> Vec<Out> {
+        run(&mut server(), input, input.len())
+    }
+
+    fn first_error(input: &[u8]) -> ProtocolError {
+        match decode_all(input).pop() {
+            Some(Out::Error(e)) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    // 1. Framing
+
+    #[test]
+    fn text_frame_in_every_length_form_decodes() {
+        for len in [0usize, 125, 126, 65_535, 65_536, 200_000] {
+            let text = "a".repeat(len);
+            assert_eq!(
+                decode_all(&masked(true, Opcode::Text, text.as_bytes())),
+                vec![Out::Text(text)],
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn binary_frame_keeps_every_byte_value() {
+        let payload: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(
+            decode_all(&masked(true, Opcode::Binary, &payload)),
+            vec![Out::Binary(payload)]
+        );
+    }
+
+    #[test]
+    fn incomplete_frame_consumes_nothing() {
+        let f = masked(true, Opcode::Binary, b"hello");
+        let mut r = server();
+        let mut part = f[..f.len() - 1].to_vec();
+        assert_eq!(r.decode(&mut part), Ok(Decoded::NeedMore));
+    }
+
+    #[test]
+    fn unmasked_client_frame_is_a_protocol_error() {
+        let e = first_error(&frame_bytes(Opcode::Text, b"hi"));
+        assert_eq!(e, ProtocolError::UnmaskedFrame);
+        assert_eq!(e.close_code().0, 1002);
+    }
+
+    #[test]
+    fn masked_server_frame_is_refused_by_a_client_reader() {
+        let mut r = Reader::new(Role::Client, 100);
+        let mut f = masked(true, Opcode::Text, b"hi");
+        assert_eq!(r.decode(&mut f), Err(ProtocolError::MaskedFrame));
+        let mut plain = frame_bytes(Opcode::Text, b"hi");
+        assert!(matches!(
+            r.decode(&mut plain),
+            Ok(Decoded::Event(4, Event::Message(MessageKind::Text, _)))
+        ));
+    }
+
+    fn frame_bytes(op: Opcode, payload: &[u8]) -> Vec<u8> {
+        crate::proto::frame(op, payload).to_vec()
+    }
+
+    // 2. Pings and pongs
+
+    #[test]
+    fn ping_and_pong_payloads_come_through_unchanged() {
+        let mut input = masked(true, Opcode::Ping, b"are you there");
+        input.extend(masked(true, Opcode::Pong, b"yes"));
+        assert_eq!(
+            decode_all(&input),
+            vec![
+                Out::Ping(b"are you there".to_vec()),
+                Out::Pong(b"yes".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn ping_of_125_bytes_is_fine_and_126_is_not() {
+        assert_eq!(
+            decode_all(&masked(true, Opcode::Ping, &[7; 125])),
+            vec![Out::Ping(vec![7; 125])]
+        );
+        assert_eq!(
+            first_error(&masked(true, Opcode::Ping, &[7; 126])),
+            ProtocolError::ControlFrameTooLarge(126)
+        );
+    }
+
+    // 3. Reserved bits
+
+    #[test]
+    fn reserved_bit_fails_after_earlier_frames_were_delivered() {
+        let mut input = masked(true, Opcode::Text, b"ok");
+        let mut bad = masked(true, Opcode::Text, b"bad");
+        bad[0] |= 0x20;
+        input.extend(bad);
+        assert_eq!(
+            decode_all(&input),
+            vec![
+                Out::Text("ok".into()),
+                Out::Error(ProtocolError::ReservedBitsSet)
+            ]
+        );
+    }
+
+    // 4. Opcodes
+
+    #[test]
+    fn reserved_data_and_control_opcodes_fail() {
+        for op in [3u8, 7, 0xb, 0xf] {
+            let mut f = masked(true, Opcode::Binary, b"");
+            f[0] = 0x80 | op;
+            assert_eq!(first_error(&f), ProtocolError::ReservedOpcode(op));
+        }
+    }
+
+    // 5. Fragmentation
+
+    #[test]
+    fn fragmented_text_with_interleaved_ping_is_one_message() {
+        let mut input = masked(false, Opcode::Text, b"frag");
+        input.extend(masked(true, Opcode::Ping, b"p"));
+        input.extend(masked(false, Opcode::Continuation, b"men"));
+        input.extend(masked(true, Opcode::Continuation, b"ted"));
+        assert_eq!(
+            decode_all(&input),
+            vec![Out::Ping(b"p".to_vec()), Out::Text("fragmented".into())]
+        );
+    }
+
+    #[test]
+    fn continuation_without_a_start_fails() {
+        assert_eq!(
+            first_error(&masked(true, Opcode::Continuation, b"x")),
+            ProtocolError::ContinuationWithoutStart
+        );
+    }
+
+    #[test]
+    fn new_data_frame_inside_a_fragmented_message_fails() {
+        let mut input = masked(false, Opcode::Text, b"a");
+        input.extend(masked(true, Opcode::Binary, b"b"));
+        assert_eq!(
+            first_error(&input),
+            ProtocolError::DataFrameInsideFragmentedMessage
+        );
+    }
+
+    #[test]
+    fn fragmented_control_frame_fails() {
+        assert_eq!(
+            first_error(&masked(false, Opcode::Ping, b"x")),
+            ProtocolError::FragmentedControlFrame
+        );
+    }
+
+    #[test]
+    fn reader_frees_the_fragment_buffer_after_delivery() {
+        let mut r = server();
+        let mut input = masked(false, Opcode::Binary, b"ab");
+        input.extend(masked(true, Opcode::Continuation, b"cd"));
+        assert_eq!(run(&mut r, &input, 3), vec![Out::Binary(b"abcd".to_vec())]);
+        let mut empty = Vec::new();
+        assert_eq!(r.decode(&mut empty), Ok(Decoded::NeedMore));
+        assert!(r.fragmented.is_none() && r.is_idle());
+    }
+
+    // 6. UTF-8
+
+    #[test]
+    fn invalid_utf8_in_one_frame_is_1007() {
+        let e = first_error(&masked(true, Opcode::Text, &[0xce, 0xba, 0xff]));
+        assert_eq!(e, ProtocolError::InvalidUtf8);
+        assert_eq!(e.close_code().0, 1007);
+    }
+
+    #[test]
+    fn code_point_split_across_fragments_is_valid() {
+        let snowman = "☃".as_bytes();
+        let mut input = masked(false, Opcode::Text, &snowman[..1]);
+        input.extend(masked(true, Opcode::Continuation, &snowman[1..]));
+        assert_eq!(decode_all(&input), vec![Out::Text("☃".into())]);
+    }
+
+    #[test]
+    fn message_ending_inside_a_code_point_is_1007() {
+        let mut input = masked(false, Opcode::Text, b"ok");
+        input.extend(masked(true, Opcode::Continuation, &[0xe2, 0x98]));
+        assert_eq!(first_error(&input), ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_frame_is_complete() {
+        let mut payload = b"valid start ".to_vec();
+        payload.push(0xff);
+        payload.extend(std::iter::repeat_n(b'x', 1000));
+        let f = masked(true, Opcode::Text, &payload);
+        let mut r = server();
+        // Header (4 bytes) plus the first 13 payload bytes: the invalid byte
+        // has arrived, the frame has not.
+        let mut part = f[..8 + 13].to_vec();
+        assert_eq!(r.decode(&mut part), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn binary_messages_are_not_utf8_checked() {
+        assert_eq!(
+            decode_all(&masked(true, Opcode::Binary, &[0xff])),
+            vec![Out::Binary(vec![0xff])]
+        );
+    }
+
+    // 7. Close handling
+
+    #[test]
+    fn empty_close_and_close_with_code_and_reason_decode() {
+        assert_eq!(
+            decode_all(&masked(true, Opcode::Close, b"")),
+            vec![Out::Close(None)]
+        );
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice("bye ☃".as_bytes());
+        assert_eq!(
+            decode_all(&masked(true, Opcode::Close, &p)),
+            vec![Out::Close(Some((1000, "bye ☃".into())))]
+        );
+    }
+
+    #[test]
+    fn close_with_one_byte_payload_is_1002() {
+        assert_eq!(
+            first_error(&masked(true, Opcode::Close, &[3])),
+            ProtocolError::InvalidClosePayloadLength
+        );
+    }
+
+    #[test]
+    fn close_with_reserved_code_is_1002() {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 5000, 65535] {
+            let e = first_error(&masked(true, Opcode::Close, &code.to_be_bytes()));
+            assert_eq!(e, ProtocolError::InvalidCloseCode(code));
+            assert_eq!(e.close_code().0, 1002);
+        }
+    }
+
+    #[test]
+    fn close_with_invalid_utf8_reason_is_1007() {
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.push(0xff);
+        let e = first_error(&masked(true, Opcode::Close, &p));
+        assert_eq!(e, ProtocolError::InvalidCloseReason);
+        assert_eq!(e.close_code().0, 1007);
+    }
+
+    // 9. Limits
+
+    #[test]
+    fn oversized_frame_is_1009_from_its_header_alone() {
+        let mut r = Reader::new(Role::Server, 1000);
+        let f = masked(true, Opcode::Binary, &[0; 1001]);
+        let mut header_only = f[..8].to_vec();
+        let e = r.decode(&mut header_only).unwrap_err();
+        assert_eq!(
+            e,
+            ProtocolError::MessageTooLarge {
+                size: 1001,
+                max: 1000
+            }
+        );
+        assert_eq!(e.close_code().0, 1009);
+    }
+
+    #[test]
+    fn fragments_adding_up_past_the_limit_are_1009() {
+        let mut r = Reader::new(Role::Server, 10);
+        let mut input = masked(false, Opcode::Binary, &[0; 6]);
+        input.extend(masked(true, Opcode::Continuation, &[0; 6]));
+        assert_eq!(
+            run(&mut r, &input, input.len()),
+            vec![Out::Error(ProtocolError::MessageTooLarge {
+                size: 12,
+                max: 10
+            })]
+        );
+    }
+
+    #[test]
+    fn message_exactly_at_the_limit_is_accepted() {
+        let mut r = Reader::new(Role::Server, 10);
+        let f = masked(true, Opcode::Binary, &[1; 10]);
+        assert_eq!(run(&mut r, &f, f.len()), vec![Out::Binary(vec![1; 10])]);
+    }
+
+    // Incremental decoding
+
+    fn mixed_stream() -> Vec<u8> {
+        let mut input = masked(false, Opcode::Text, "κόσ".as_bytes());
+        input.extend(masked(true, Opcode::Ping, b"ping"));
+        input.extend(masked(true, Opcode::Continuation, "με".as_bytes()));
+        input.extend(masked(true, Opcode::Binary, &[9; 300]));
+        input.extend(masked(true, Opcode::Text, &"x".repeat(70_000).into_bytes()));
+        let mut close = 1001u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"bye");
+        input.extend(masked(true, Opcode::Close, &close));
+        input
+    }
+
+    #[test]
+    fn byte_at_a_time_equals_whole() {
+        let input = mixed_stream();
+        let whole = decode_all(&input);
+        assert_eq!(whole.len(), 5);
+        for step in [1, 2, 3, 7, 64, 1000] {
+            assert_eq!(run(&mut server(), &input, step), whole, "step {step}");
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn op() -> impl Strategy<Value = Opcode> {
+            prop_oneof![
+                Just(Opcode::Text),
+                Just(Opcode::Binary),
+                Just(Opcode::Ping),
+                Just(Opcode::Pong)
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn encode_then_decode_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..300), op in op(), key in any::<[u8; 4]>()) {
+                let payload = if op == Opcode::Text { String::from_utf8_lossy(&payload).into_owned().into_bytes() } else { payload };
+                let payload = if op.is_control() { payload[..payload.len().min(125)].to_vec() } else { payload };
+                let f = masked_frame(true, op, &payload, key);
+                let want = match op {
+                    Opcode::Text => Out::Text(String::from_utf8(payload.clone()).unwrap()),
+                    Opcode::Binary => Out::Binary(payload.clone()),
+                    Opcode::Ping => Out::Ping(payload.clone()),
+                    _ => Out::Pong(payload.clone()),
+                };
+                prop_assert_eq!(decode_all(&f), vec![want]);
+                let header = FrameHeader::parse(&f).unwrap().unwrap();
+                prop_assert_eq!(header.payload_len, payload.len() as u64);
+                prop_assert_eq!(header.header_len + payload.len(), f.len());
+            }
+
+            #[test]
+            fn any_input_fed_in_pieces_gives_the_same_result_as_whole(input in proptest::collection::vec(any::<u8>(), 0..400), step in 1usize..17) {
+                let whole = run(&mut server(), &input, input.len().max(1));
+                prop_assert_eq!(run(&mut server(), &input, step), whole);
+            }
+
+            #[test]
+            fn valid_streams_fed_in_pieces_give_the_same_result(step in 1usize..200) {
+                let input = mixed_stream();
+                prop_assert_eq!(run(&mut server(), &input, step), decode_all(&input));
+            }
+        }
+    }
+}

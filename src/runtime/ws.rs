@@ -252,6 +252,10 @@ fn fail<A>(core: &Core<A>, conn: &Conn, reader: &mut Reader, e: &ProtocolError) 
     }
     bump(&core.stats().protocol_errors);
     conn.close(e.close_code(), &e.to_string());
+    if e.is_in_close_frame() {
+        // The peer already sent its close: ours ends the handshake.
+        conn.set_phase(Phase::ReplyQueued(now_ms()));
+    }
     *reader = Reader::new(Role::Server, core.settings.max_message_bytes);
     Flow::Continue
 }
