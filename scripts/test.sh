@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every suite.
+#
+#   scripts/test.sh            everything
+#   FUZZ_SECONDS=60 scripts/test.sh   longer fuzzing
+#
+# Suites, in order: unit + property + integration tests (cargo test), the
+# Python `websockets` client tests (pytest), the Autobahn|Testsuite
+# fuzzingclient against `eventhub echo` on each io driver (io_uring, epoll),
+# and every cargo-fuzz target for a bounded time. Each suite's own output
+# is shown; the last line sums the suites.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+
+passed=0
+failed=0
+failures=()
+step() {
+    local name=$1
+    shift
+    echo "==> $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+    fi
+}
+
+install_python_deps() {
+    local venv=target/py-venv
+    if [[ ! -x $venv/bin/python ]]; then
+        python3 -m venv "$venv" || return 1
+    fi
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+}
+
+set -e
+echo "==> build (debug and release)"
+cargo build --bins
+cargo build --release --bins
+install_python_deps
+set +e
+
+step "cargo test" cargo test --workspace --exclude eventhub-fuzz
+step "python websockets client" env EVENTHUB_BIN=target/release/eventhub target/py-venv/bin/python -m pytest tests/python -q
+step "autobahn (io_uring)" env EVENTHUB_DRIVER=io_uring AUTOBAHN_REPORT_DIR=target/autobahn/io_uring scripts/autobahn.sh target/release/eventhub
+step "autobahn (epoll)" env EVENTHUB_DRIVER=epoll AUTOBAHN_REPORT_DIR=target/autobahn/epoll scripts/autobahn.sh target/release/eventhub
+step "fuzz" scripts/fuzz.sh
+
+if ((failed > 0)); then
+    echo "failed suites: ${failures[*]}"
+fi
+echo "suites: $passed passed, $failed failed"
+((failed == 0))
