@@ -25,6 +25,14 @@ pub struct CoreStats {
     pub timeouts: AtomicU64,
 }
 
+/// A counter's name, type, help text and place in [`CoreStats`].
+type MetricDef = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CoreStats) -> &AtomicU64,
+);
+
 /// Every core's counters.
 #[derive(Debug)]
 pub struct Stats {
@@ -40,7 +48,7 @@ impl Stats {
 
     /// Adds the Prometheus text of these counters to `out`.
     pub fn render(&self, out: &mut String) {
-        let metrics: [(&str, &str, &str, fn(&CoreStats) -> &AtomicU64); 6] = [
+        let metrics: [MetricDef; 6] = [
             (
                 "eventhub_connections_accepted_total",
                 "counter",

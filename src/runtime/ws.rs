@@ -107,14 +107,15 @@ pub(crate) async fn run<A: App>(
             if conn.is_dead() {
                 return Poll::Ready(Wake::Dead);
             }
-            match writable.as_mut().as_pin_mut() {
-                Some(w) => {
-                    if w.poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Writable);
-                    }
-                }
-                None if conn.has_output() => return Poll::Ready(Wake::Output),
-                None => {}
+            let write_ready = match writable.as_mut().as_pin_mut() {
+                Some(w) => w.poll(cx).is_ready(),
+                None => false,
+            };
+            if write_ready {
+                return Poll::Ready(Wake::Writable);
+            }
+            if writable.is_none() && conn.has_output() {
+                return Poll::Ready(Wake::Output);
             }
             let may_read = !matches!(conn.phase(), Phase::ReplyQueued(_))
                 && conn.queued_bytes() < pause_reading_at;

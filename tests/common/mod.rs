@@ -1,0 +1,542 @@
+//! Test harness shared by the integration tests: the real `eventhub` binary
+//! as a child process, and a raw-socket WebSocket client that can send bytes
+//! no well-behaved client library would.
+//!
+//! Every wait is bounded by a generous timeout ([`TIMEOUT`]); nothing here
+//! depends on how fast the machine is beyond that.
+
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use eventhub::proto::{masked_frame, Decoded, Event, MessageKind, Opcode, Reader, Role};
+
+/// The bound on every wait: server start, reads, process exit.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A well-formed `Sec-WebSocket-Key` (the RFC 6455 sample).
+pub const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// The `Sec-WebSocket-Accept` that goes with [`SAMPLE_KEY`].
+pub const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+// ---------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------
+
+/// A running `eventhub` process; killed (SIGKILL) on drop if still alive.
+pub struct Server {
+    child: Child,
+    /// The address it listens on, as printed on its stdout.
+    pub addr: SocketAddr,
+    /// Everything it wrote to stderr so far (its log).
+    log: Arc<Mutex<Vec<u8>>>,
+    config: Option<PathBuf>,
+    exit: Option<ExitStatus>,
+}
+
+impl Server {
+    /// `eventhub echo --listen 127.0.0.1:0 --workers N`, with `config` (TOML
+    /// text) written to a temporary file and passed as `--config` if given.
+    pub fn echo(workers: usize, config: Option<&str>) -> Server {
+        let workers = workers.to_string();
+        Server::start(
+            &["echo", "--listen", "127.0.0.1:0", "--workers", &workers],
+            config,
+        )
+    }
+
+    /// Starts the binary with `args` (plus `--config FILE` when `config` is
+    /// given) and waits for the line on stdout that names its address.
+    pub fn start(args: &[&str], config: Option<&str>) -> Server {
+        let config_path = config.map(write_temp_config);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));
+        cmd.args(args);
+        if let Some(path) = &config_path {
+            cmd.arg("--config").arg(path);
+        }
+        cmd.env_remove("EVENTHUB_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn the eventhub binary");
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            config: config_path,
+            exit: None,
+        };
+        let line = match rx.recv_timeout(TIMEOUT) {
+            Ok(Some(Ok(line))) => line,
+            Ok(_) => panic!(
+                "eventhub exited before announcing its address; stderr:\n{}",
+                server.log_text()
+            ),
+            Err(_) => panic!(
+                "eventhub did not announce its address within {TIMEOUT:?}; stderr:\n{}",
+                server.log_text()
+            ),
+        };
+        server.addr = parse_listening_line(&line)
+            .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
+        server
+    }
+
+    /// `ws://ADDR/`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server logged to stderr so far.
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn signal_term(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM): {}", io::Error::last_os_error());
+    }
+
+    /// Waits (up to `timeout`) for the process to exit and returns its
+    /// status; panics if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exit = Some(status);
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "eventhub still running {timeout:?} after being asked to stop; stderr:\n{}",
+                    self.log_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.exit.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some(path) = &self.config {
+            let _ = std::fs::remove_file(path);
+        }
+        if thread::panicking() {
+            eprintln!("--- eventhub stderr ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// `eventhub echo listening on ws://127.0.0.1:PORT (N workers)` → the
+/// address.
+fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    let rest = line.split_once("ws://")?.1;
+    let addr = rest.split_whitespace().next()?;
+    addr.trim_end_matches('/').parse().ok()
+}
+
+fn write_temp_config(text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!(
+        "eventhub-test-{}-{}.toml",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, text).expect("write the temporary config");
+    path
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A valid upgrade request for `path`.
+pub fn upgrade_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Sends a plain `GET path` and returns the response.
+pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
+    let mut c = RawClient::connect(addr);
+    c.send_bytes(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+    c.read_http_response()
+}
+
+/// The per-core values of a Prometheus counter in `/metrics` text:
+/// `(core label, value)`.
+pub fn metric_per_core(metrics: &str, name: &str) -> Vec<(String, u64)> {
+    let prefix = format!("{name}{{core=\"");
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (core, value) = rest.split_once("\"}")?;
+            Some((core.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The raw client
+// ---------------------------------------------------------------------------
+
+/// A frame as the server sent it, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerFrame {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// Code and reason, if the close frame had a payload.
+    Close(Option<(u16, String)>),
+}
+
+impl ServerFrame {
+    fn from_event(event: Event<'_>) -> ServerFrame {
+        match event {
+            Event::Message(MessageKind::Text, p) => {
+                ServerFrame::Text(String::from_utf8(p.to_vec()).expect("checked by the reader"))
+            }
+            Event::Message(MessageKind::Binary, p) => ServerFrame::Binary(p.to_vec()),
+            Event::Ping(p) => ServerFrame::Ping(p.to_vec()),
+            Event::Pong(p) => ServerFrame::Pong(p.to_vec()),
+            Event::Close(c) => ServerFrame::Close(c.map(|(code, r)| (code.0, r.to_string()))),
+        }
+    }
+}
+
+/// A client on a plain `TcpStream` that sends whatever bytes it is told to
+/// and decodes the server's frames with the crate's own reader.
+pub struct RawClient {
+    pub stream: TcpStream,
+    /// Received bytes not yet decoded.
+    buf: Vec<u8>,
+    reader: Reader,
+    frames_sent: u32,
+}
+
+impl RawClient {
+    /// A TCP connection, no handshake yet.
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to eventhub");
+        RawClient::from_stream(stream)
+    }
+
+    /// A TCP connection from a given local address (e.g. 127.0.0.7), so that
+    /// `SO_REUSEPORT` hashing sees a different source.
+    pub fn connect_from(source: IpAddr, addr: SocketAddr) -> RawClient {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind to {source}: {e}"));
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
+        RawClient::from_stream(socket.into())
+    }
+
+    fn from_stream(stream: TcpStream) -> RawClient {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            buf: Vec::new(),
+            reader: Reader::new(Role::Client, u64::MAX),
+            frames_sent: 0,
+        }
+    }
+
+    /// Connects and completes a valid handshake (asserting the 101 and its
+    /// `Sec-WebSocket-Accept`).
+    pub fn upgrade(addr: SocketAddr) -> RawClient {
+        let mut c = RawClient::connect(addr);
+        c.handshake();
+        c
+    }
+
+    /// Like [`RawClient::upgrade`], from a given local address.
+    pub fn upgrade_from(source: IpAddr, addr: SocketAddr) -> RawClient {
+        let mut c = RawClient::connect_from(source, addr);
+        c.handshake();
+        c
+    }
+
+    fn handshake(&mut self) {
+        self.send_bytes(upgrade_request("/").as_bytes());
+        let resp = self.read_http_response();
+        assert_eq!(resp.status, 101, "upgrade refused: {resp:?}");
+        assert_eq!(resp.header("sec-websocket-accept"), Some(SAMPLE_ACCEPT));
+    }
+
+    /// Writes `bytes` as they are.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to eventhub");
+    }
+
+    /// Tries to write `bytes`; the server may already have closed.
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// A masked frame with a key that changes from frame to frame.
+    pub fn masked(&mut self, fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        self.frames_sent = self.frames_sent.wrapping_add(1);
+        let key = (0x9e37_79b9u32.wrapping_mul(self.frames_sent)).to_be_bytes();
+        masked_frame(fin, opcode, payload, key)
+    }
+
+    /// Sends one masked frame.
+    pub fn send_frame(&mut self, fin: bool, opcode: Opcode, payload: &[u8]) {
+        let f = self.masked(fin, opcode, payload);
+        self.send_bytes(&f);
+    }
+
+    /// Sends a close frame with `code` and `reason`.
+    pub fn send_close(&mut self, code: u16, reason: &str) {
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
+        self.send_frame(true, Opcode::Close, &payload);
+    }
+
+    /// Reads the response head (and, unless it is a 101, its
+    /// `Content-Length` body). Bytes after a 101 stay buffered as frames.
+    pub fn read_http_response(&mut self) -> HttpResponse {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if !self.fill().expect("read the HTTP response") {
+                panic!(
+                    "connection closed before a whole response head; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+            }
+        };
+        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("UTF-8 head");
+        self.buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(
+            parts.next(),
+            Some("HTTP/1.1"),
+            "status line {status_line:?}"
+        );
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("header line");
+                (n.trim().to_string(), v.trim().to_string())
+            })
+            .collect();
+        let mut resp = HttpResponse {
+            status,
+            headers,
+            body: String::new(),
+        };
+        if status != 101 {
+            let len: usize = resp
+                .header("content-length")
+                .map(|v| v.parse().expect("numeric Content-Length"))
+                .unwrap_or(0);
+            while self.buf.len() < len {
+                assert!(
+                    self.fill().expect("read the response body"),
+                    "connection closed inside the response body"
+                );
+            }
+            resp.body = String::from_utf8(self.buf.drain(..len).collect()).expect("UTF-8 body");
+        }
+        resp
+    }
+
+    /// Reads one more chunk into the buffer; `false` at end of stream.
+    fn fill(&mut self) -> io::Result<bool> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Err(io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!("nothing from the server within {TIMEOUT:?}"),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next server frame; an error on timeout, end of stream, or a frame
+    /// that breaks the protocol.
+    pub fn try_read_frame(&mut self) -> io::Result<ServerFrame> {
+        loop {
+            let (used, frame) = match self.reader.decode(&mut self.buf) {
+                Ok(Decoded::NeedMore) => (0, None),
+                Ok(Decoded::Consumed(n)) => (n, None),
+                Ok(Decoded::Event(n, event)) => (n, Some(ServerFrame::from_event(event))),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        format!("server broke the protocol: {e}"),
+                    ))
+                }
+            };
+            if used > 0 {
+                self.buf.drain(..used);
+            }
+            if let Some(frame) = frame {
+                return Ok(frame);
+            }
+            if used == 0 && !self.fill()? {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ));
+            }
+        }
+    }
+
+    /// The next server frame; panics on timeout or end of stream.
+    pub fn read_frame(&mut self) -> ServerFrame {
+        self.try_read_frame()
+            .unwrap_or_else(|e| panic!("reading a frame: {e}"))
+    }
+
+    /// Asserts that the next frame is a close with `code`; returns its reason.
+    pub fn expect_close(&mut self, code: u16) -> String {
+        match self.read_frame() {
+            ServerFrame::Close(Some((got, reason))) => {
+                assert_eq!(got, code, "close code (reason {reason:?})");
+                reason
+            }
+            other => panic!("expected a close frame with {code}, got {other:?}"),
+        }
+    }
+
+    /// Asserts that the server closes the TCP connection (within
+    /// [`TIMEOUT`]) without sending anything more.
+    pub fn expect_eof(&mut self) {
+        assert!(
+            self.buf.is_empty(),
+            "unread bytes before end of stream: {:?}",
+            self.buf
+        );
+        match self.fill() {
+            Ok(false) => {}
+            // A reset also ends the connection.
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            Ok(true) => panic!("expected end of stream, got bytes {:?}", self.buf),
+            Err(e) => panic!("expected end of stream: {e}"),
+        }
+    }
+
+    /// The usual end after the server started the close: answer its close
+    /// frame with the same code, then see the TCP connection closed.
+    pub fn finish_close(&mut self, code: u16) {
+        // The server may have given up already; the write may then fail.
+        let f = self.masked(true, Opcode::Close, &code.to_be_bytes());
+        let _ = self.try_send_bytes(&f);
+        self.expect_eof();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// tungstenite
+// ---------------------------------------------------------------------------
+
+/// A tungstenite client over a plain `TcpStream` with [`TIMEOUT`] on reads
+/// and writes.
+pub fn ws_connect(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to eventhub");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (ws, resp) = tungstenite::client(format!("ws://{addr}/"), stream)
+        .unwrap_or_else(|e| panic!("tungstenite handshake: {e}"));
+    assert_eq!(resp.status().as_u16(), 101);
+    ws
+}
