@@ -73,5 +73,6 @@ pub fn settings(config: &Config, max_message_bytes: u64) -> Settings {
         pin_workers: config.server.pin_workers,
         limits: config.limits.clone(),
         max_message_bytes,
+        max_body_bytes: config.limits.max_body_bytes,
     }
 }

@@ -74,6 +74,8 @@ pub struct LimitsConfig {
     pub close_timeout_s: u64,
     pub shutdown_timeout_s: u64,
     pub send_queue_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_connection_age_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +99,9 @@ impl LimitsConfig {
     }
     pub fn close_timeout(&self) -> Duration {
         Duration::from_secs(self.close_timeout_s)
+    }
+    pub fn max_connection_age(&self) -> Duration {
+        Duration::from_secs(self.max_connection_age_s)
     }
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_s)
@@ -170,6 +175,9 @@ impl Config {
         }
         if l.handshake_timeout_ms == 0 {
             return invalid("limits.handshake_timeout_ms", "must be at least 1");
+        }
+        if l.max_connection_age_s == 0 {
+            return invalid("limits.max_connection_age_s", "must be at least 1");
         }
         if l.send_queue_bytes < 1024 {
             return invalid("limits.send_queue_bytes", "must be at least 1024");

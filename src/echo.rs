@@ -31,7 +31,7 @@ pub struct EchoHandler;
 impl App for Echo {
     type Handler = EchoHandler;
 
-    fn route(&self, req: &Request, _peer: SocketAddr) -> Route<EchoHandler> {
+    async fn route(&self, req: &Request, _body: Vec<u8>, _peer: SocketAddr) -> Route<EchoHandler> {
         if req.path == "/metrics" && req.header("upgrade").is_none() {
             let mut body = String::new();
             self.stats.render(&mut body);

@@ -44,6 +44,10 @@ pub enum HttpError {
     InvalidPercentEncoding,
     #[error("invalid Content-Length")]
     InvalidContentLength,
+    #[error("request body of {len} bytes exceeds {max}")]
+    BodyTooLarge { len: u64, max: usize },
+    #[error("chunked request bodies are not supported: send Content-Length")]
+    ChunkedBody,
 }
 
 impl HttpError {
@@ -52,6 +56,8 @@ impl HttpError {
         match self {
             HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => 431,
             HttpError::UnsupportedVersion(_) => 505,
+            HttpError::BodyTooLarge { .. } => 413,
+            HttpError::ChunkedBody => 411,
             _ => 400,
         }
     }
@@ -63,6 +69,8 @@ impl HttpError {
                 "request_header_fields_too_large"
             }
             HttpError::UnsupportedVersion(_) => "http_version_not_supported",
+            HttpError::BodyTooLarge { .. } => "payload_too_large",
+            HttpError::ChunkedBody => "length_required",
             _ => "bad_request",
         }
     }
@@ -105,6 +113,22 @@ impl Request {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The body length announced by `Content-Length` (0 if absent),
+    /// checked against `max`.
+    pub fn body_length(&self, max: usize) -> Result<usize, HttpError> {
+        if self
+            .header("transfer-encoding")
+            .is_some_and(|te| !te.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(HttpError::ChunkedBody);
+        }
+        let len = self.content_length()?;
+        if len > max as u64 {
+            return Err(HttpError::BodyTooLarge { len, max });
+        }
+        Ok(len as usize)
     }
 
     /// The body length announced by `Content-Length` (0 if absent).
@@ -244,6 +268,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
@@ -422,6 +447,32 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn body_length_is_bounded_and_chunked_is_refused() {
+        let parse = |h: &str| {
+            parse_head(h.as_bytes(), &HeadLimits::default())
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        assert_eq!(
+            parse("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n").body_length(10),
+            Ok(10)
+        );
+        let e = parse("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
+            .body_length(10)
+            .unwrap_err();
+        assert_eq!(e.status(), 413);
+        let e = parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .body_length(10)
+            .unwrap_err();
+        assert_eq!(e.status(), 411);
+        let e = parse("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+            .body_length(10)
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
     }
 
     #[test]

@@ -84,6 +84,26 @@ impl Conn {
         }
     }
 
+    /// Queues a frame tagged with the event's sequence number, so that a
+    /// slow-consumer close can say which event was the last one sent.
+    pub fn send_tagged(&self, frame: Bytes, seq: u64) {
+        if self.phase.get() == Phase::Open {
+            self.out.borrow_mut().push_tagged(frame, seq);
+            self.wake();
+        }
+    }
+
+    /// The sequence number of the last tagged frame sent (or being sent).
+    pub fn last_sent_seq(&self) -> u64 {
+        self.out.borrow().last_sent_tag()
+    }
+
+    /// This connection's slot on its core: stable while it lives, dense, and
+    /// reused after it closes (an index for per-core tables).
+    pub fn slot_index(&self) -> usize {
+        self.slot.get() as usize
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
         self.out.borrow().queued_bytes()
@@ -99,11 +119,13 @@ impl Conn {
     }
 
     /// Drops everything not yet started and closes at once (a slow
-    /// consumer: waiting behind its backlog is what it cannot do).
-    pub fn close_now(&self, code: CloseCode, reason: &str) {
+    /// consumer: waiting behind its backlog is what it cannot do). `reason`
+    /// is given the sequence number of the last event sent.
+    pub fn close_now(&self, code: CloseCode, reason: impl FnOnce(u64) -> String) {
         if self.phase.get() == Phase::Open {
             self.out.borrow_mut().drop_unsent();
-            self.close(code, reason);
+            let last = self.last_sent_seq();
+            self.close(code, &reason(last));
         }
     }
 

@@ -44,17 +44,15 @@ pub(crate) async fn serve_connection<A: App>(
         max_head_bytes: core.settings.limits.max_head_bytes,
         max_headers: core.settings.limits.max_headers,
     };
-    let head = monoio::time::timeout(
-        core.settings.limits.handshake_timeout(),
-        read_head(&stream, &limits),
-    )
-    .await;
-    let (req, leftover) = match head {
+    let max_body = core.settings.max_body_bytes;
+    let timeout = core.settings.limits.handshake_timeout();
+    let request = monoio::time::timeout(timeout, read_request(&stream, &limits, max_body)).await;
+    let (req, body, leftover) = match request {
         Ok(Ok(got)) => got,
         Ok(Err(HeadError::Closed)) => return,
         Ok(Err(HeadError::Http(e))) => {
             bump(&core.stats().refused);
-            log::debug!("{peer}: bad request head: {e}");
+            log::debug!("{peer}: bad request: {e}");
             return respond(
                 &core,
                 &stream,
@@ -64,7 +62,7 @@ pub(crate) async fn serve_connection<A: App>(
         }
         Err(_) => {
             bump(&core.stats().refused);
-            let msg = "request head not received within the handshake timeout";
+            let msg = "request not received within the handshake timeout";
             return respond(&core, &stream, Response::error(408, "request_timeout", msg)).await;
         }
     };
@@ -73,7 +71,7 @@ pub(crate) async fn serve_connection<A: App>(
             .with_header("Retry-After", "1");
         return respond(&core, &stream, resp).await;
     }
-    match core.app.route(&req, peer) {
+    match core.app.route(&req, body, peer).await {
         Route::Respond(resp) => {
             if resp.status >= 400 {
                 bump(&core.stats().refused);
@@ -86,24 +84,43 @@ pub(crate) async fn serve_connection<A: App>(
     }
 }
 
-/// Reads until a whole request head has arrived; returns it and any bytes
-/// that came after it.
-async fn read_head(
+/// Reads a request head and its body; returns them and any bytes that came
+/// after the body (the first WebSocket frames, for an upgrade).
+async fn read_request(
     stream: &TcpStream,
     limits: &HeadLimits,
-) -> Result<(Request, Vec<u8>), HeadError> {
-    let fd = stream.as_raw_fd();
+    max_body: usize,
+) -> Result<(Request, Vec<u8>, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
-    loop {
-        if let Some((req, used)) = parse_head(&buf, limits).map_err(HeadError::Http)? {
-            return Ok((req, buf.split_off(used)));
+    let (req, head_len) = loop {
+        if let Some(got) = parse_head(&buf, limits).map_err(HeadError::Http)? {
+            break got;
         }
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().min(limits.max_head_bytes));
         }
-        match recv_into_spare(fd, &mut buf) {
+        recv_some(stream, &mut buf).await?;
+    };
+    let body_len = req.body_length(max_body).map_err(HeadError::Http)?;
+    let mut rest = buf.split_off(head_len);
+    rest.reserve(body_len.saturating_sub(rest.len()));
+    while rest.len() < body_len {
+        recv_some(stream, &mut rest).await?;
+    }
+    let leftover = rest.split_off(body_len);
+    Ok((req, rest, leftover))
+}
+
+/// Receives at least one byte into the spare capacity of `buf`.
+async fn recv_some(stream: &TcpStream, buf: &mut Vec<u8>) -> Result<(), HeadError> {
+    let fd = stream.as_raw_fd();
+    if buf.len() == buf.capacity() {
+        buf.reserve(1024);
+    }
+    loop {
+        match recv_into_spare(fd, buf) {
             Ok(0) => return Err(HeadError::Closed),
-            Ok(_) => {}
+            Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 stream
                     .readable(false)

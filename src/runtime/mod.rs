@@ -46,6 +46,8 @@ pub struct Settings {
     pub limits: LimitsConfig,
     /// Largest message a client may send (the reader closes with 1009).
     pub max_message_bytes: u64,
+    /// Largest request body; larger is refused with 413.
+    pub max_body_bytes: usize,
 }
 
 /// What a worker is told from outside.
@@ -74,10 +76,22 @@ pub enum Route<H> {
 }
 
 /// An application, one instance per core.
+///
+/// `route` is async because answering may need another core (the hub
+/// routes an unsubscribe to the core that holds the connection). The
+/// runtime is single-threaded per core, so the futures need not be `Send`.
+#[allow(async_fn_in_trait)]
 pub trait App: 'static {
     type Handler: Handler;
-    /// Decides what to do with a request.
-    fn route(&self, req: &Request, peer: SocketAddr) -> Route<Self::Handler>;
+    /// Decides what to do with a request and its body (already read, at
+    /// most `Settings::max_body_bytes`).
+    async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<Self::Handler>;
+    /// Called once on the core's runtime, before the first connection:
+    /// the place to spawn the application's own tasks.
+    fn start(self: &Rc<Self>) {}
+    /// Called on shutdown before every connection is sent its close frame:
+    /// the place to queue what must still reach the clients.
+    fn on_shutdown(&self) {}
 }
 
 /// A WebSocket connection's application side.
@@ -86,6 +100,9 @@ pub trait Handler: 'static {
     fn on_open(&mut self, _conn: &Rc<Conn>) {}
     /// A complete data message (text is valid UTF-8).
     fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>);
+    /// Every complete message of one read has been handled: the place to
+    /// flush work batched across those messages.
+    fn on_input_end(&mut self, _conn: &Rc<Conn>) {}
     /// The connection is gone.
     fn on_close(&mut self, _conn: &Rc<Conn>) {}
 }

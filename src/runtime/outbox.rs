@@ -32,7 +32,10 @@ pub enum Flush {
 /// A bounded-by-the-caller queue of frames not yet written.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    frames: VecDeque<Bytes>,
+    /// Frames with their tags (the hub's sequence numbers; 0 = untagged).
+    frames: VecDeque<(Bytes, u64)>,
+    /// Tag of the last tagged frame written in full.
+    last_written_tag: u64,
     /// Bytes of the front frame already written.
     head_written: usize,
     /// Bytes queued and not yet written.
@@ -42,8 +45,22 @@ pub struct Outbox {
 impl Outbox {
     /// Queues a frame.
     pub fn push(&mut self, frame: Bytes) {
+        self.push_tagged(frame, 0);
+    }
+
+    /// Queues a frame with a tag (non-zero) that says which event it is.
+    pub fn push_tagged(&mut self, frame: Bytes, tag: u64) {
         self.bytes += frame.len();
-        self.frames.push_back(frame);
+        self.frames.push_back((frame, tag));
+    }
+
+    /// The tag of the last tagged frame that was, or (being partly written)
+    /// will be, sent in full.
+    pub fn last_sent_tag(&self) -> u64 {
+        match self.frames.front() {
+            Some((_, tag)) if self.head_written > 0 && *tag != 0 => *tag,
+            _ => self.last_written_tag,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,7 +77,7 @@ impl Outbox {
     pub fn drop_unsent(&mut self) {
         let keep = usize::from(self.head_written > 0);
         while self.frames.len() > keep {
-            let f = self.frames.pop_back().expect("len checked");
+            let (f, _) = self.frames.pop_back().expect("len checked");
             self.bytes -= f.len();
         }
     }
@@ -71,7 +88,7 @@ impl Outbox {
             // SAFETY: iovec is plain data; an all-zero iovec is valid.
             let mut iov: [libc::iovec; MAX_IOVECS] = unsafe { std::mem::zeroed() };
             let mut count = 0;
-            for (i, f) in self.frames.iter().take(MAX_IOVECS).enumerate() {
+            for (i, (f, _)) in self.frames.iter().take(MAX_IOVECS).enumerate() {
                 let s = if i == 0 {
                     &f[self.head_written..]
                 } else {
@@ -109,11 +126,14 @@ impl Outbox {
     fn advance(&mut self, mut n: usize) {
         self.bytes -= n;
         while n > 0 {
-            let front = self.frames.front().expect("wrote no more than was queued");
+            let (front, tag) = self.frames.front().expect("wrote no more than was queued");
             let left = front.len() - self.head_written;
             if n < left {
                 self.head_written += n;
                 return;
+            }
+            if *tag != 0 {
+                self.last_written_tag = *tag;
             }
             n -= left;
             self.head_written = 0;
@@ -146,6 +166,26 @@ mod tests {
     }
 
     #[test]
+    fn last_sent_tag_counts_written_and_partly_written_frames() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut out = Outbox::default();
+        out.push_tagged(Bytes::from_static(b"one"), 1);
+        out.push_tagged(Bytes::from_static(b"two"), 2);
+        assert_eq!(out.last_sent_tag(), 0);
+        out.flush(a.as_raw_fd()).unwrap();
+        assert_eq!(out.last_sent_tag(), 2);
+        out.push_tagged(Bytes::from(vec![0u8; 8 << 20]), 3);
+        out.push_tagged(Bytes::from_static(b"four"), 4);
+        assert_eq!(out.flush(a.as_raw_fd()).unwrap(), Flush::Blocked);
+        out.drop_unsent();
+        assert_eq!(
+            out.last_sent_tag(),
+            3,
+            "the partly written frame will complete"
+        );
+    }
+
+    #[test]
     fn full_socket_reports_blocked_and_resumes_mid_frame() {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut out = Outbox::default();
@@ -153,8 +193,9 @@ mod tests {
         out.push(big.clone());
         assert_eq!(out.flush(a.as_raw_fd()).unwrap(), Flush::Blocked);
         assert!(out.queued_bytes() < big.len());
-        out.push(Bytes::from_static(b"tail"));
+        out.push_tagged(Bytes::from_static(b"tail"), 9);
         out.drop_unsent();
+        assert_eq!(out.last_sent_tag(), 0, "the big frame is untagged");
         assert_eq!(out.frames.len(), 1, "the partly written frame stays");
         let reader = std::thread::spawn(move || {
             let mut all = Vec::new();

@@ -38,7 +38,7 @@ const JANITOR_TICK: Duration = Duration::from_millis(500);
 /// A core's shared state, one per worker thread.
 pub(crate) struct Core<A> {
     pub(crate) id: usize,
-    pub(crate) app: A,
+    pub(crate) app: Rc<A>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) registry: Registry,
@@ -193,10 +193,11 @@ where
     }
     let pinned = pinned.map_or("unpinned".to_string(), |c| format!("pinned to core {c}"));
     let serve = move || async move {
-        let app = make_app(CoreInfo {
+        let app = Rc::new(make_app(CoreInfo {
             id,
             stats: stats.clone(),
-        });
+        }));
+        app.start();
         let core = Rc::new(Core {
             id,
             app,
@@ -251,6 +252,7 @@ async fn serve_core<A: App>(
     }
     drop(listener);
     core.draining.set(true);
+    core.app.on_shutdown();
     let open = core.registry.len();
     core.registry
         .for_each(|c| c.close(CloseCode::GOING_AWAY, "server restart"));
@@ -270,11 +272,12 @@ async fn serve_core<A: App>(
 async fn janitor<A: App>(core: Rc<Core<A>>) {
     let limits = &core.settings.limits;
     let ms = |d: Duration| d.as_millis() as u64;
-    let (idle, ping, write, close) = (
+    let (idle, ping, write, close, max_age) = (
         ms(limits.idle_timeout()),
         ms(limits.ping_interval()),
         ms(limits.write_timeout()),
         ms(limits.close_timeout()),
+        ms(limits.max_connection_age()),
     );
     let ping_frame = frame(Opcode::Ping, b"");
     loop {
@@ -290,7 +293,12 @@ async fn janitor<A: App>(core: Rc<Core<A>>) {
                 Phase::CloseSent(t) | Phase::ReplyQueued(t) => now.saturating_sub(t) >= close,
                 Phase::Open => {
                     let quiet = now.saturating_sub(c.last_rx());
-                    if quiet >= idle {
+                    if now.saturating_sub(c.opened_at()) >= max_age {
+                        c.close(
+                            CloseCode::GOING_AWAY,
+                            "max connection age reached; reconnect",
+                        );
+                    } else if quiet >= idle {
                         bump(&core.stats().timeouts);
                         c.close(CloseCode::GOING_AWAY, "idle timeout");
                     } else if quiet >= ping && !c.ping_outstanding() {

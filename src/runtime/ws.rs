@@ -82,6 +82,7 @@ pub(crate) async fn run<A: App>(
     if !leftover.is_empty() {
         let mut first = leftover;
         flow = input(&core, &conn, &mut session, &mut handler, &mut first);
+        handler.on_input_end(&conn);
     }
     // Reading pauses while this much is queued, so that a client that sends
     // without reading cannot grow its queue without bound.
@@ -154,7 +155,9 @@ fn on_readable<A: App>(
             Ok(0) => return Flow::Finished,
             Ok(n) => {
                 conn.touch();
-                if input(core, conn, session, handler, &mut buf[..n]) == Flow::Finished {
+                let flow = input(core, conn, session, handler, &mut buf[..n]);
+                handler.on_input_end(conn);
+                if flow == Flow::Finished {
                     return Flow::Finished;
                 }
                 if n < buf.len() {
