@@ -22,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the event hub: the Events Hub API, publishing, fan-out.
+    Serve(ServerArgs),
     /// Echo every WebSocket message back (the conformance target for
     /// Autobahn|Testsuite); uses the hub's own server machinery.
     Echo(ServerArgs),

@@ -49,6 +49,21 @@ pub struct Config {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub echo: EchoConfig,
+    pub hub: HubConfig,
+    /// Who may connect; none means a generated admin token at start-up.
+    #[serde(default)]
+    pub principals: Vec<crate::hub::auth::PrincipalConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    pub channels: Vec<String>,
+    pub replay_size: usize,
+    pub max_events_per_request: usize,
+    pub max_connections_per_ip: u32,
+    pub connect_rate_per_ip: f64,
+    pub connect_burst_per_ip: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +178,18 @@ impl Config {
         }
         if l.max_message_bytes == 0 {
             return invalid("limits.max_message_bytes", "must be at least 1");
+        }
+        if let Err(e) = crate::hub::channels::Channels::new(&self.hub.channels) {
+            return invalid("hub.channels", &e);
+        }
+        if self.hub.max_events_per_request == 0 {
+            return invalid("hub.max_events_per_request", "must be at least 1");
+        }
+        if !(self.hub.connect_rate_per_ip >= 0.0 && self.hub.connect_rate_per_ip.is_finite()) {
+            return invalid(
+                "hub.connect_rate_per_ip",
+                "must be a number >= 0 (0 = unlimited)",
+            );
         }
         if self.echo.max_message_bytes == 0 {
             return invalid("echo.max_message_bytes", "must be at least 1");

@@ -10,12 +10,17 @@
 //! - [`runtime`]: the shell, the only place that knows monoio: one pinned
 //!   thread per core, `SO_REUSEPORT` listeners, connection event loops,
 //!   timers, graceful shutdown.
+//! - [`hub`]: the hub core: channels, events serialized once, sequencing
+//!   and replay, the per-core bitmask index and fan-out, auth, per-IP rules.
+//! - [`api`]: the routes and JSON shapes of the public API, over the hub.
 //! - [`echo`]: the echo application, the conformance target.
 //! - [`config`], [`cli`]: the TOML config with its embedded default, and
 //!   the command line over it.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod echo;
+pub mod hub;
 pub mod proto;
 pub mod runtime;

@@ -1,12 +1,18 @@
 //! The `eventhub` binary: parses the command line and runs a subcommand.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
+use eventhub::api::HubApp;
 use eventhub::cli::{settings, Cli, Command, ServerArgs};
 use eventhub::config::{Config, DEFAULT_CONFIG};
 use eventhub::echo::Echo;
+use eventhub::hub::auth::{generate_token, Auth};
+use eventhub::hub::channels::Channels;
+use eventhub::hub::Shared;
 use eventhub::runtime;
 
 #[global_allocator]
@@ -19,6 +25,7 @@ fn main() -> ExitCode {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
         }
+        Command::Serve(args) => serve(&args),
         Command::Echo(args) => {
             let Some(config) = load(&args) else {
                 return ExitCode::from(2);
@@ -32,6 +39,76 @@ fn main() -> ExitCode {
             finish(result)
         }
     }
+}
+
+/// `eventhub serve`: the hub.
+fn serve(args: &ServerArgs) -> ExitCode {
+    let Some(config) = load(args) else {
+        return ExitCode::from(2);
+    };
+    let channels = match Channels::new(&config.hub.channels) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("eventhub: invalid config: `hub.channels` {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (auth, generated) = if config.principals.is_empty() {
+        let token = generate_token();
+        (Auth::single_admin(&token, &channels), Some(token))
+    } else {
+        match Auth::from_config(&config.principals, &channels) {
+            Ok(a) => (a, None),
+            Err(e) => {
+                eprintln!("eventhub: invalid config: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let settings = settings(&config, config.limits.max_message_bytes);
+    let workers = settings.workers;
+    let shared = match Shared::new(&config, auth, workers) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("eventhub: invalid config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime::serve(
+        settings,
+        move |info| HubApp::new(info, shared.clone()),
+        |addr| announce(addr, workers, generated.as_deref()),
+    );
+    finish(result)
+}
+
+/// Tells the user how to connect.
+fn announce(addr: SocketAddr, workers: usize, token: Option<&str>) {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "eventhub listening on http://{addr} ({workers} workers)"
+    );
+    let token = match token {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "no principals configured: generated an admin token for this run:\n\n  {t}\n"
+            );
+            t.to_string()
+        }
+        None => "<TOKEN>".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "subscribe:\n  wscat -H \"Authorization: Bearer {token}\" -c \"ws://{host}/api/v1/ws/subscribe?event_types=pdfm,health,orchestrator\"\n  websocat -H \"Authorization: Bearer {token}\" \"ws://{host}/v1/ws/subscribe?event_types=pdfm\"\npublish:\n  curl -H \"Authorization: Bearer {token}\" -d '{{\"event_type\":\"pdfm\",\"message\":\"VM_STATE_CHANGED\",\"body\":{{\"previous_state\":\"suspended\",\"current_state\":\"resuming\"}}}}' http://{host}/v1/events"
+    );
+    let _ = out.flush();
 }
 
 /// Loads the config and sets up logging; prints the error and returns

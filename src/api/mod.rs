@@ -1,0 +1,178 @@
+//! The HTTP and WebSocket API: routes requests to hub calls and hub answers
+//! to responses. This is the only layer that knows the public JSON shapes
+//! (the Events Hub dialect; the Docker-style one joins it).
+//!
+//! Routes (each also under `/api`, as the Events Hub guide writes them):
+//!
+//! | route | module |
+//! |---|---|
+//! | `GET /v1/ws/subscribe` | [`subscribe`] |
+//! | `POST /v1/ws/unsubscribe` | [`unsubscribe`] |
+//! | `POST /v1/events`, `GET /v1/ws/publish` | [`publish`] |
+//! | `GET /healthz`, `GET /metrics` | here |
+
+pub mod publish;
+pub mod subscribe;
+pub mod unsubscribe;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::hub::auth::AuthError;
+use crate::hub::core::HubCore;
+use crate::hub::metrics::Refusal;
+use crate::hub::Shared;
+use crate::proto::http::{Request, Response};
+use crate::proto::MessageKind;
+use crate::runtime::{App, Conn, CoreInfo, Handler, Route, Stats};
+
+/// The hub application on one core.
+pub struct HubApp {
+    core: Rc<HubCore>,
+    shared: Arc<Shared>,
+    runtime_stats: Arc<Stats>,
+}
+
+impl HubApp {
+    pub fn new(info: CoreInfo, shared: Arc<Shared>) -> HubApp {
+        let rx = shared.take_receiver(info.id);
+        HubApp {
+            core: Rc::new(HubCore::new(info.id, shared.clone(), rx)),
+            shared,
+            runtime_stats: info.stats,
+        }
+    }
+
+    /// Counts a refusal and answers with it.
+    fn refuse(&self, why: Refusal, resp: Response) -> Route<HubHandler> {
+        self.shared.stats.refused(why);
+        Route::Respond(resp)
+    }
+
+    /// The principal a request speaks for, or the 401 to send.
+    fn authenticate(&self, req: &Request) -> Result<usize, Response> {
+        self.shared.auth.authenticate(req).map_err(|e| {
+            let code = match e {
+                AuthError::Missing => "missing_credentials",
+                AuthError::Unknown => "invalid_credentials",
+            };
+            self.shared.stats.refused(Refusal::Unauthorized);
+            Response::error(401, code, &e.to_string()).with_header("WWW-Authenticate", "Bearer")
+        })
+    }
+
+    fn forbidden(&self, message: &str) -> Route<HubHandler> {
+        self.refuse(
+            Refusal::Forbidden,
+            Response::error(403, "forbidden", message),
+        )
+    }
+
+    fn bad_request(&self, code: &str, message: &str) -> Route<HubHandler> {
+        self.refuse(Refusal::BadRequest, Response::error(400, code, message))
+    }
+
+    fn metrics(&self, req: &Request) -> Route<HubHandler> {
+        let principal = match self.authenticate(req) {
+            Ok(p) => p,
+            Err(resp) => return Route::Respond(resp),
+        };
+        if !self.shared.auth.principal(principal).admin {
+            return self.forbidden("reading /metrics needs an admin principal");
+        }
+        let mut body = String::with_capacity(4096);
+        self.runtime_stats.render(&mut body);
+        self.shared.stats.render(&mut body);
+        let mut resp = Response::json(200, body);
+        resp.content_type = "text/plain; version=0.0.4";
+        Route::Respond(resp)
+    }
+}
+
+/// A hub connection's handler.
+pub enum HubHandler {
+    Subscriber(subscribe::SubscriberSession),
+    Publisher(publish::PublisherSession),
+}
+
+impl App for HubApp {
+    type Handler = HubHandler;
+
+    async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<HubHandler> {
+        let path = match req.path.strip_prefix("/api") {
+            Some(rest) if rest.starts_with("/v1/") => rest,
+            _ => req.path.as_str(),
+        };
+        match (req.method.as_str(), path) {
+            ("GET", "/healthz") => Route::Respond(Response::json(200, r#"{"status":"ok"}"#.into())),
+            ("GET", "/metrics") => self.metrics(req),
+            ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer),
+            ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body).await,
+            ("POST", "/v1/events") => publish::post(self, req, &body),
+            ("GET", "/v1/ws/publish") => publish::upgrade(self, req),
+            (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish") => Route::Respond(
+                Response::error(405, "method_not_allowed", "use GET").with_header("Allow", "GET"),
+            ),
+            (_, "/v1/ws/unsubscribe" | "/v1/events") => Route::Respond(
+                Response::error(405, "method_not_allowed", "use POST").with_header("Allow", "POST"),
+            ),
+            _ => self.refuse(
+                Refusal::NotFound,
+                Response::error(
+                    404,
+                    "not_found",
+                    &format!("no route for {} {}", req.method, req.path),
+                ),
+            ),
+        }
+    }
+
+    fn start(self: &Rc<Self>) {
+        monoio::spawn(self.core.clone().run());
+        monoio::spawn(self.core.clone().sample_queues());
+    }
+
+    fn on_shutdown(&self) {
+        self.core.drain();
+    }
+}
+
+impl Handler for HubHandler {
+    fn on_open(&mut self, conn: &Rc<Conn>) {
+        match self {
+            HubHandler::Subscriber(s) => s.on_open(conn),
+            HubHandler::Publisher(p) => p.on_open(conn),
+        }
+    }
+
+    fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
+        match self {
+            HubHandler::Subscriber(s) => s.on_message(kind, payload, conn),
+            HubHandler::Publisher(p) => p.on_message(kind, payload, conn),
+        }
+    }
+
+    fn on_input_end(&mut self, _conn: &Rc<Conn>) {
+        if let HubHandler::Publisher(p) = self {
+            p.on_input_end();
+        }
+    }
+
+    fn on_close(&mut self, conn: &Rc<Conn>) {
+        match self {
+            HubHandler::Subscriber(s) => s.on_close(conn),
+            HubHandler::Publisher(p) => p.on_close(),
+        }
+    }
+}
+
+/// An error message on the `system` channel, for a socket that goes on.
+pub(crate) fn error_reply(code: &str, message: &str) -> bytes::Bytes {
+    let mut body = String::from("\"body\":{\"error\":");
+    crate::proto::http::push_json_string(&mut body, code);
+    body.push_str(",\"message\":");
+    crate::proto::http::push_json_string(&mut body, message);
+    body.push('}');
+    crate::hub::event::reply("system", "error", &body)
+}

@@ -1,0 +1,305 @@
+//! `GET /v1/ws/subscribe?event_types=...[&since=N]` and what a subscriber
+//! may say on its socket.
+//!
+//! Before the upgrade: the handshake, the principal, the channels (unknown
+//! ones are a 400 listing the valid ones; ones outside the principal's
+//! rights a 403), `since`, and the per-IP rules (429, 409). After it: the
+//! confirmation on `global`, then the replay if `since` was given (with an
+//! explicit `replay-gap` message on `system` when the ring no longer
+//! reaches back that far), then live events.
+//!
+//! In-band messages: a health ping (`{"event_type":"health","id":..,
+//! "message":"ping"}`, answered with a pong on `health` for subscribers of
+//! `health`), a client-id request (`{"event_type":"system","message":
+//! "client-id"}` or `{"type":"client-id"}`), and subscription changes
+//! (`{"action":"subscribe"|"unsubscribe","event_types":[..]}`). Anything
+//! else gets an error message on `system` and the connection goes on.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{error_reply, HubApp, HubHandler};
+use crate::hub::channels::{ChannelSet, GLOBAL, HEALTH};
+use crate::hub::core::{HubCore, Subscriber};
+use crate::hub::event::reply;
+use crate::hub::ip_limits::{IpRefusal, IpSlot};
+use crate::hub::metrics::Refusal;
+use crate::hub::{ClientRef, Shared};
+use crate::proto::handshake::check_upgrade;
+use crate::proto::http::{push_json_string, Request, Response};
+use crate::proto::MessageKind;
+use crate::runtime::{Conn, Route};
+
+/// `GET /v1/ws/subscribe`.
+pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
+    let accept = match check_upgrade(req) {
+        Ok(a) => a,
+        Err(e) => return app.refuse(Refusal::BadRequest, e.response()),
+    };
+    let principal = match app.authenticate(req) {
+        Ok(p) => p,
+        Err(resp) => return Route::Respond(resp),
+    };
+    let shared = &app.shared;
+    let names = req
+        .query
+        .iter()
+        .filter(|(k, _)| k == "event_types")
+        .flat_map(|(_, v)| v.split(','));
+    let mut channels = match shared.channels.parse(names) {
+        Ok(set) => set,
+        Err(e) => return app.bad_request("unknown_channel", &e.to_string()),
+    };
+    channels.insert(GLOBAL);
+    let who = shared.auth.principal(principal);
+    if let Some(denied) = channels.minus(who.subscribe).iter().next() {
+        return app.forbidden(&format!(
+            "principal {:?} may not subscribe to {:?}",
+            who.name,
+            shared.channels.name(denied)
+        ));
+    }
+    let since = match req.query_param("since").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return app.bad_request(
+                "bad_request",
+                "since must be a non-negative integer (a seq)",
+            )
+        }
+    };
+    let ip_slot = match shared.ip_limits.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(IpRefusal::RateLimited { retry_after_s }) => {
+            let msg = format!(
+                "too many connection attempts from {}; retry in {retry_after_s} s",
+                peer.ip()
+            );
+            let resp = Response::error(429, "rate_limited", &msg)
+                .with_header("Retry-After", retry_after_s.to_string());
+            return app.refuse(Refusal::RateLimited, resp);
+        }
+        Err(IpRefusal::Conflict { max }) => {
+            let msg = format!(
+                "{} already has {max} active connection(s); close it first",
+                peer.ip()
+            );
+            return app.refuse(Refusal::Conflict, Response::error(409, "conflict", &msg));
+        }
+    };
+    Route::Upgrade {
+        accept,
+        handler: HubHandler::Subscriber(SubscriberSession {
+            shared: app.shared.clone(),
+            core: app.core.clone(),
+            client_id: Uuid::new_v4(),
+            principal,
+            initial: channels,
+            since,
+            slot: usize::MAX,
+            _ip: ip_slot,
+        }),
+    }
+}
+
+/// A subscriber connection.
+pub struct SubscriberSession {
+    shared: Arc<Shared>,
+    core: Rc<HubCore>,
+    client_id: Uuid,
+    principal: usize,
+    initial: ChannelSet,
+    since: Option<u64>,
+    /// The connection's slot, once open.
+    slot: usize,
+    /// Held while the connection lives (the per-IP rule).
+    _ip: IpSlot,
+}
+
+/// The message telling a client its subscriptions changed.
+pub fn subscriptions_reply(shared: &Shared, action: &str, set: ChannelSet) -> bytes::Bytes {
+    let body = format!(
+        "\"body\":{{\"action\":\"{action}\",\"subscriptions\":{}}}",
+        shared.channels.json_list(set)
+    );
+    reply("system", "subscriptions", &body)
+}
+
+/// What a subscriber may send.
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(default)]
+    event_type: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+}
+
+impl SubscriberSession {
+    pub fn on_open(&mut self, conn: &Rc<Conn>) {
+        self.slot = conn.slot_index();
+        let resume = self.shared.sequencer.resume(self.since);
+        self.core.add(Subscriber {
+            conn: conn.clone(),
+            client_id: self.client_id,
+            principal: self.principal,
+            channels: self.initial,
+            min_seq: resume.last_seq,
+        });
+        self.shared.set_client(
+            self.client_id,
+            Some(ClientRef {
+                core: self.core.id,
+                slot: self.slot,
+                principal: self.principal,
+            }),
+        );
+        let body = format!(
+            "\"body\":{{\"client_id\":\"{}\",\"subscriptions\":{}}}",
+            self.client_id,
+            self.shared.channels.json_list(self.initial)
+        );
+        conn.send(reply(
+            "global",
+            "WebSocket connection established subscribed to global by default",
+            &body,
+        ));
+        let Some(since) = self.since else { return };
+        self.shared.stats.replay_requests.fetch_add(1, Relaxed);
+        if let Some((first, last)) = resume.missed {
+            let why = if resume.ahead {
+                "since is beyond the hub's last seq (the hub restarted); replaying what the ring holds"
+            } else {
+                "the replay ring no longer holds every event after since"
+            };
+            let mut body = format!(
+                "\"body\":{{\"since\":{since},\"missed_from\":{first},\"missed_to\":{last},\"last_seq\":{},\"reason\":",
+                resume.last_seq
+            );
+            push_json_string(&mut body, why);
+            body.push('}');
+            conn.send(reply("system", "replay-gap", &body));
+        }
+        let mut replayed = 0;
+        for ev in resume
+            .replay
+            .iter()
+            .filter(|e| self.initial.contains(e.channel))
+        {
+            conn.send_tagged(ev.frame.clone(), ev.seq);
+            replayed += 1;
+        }
+        self.shared
+            .stats
+            .replayed_events
+            .fetch_add(replayed, Relaxed);
+    }
+
+    pub fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
+        if kind == MessageKind::Binary {
+            conn.send(error_reply(
+                "bad_message",
+                "send control messages as JSON text",
+            ));
+            return;
+        }
+        let msg: ClientMessage = match serde_json::from_slice(payload) {
+            Ok(m) => m,
+            Err(e) => {
+                return conn.send(error_reply(
+                    "bad_message",
+                    &format!("not a JSON object: {e}"),
+                ))
+            }
+        };
+        let channels = self
+            .core
+            .channels_of(self.slot, self.client_id)
+            .unwrap_or(self.initial);
+        match (msg.action.as_deref(), msg.event_type.as_deref(), msg.message.as_deref(), msg.kind.as_deref()) {
+            (Some(action @ ("subscribe" | "unsubscribe")), ..) => self.change(action, msg.event_types, channels, conn),
+            (Some(other), ..) => conn.send(error_reply("bad_message", &format!("unknown action {other:?}: use subscribe or unsubscribe"))),
+            (_, _, _, Some("client-id")) | (_, Some("system"), Some("client-id"), _) => {
+                let id = self.client_id;
+                conn.send(reply("system", "client-id", &format!("\"body\":{{\"client-id\":\"{id}\",\"client_id\":\"{id}\"}}")));
+            }
+            (_, Some("health"), Some("ping"), _) if channels.contains(HEALTH) => {
+                let mut extra = String::from("\"ref_id\":");
+                match &msg.id {
+                    Some(serde_json::Value::String(s)) => push_json_string(&mut extra, s),
+                    Some(other) => extra.push_str(&other.to_string()),
+                    None => extra.push_str("null"),
+                }
+                extra.push_str(&format!(",\"client_id\":\"{}\"", self.client_id));
+                conn.send(reply("health", "pong", &extra));
+            }
+            (_, Some("health"), Some("ping"), _) => {
+                conn.send(error_reply("not_subscribed", "subscribe to the health channel to receive pongs"));
+            }
+            _ => conn.send(error_reply(
+                "bad_message",
+                "expected a health ping, a client-id request, or {\"action\":\"subscribe\"|\"unsubscribe\",\"event_types\":[...]}",
+            )),
+        }
+    }
+
+    /// An in-band subscribe or unsubscribe.
+    fn change(
+        &mut self,
+        action: &str,
+        names: Option<Vec<String>>,
+        current: ChannelSet,
+        conn: &Rc<Conn>,
+    ) {
+        let Some(names) = names.filter(|n| !n.is_empty()) else {
+            return conn.send(error_reply(
+                "bad_message",
+                "event_types must be a non-empty list of channels",
+            ));
+        };
+        let set = match self.shared.channels.parse(names.iter().map(String::as_str)) {
+            Ok(s) => s,
+            Err(e) => return conn.send(error_reply("unknown_channel", &e.to_string())),
+        };
+        let next = if action == "subscribe" {
+            let who = self.shared.auth.principal(self.principal);
+            if let Some(denied) = set.minus(who.subscribe).iter().next() {
+                let msg = format!(
+                    "principal {:?} may not subscribe to {:?}",
+                    who.name,
+                    self.shared.channels.name(denied)
+                );
+                return conn.send(error_reply("forbidden", &msg));
+            }
+            current.union(set)
+        } else {
+            if set.contains(GLOBAL) {
+                return conn.send(error_reply(
+                    "bad_message",
+                    "the global channel cannot be removed",
+                ));
+            }
+            current.minus(set)
+        };
+        self.core.set_channels(self.slot, self.client_id, next);
+        conn.send(subscriptions_reply(&self.shared, action, next));
+    }
+
+    pub fn on_close(&mut self, _conn: &Rc<Conn>) {
+        self.core.remove(self.slot);
+        self.shared.set_client(self.client_id, None);
+    }
+}

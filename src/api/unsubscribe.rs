@@ -1,0 +1,101 @@
+//! `POST /v1/ws/unsubscribe` with `{"client_id": "...", "event_types":
+//! [...]}`: removes channels from a connection that may live on another
+//! core.
+//!
+//! The client table says which core and slot hold the connection; the
+//! change is sent to that core as a command and the answer awaited, so the
+//! index is only ever touched by its own core.
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::subscribe::subscriptions_reply;
+use super::{HubApp, HubHandler};
+use crate::hub::channels::GLOBAL;
+use crate::hub::core::HubCore;
+use crate::hub::metrics::Refusal;
+use crate::hub::sequencer::CoreMsg;
+use crate::proto::http::{Request, Response};
+use crate::runtime::Route;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeBody {
+    client_id: String,
+    event_types: Vec<String>,
+}
+
+/// `POST /v1/ws/unsubscribe`.
+pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler> {
+    let principal = match app.authenticate(req) {
+        Ok(p) => p,
+        Err(resp) => return Route::Respond(resp),
+    };
+    let parsed: UnsubscribeBody = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = format!("expected {{\"client_id\": \"<uuid>\", \"event_types\": [\"<channel>\", ...]}}: {e}");
+            return app.bad_request("bad_request", &msg);
+        }
+    };
+    let Ok(client_id) = Uuid::parse_str(&parsed.client_id) else {
+        return app.bad_request("bad_request", "client_id is not a UUID");
+    };
+    if parsed.event_types.is_empty() {
+        return app.bad_request("bad_request", "event_types is empty");
+    }
+    let remove = match app
+        .shared
+        .channels
+        .parse(parsed.event_types.iter().map(String::as_str))
+    {
+        Ok(set) => set,
+        Err(e) => return app.bad_request("unknown_channel", &e.to_string()),
+    };
+    if remove.contains(GLOBAL) {
+        return app.bad_request("bad_request", "the global channel cannot be removed");
+    }
+    let Some(client) = app.shared.client(&client_id) else {
+        return not_found(app, client_id);
+    };
+    if client.principal != principal {
+        return app.forbidden("the subscription belongs to another principal");
+    }
+    let (tx, rx) = flume::bounded(1);
+    let command = move |core: &HubCore| {
+        let result = core
+            .channels_of(client.slot, client_id)
+            .and_then(|current| {
+                let next = current.minus(remove);
+                let conn = core.set_channels(client.slot, client_id, next)?;
+                conn.send(subscriptions_reply(&core.shared, "unsubscribe", next));
+                Some(core.shared.channels.json_list(next))
+            });
+        let _ = tx.send(result);
+    };
+    if !app
+        .shared
+        .sequencer
+        .send_to(client.core, CoreMsg::Command(Box::new(command)))
+    {
+        return not_found(app, client_id);
+    }
+    match rx.recv_async().await {
+        Ok(Some(remaining)) => Route::Respond(Response::json(
+            200,
+            format!("{{\"message\":\"Successfully unsubscribed from event types\",\"remaining_subscriptions\":{remaining}}}"),
+        )),
+        _ => not_found(app, client_id),
+    }
+}
+
+fn not_found(app: &HubApp, id: Uuid) -> Route<HubHandler> {
+    app.refuse(
+        Refusal::NotFound,
+        Response::error(
+            404,
+            "not_found",
+            &format!("no connected client with id {id}"),
+        ),
+    )
+}

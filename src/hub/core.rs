@@ -1,0 +1,179 @@
+//! One core's part of the hub: its subscribers, its index, and the task
+//! that fans events out to them.
+//!
+//! Everything here is owned by one thread and touched without locks. A
+//! subscriber lives in the slot its connection has in the core's registry,
+//! so the index's bit positions, the subscriber table and the connection
+//! table all use one number. Fan-out walks the index row of each event's
+//! channel and queues the event's shared frame on each match; the
+//! connections' own tasks then write everything queued, many frames per
+//! `sendmsg`, once the fan-out yields.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::channels::ChannelSet;
+use super::event::EventFrame;
+use super::index::SubscriberIndex;
+use super::sequencer::CoreMsg;
+use super::Shared;
+use crate::proto::CloseCode;
+use crate::runtime::Conn;
+
+/// A subscribed connection.
+pub struct Subscriber {
+    pub conn: Rc<Conn>,
+    pub client_id: Uuid,
+    pub principal: usize,
+    pub channels: ChannelSet,
+    /// Events up to this `seq` were sent by the replay (or predate the
+    /// subscription) and are skipped live.
+    pub min_seq: u64,
+}
+
+/// The hub's state on one core.
+pub struct HubCore {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    subs: RefCell<Vec<Option<Subscriber>>>,
+    index: RefCell<SubscriberIndex>,
+    rx: flume::Receiver<CoreMsg>,
+}
+
+impl HubCore {
+    pub fn new(id: usize, shared: Arc<Shared>, rx: flume::Receiver<CoreMsg>) -> HubCore {
+        let channels = shared.channels.len();
+        HubCore {
+            id,
+            shared,
+            subs: RefCell::new(Vec::new()),
+            index: RefCell::new(SubscriberIndex::new(channels)),
+            rx,
+        }
+    }
+
+    /// Adds a subscriber in its connection's slot.
+    pub fn add(&self, sub: Subscriber) {
+        let slot = sub.conn.slot_index();
+        self.index.borrow_mut().set(slot, sub.channels);
+        let mut subs = self.subs.borrow_mut();
+        if subs.len() <= slot {
+            subs.resize_with(slot + 1, || None);
+        }
+        subs[slot] = Some(sub);
+        self.shared.stats.cores[self.id]
+            .subscribers
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Removes the subscriber in `slot`.
+    pub fn remove(&self, slot: usize) {
+        self.index.borrow_mut().clear(slot);
+        if let Some(entry) = self.subs.borrow_mut().get_mut(slot) {
+            if entry.take().is_some() {
+                self.shared.stats.cores[self.id]
+                    .subscribers
+                    .fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
+    /// The channels of the subscriber in `slot` if it is `client_id`.
+    pub fn channels_of(&self, slot: usize, client_id: Uuid) -> Option<ChannelSet> {
+        let subs = self.subs.borrow();
+        subs.get(slot)?
+            .as_ref()
+            .filter(|s| s.client_id == client_id)
+            .map(|s| s.channels)
+    }
+
+    /// Replaces the channels of the subscriber in `slot` (if it is
+    /// `client_id`) and returns its connection to tell it.
+    pub fn set_channels(&self, slot: usize, client_id: Uuid, set: ChannelSet) -> Option<Rc<Conn>> {
+        let mut subs = self.subs.borrow_mut();
+        let sub = subs
+            .get_mut(slot)?
+            .as_mut()
+            .filter(|s| s.client_id == client_id)?;
+        sub.channels = set;
+        self.index.borrow_mut().set(slot, set);
+        Some(sub.conn.clone())
+    }
+
+    /// Queues each event on every matching subscriber; closes with 1013
+    /// those whose queue would pass the limit.
+    pub fn deliver(&self, batch: &[EventFrame]) {
+        let subs = self.subs.borrow();
+        let index = self.index.borrow();
+        let limit = self.shared.config.send_queue_bytes;
+        let stats = &self.shared.stats.cores[self.id];
+        let mut delivered = 0u64;
+        for ev in batch {
+            index.for_each_match(ev.channel, |slot| {
+                let Some(sub) = &subs[slot] else { return };
+                if ev.seq <= sub.min_seq || !sub.conn.is_open() {
+                    return;
+                }
+                if sub.conn.queued_bytes() + ev.frame.len() > limit {
+                    stats.slow_consumer_closes.fetch_add(1, Relaxed);
+                    sub.conn.close_now(CloseCode::TRY_AGAIN_LATER, |last| {
+                        format!("slow consumer: send queue full; last seq sent {last}; reconnect with since={last}")
+                    });
+                    log::info!("client {}: closed as a slow consumer", sub.client_id);
+                    return;
+                }
+                sub.conn.send_tagged(ev.frame.clone(), ev.seq);
+                delivered += 1;
+            });
+        }
+        stats.deliveries.fetch_add(delivered, Relaxed);
+    }
+
+    fn handle(&self, msg: CoreMsg) {
+        match msg {
+            CoreMsg::Batch(batch) => self.deliver(&batch),
+            CoreMsg::Command(f) => f(self),
+        }
+    }
+
+    /// The core's fan-out task: runs until the sequencer is gone.
+    pub async fn run(self: Rc<Self>) {
+        while let Ok(msg) = self.rx.recv_async().await {
+            self.handle(msg);
+            // Take whatever else arrived before yielding to the writers.
+            while let Ok(msg) = self.rx.try_recv() {
+                self.handle(msg);
+            }
+        }
+    }
+
+    /// Delivers everything already sent to this core (on shutdown, before
+    /// the close frames).
+    pub fn drain(&self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.handle(msg);
+        }
+    }
+
+    /// Samples the bytes queued on this core's subscribers, once a second.
+    pub async fn sample_queues(self: Rc<Self>) {
+        loop {
+            monoio::time::sleep(Duration::from_secs(1)).await;
+            let total: usize = self
+                .subs
+                .borrow()
+                .iter()
+                .flatten()
+                .map(|s| s.conn.queued_bytes())
+                .sum();
+            self.shared.stats.cores[self.id]
+                .queue_bytes
+                .store(total as u64, Relaxed);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Events as they travel: serialized once, at ingest, into a complete
+//! WebSocket frame.
+//!
+//! An event's JSON is built in two parts outside any lock ([`Prepared`]:
+//! everything but the sequence number), and finished under the sequencer's
+//! lock by writing the frame header, the prepared bytes and the `seq`
+//! digits into one buffer ([`Prepared::finish`]). The result, an
+//! [`EventFrame`], is what every core fans out: subscribers share its
+//! `Bytes`, nobody serializes it again.
+//!
+//! Messages for one client only (the confirmation, pongs, replies to
+//! in-band requests) are built by [`reply`]; they carry no `seq`.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::channels::ChannelId;
+use crate::proto::http::push_json_string;
+use crate::proto::{HeaderBuf, Opcode};
+
+/// A sequenced event, ready to send.
+#[derive(Debug, Clone)]
+pub struct EventFrame {
+    pub seq: u64,
+    pub channel: ChannelId,
+    /// The complete WebSocket text frame of the event's envelope.
+    pub frame: Bytes,
+}
+
+/// An event serialized up to its sequence number.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub channel: ChannelId,
+    /// 64 lowercase hex characters.
+    pub id: String,
+    /// `{"id":...,"body":...,"seq":` — the digits and `}` follow.
+    json_head: Vec<u8>,
+}
+
+impl Prepared {
+    /// Builds the envelope of an event on `channel` (named `channel_name`)
+    /// with `message` and `body` (raw JSON, already validated).
+    pub fn new(channel: ChannelId, channel_name: &str, message: &str, body: &str) -> Prepared {
+        let id = event_id();
+        let mut s = String::with_capacity(160 + message.len() + body.len());
+        let _ = write!(
+            s,
+            "{{\"id\":\"{id}\",\"event_type\":\"{channel_name}\",\"timestamp\":\""
+        );
+        push_timestamp(&mut s, SystemTime::now());
+        s.push_str("\",\"message\":");
+        push_json_string(&mut s, message);
+        s.push_str(",\"body\":");
+        s.push_str(body);
+        s.push_str(",\"seq\":");
+        Prepared {
+            channel,
+            id,
+            json_head: s.into_bytes(),
+        }
+    }
+
+    /// Appends the sequence number and makes the one frame every
+    /// subscriber will share.
+    pub fn finish(&self, seq: u64) -> EventFrame {
+        let mut digits = itoa_buf(seq);
+        let digits = digits.as_str();
+        let len = self.json_head.len() + digits.len() + 1;
+        let header = HeaderBuf::new(true, Opcode::Text, len as u64, None);
+        let mut buf = BytesMut::with_capacity(header.as_slice().len() + len);
+        buf.put_slice(header.as_slice());
+        buf.put_slice(&self.json_head);
+        buf.put_slice(digits.as_bytes());
+        buf.put_u8(b'}');
+        EventFrame {
+            seq,
+            channel: self.channel,
+            frame: buf.freeze(),
+        }
+    }
+}
+
+/// Decimal digits of a u64 without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&mut self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).expect("ASCII digits")
+    }
+}
+
+fn itoa_buf(mut n: u64) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut i = 20;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { buf, start: i }
+}
+
+/// A new event id: 64 lowercase hex characters (256 random bits).
+pub fn event_id() -> String {
+    let mut s = String::with_capacity(64);
+    for _ in 0..4 {
+        let _ = write!(s, "{:016x}", fastrand::u64(..));
+    }
+    s
+}
+
+/// Appends `t` as RFC 3339 UTC with microseconds, e.g.
+/// `2025-12-11T13:04:37.484843Z`.
+pub fn push_timestamp(out: &mut String, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_micros()
+    );
+}
+
+/// The current time in the events' format.
+pub fn timestamp_now() -> String {
+    let mut s = String::with_capacity(27);
+    push_timestamp(&mut s, SystemTime::now());
+    s
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A message for one client: `{"id","event_type","timestamp","message",
+/// ...extra}` where `extra` is a list of `"key":value` JSON members.
+pub fn reply(channel_name: &str, message: &str, extra: &str) -> Bytes {
+    let mut s = String::with_capacity(160 + extra.len());
+    let _ = write!(
+        s,
+        "{{\"id\":\"{}\",\"event_type\":\"{channel_name}\",\"timestamp\":\"",
+        event_id()
+    );
+    push_timestamp(&mut s, SystemTime::now());
+    s.push_str("\",\"message\":");
+    push_json_string(&mut s, message);
+    if !extra.is_empty() {
+        s.push(',');
+        s.push_str(extra);
+    }
+    s.push('}');
+    crate::proto::text_frame(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamp_is_rfc3339_utc_with_microseconds() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_765_458_277_484_843);
+        let mut s = String::new();
+        push_timestamp(&mut s, t);
+        assert_eq!(s, "2025-12-11T13:04:37.484843Z");
+        s.clear();
+        push_timestamp(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400));
+        assert_eq!(s, "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn ids_are_64_lowercase_hex() {
+        let id = event_id();
+        assert_eq!(id.len(), 64);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_ne!(id, event_id());
+    }
+
+    #[test]
+    fn finished_event_is_one_text_frame_of_valid_json_with_its_seq() {
+        let p = Prepared::new(1, "pdfm", "VM_STATE_CHANGED", r#"{"vm_id":"x"}"#);
+        let ev = p.finish(1234567);
+        let header = crate::proto::FrameHeader::parse(&ev.frame)
+            .unwrap()
+            .unwrap();
+        assert_eq!(header.opcode, Opcode::Text);
+        let json: serde_json::Value =
+            serde_json::from_slice(&ev.frame[header.header_len..]).unwrap();
+        assert_eq!(json["seq"], 1234567);
+        assert_eq!(json["event_type"], "pdfm");
+        assert_eq!(json["message"], "VM_STATE_CHANGED");
+        assert_eq!(json["body"]["vm_id"], "x");
+        assert_eq!(json["id"].as_str().unwrap(), p.id);
+        assert_eq!(itoa_buf(0).as_str(), "0");
+        assert_eq!(itoa_buf(u64::MAX).as_str(), "18446744073709551615");
+    }
+
+    #[test]
+    fn reply_is_valid_json_with_extra_members() {
+        let f = reply("health", "pong", r#""ref_id":"ping-1","client_id":"c""#);
+        let json: serde_json::Value = serde_json::from_slice(&f[2..]).unwrap();
+        assert_eq!(json["ref_id"], "ping-1");
+        assert_eq!(json["message"], "pong");
+    }
+}

@@ -1,0 +1,213 @@
+//! Validating what producers publish: `POST /v1/events` bodies and
+//! publisher WebSocket messages share these rules.
+//!
+//! A body is one event object or a non-empty array of them. An event has a
+//! string `event_type` naming a configured channel, an optional string
+//! `message`, and an optional `body` of any JSON (kept verbatim: it is
+//! validated, never re-serialized). `id`, `timestamp` and `seq` are
+//! assigned by the hub; if a producer sends them they are ignored. Any other
+//! member is refused, so that a typo is reported rather than dropped.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::channels::{ChannelId, Channels, UnknownChannel, HEALTH, SYSTEM};
+
+/// Longest `message` accepted.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// Why a publish body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("body must be an event object or an array of them")]
+    NotAnEventOrArray,
+    #[error("the array of events is empty")]
+    EmptyBatch,
+    #[error("{count} events in one request; at most {max}")]
+    TooManyEvents { count: usize, max: usize },
+    #[error("event {index}: {message}")]
+    InvalidEvent { index: usize, message: String },
+    #[error("event {index}: {source}")]
+    UnknownChannel {
+        index: usize,
+        source: UnknownChannel,
+    },
+    #[error("event {index}: channel {name:?} is reserved for the hub's own messages")]
+    ReservedChannel { index: usize, name: String },
+}
+
+/// A valid event, not yet serialized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent<'a> {
+    pub channel: ChannelId,
+    pub message: String,
+    /// Raw JSON of the body (`{}` when absent).
+    pub body: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventIn<'a> {
+    event_type: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
+    #[serde(default, rename = "id")]
+    _id: Option<IgnoredAny>,
+    #[serde(default, rename = "timestamp")]
+    _timestamp: Option<IgnoredAny>,
+    #[serde(default, rename = "seq")]
+    _seq: Option<IgnoredAny>,
+}
+
+/// Parses and checks a publish body.
+pub fn parse_events<'a>(
+    text: &'a str,
+    channels: &Channels,
+    max_events: usize,
+) -> Result<Vec<NewEvent<'a>>, IngestError> {
+    let raw: &RawValue =
+        serde_json::from_str(text).map_err(|e| IngestError::InvalidJson(e.to_string()))?;
+    let items: Vec<&RawValue> = match raw.get().as_bytes().first() {
+        Some(b'{') => vec![raw],
+        Some(b'[') => {
+            serde_json::from_str(raw.get()).map_err(|e| IngestError::InvalidJson(e.to_string()))?
+        }
+        _ => return Err(IngestError::NotAnEventOrArray),
+    };
+    if items.is_empty() {
+        return Err(IngestError::EmptyBatch);
+    }
+    if items.len() > max_events {
+        return Err(IngestError::TooManyEvents {
+            count: items.len(),
+            max: max_events,
+        });
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| check_event(index, item, channels))
+        .collect()
+}
+
+fn check_event<'a>(
+    index: usize,
+    item: &'a RawValue,
+    channels: &Channels,
+) -> Result<NewEvent<'a>, IngestError> {
+    let invalid = |message: String| IngestError::InvalidEvent { index, message };
+    if !item.get().starts_with('{') {
+        return Err(invalid("must be a JSON object".into()));
+    }
+    let ev: EventIn<'a> =
+        serde_json::from_str(item.get()).map_err(|e| invalid(strip_position(&e.to_string())))?;
+    let channel = channels
+        .id(&ev.event_type)
+        .map_err(|source| IngestError::UnknownChannel { index, source })?;
+    if channel == SYSTEM || channel == HEALTH {
+        return Err(IngestError::ReservedChannel {
+            index,
+            name: ev.event_type,
+        });
+    }
+    let message = ev.message.unwrap_or_default();
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(invalid(format!(
+            "message longer than {MAX_MESSAGE_CHARS} characters"
+        )));
+    }
+    Ok(NewEvent {
+        channel,
+        message,
+        body: ev.body.map_or("{}", RawValue::get),
+    })
+}
+
+/// serde's messages end in " at line 1 column 17", meaningless inside one
+/// element of an array.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch() -> Channels {
+        Channels::new(&["alerts".into()]).unwrap()
+    }
+
+    #[test]
+    fn single_event_and_array_are_accepted() {
+        let one = parse_events(
+            r#"{"event_type":"pdfm","message":"VM_STATE_CHANGED","body":{"a": [1, 2]}}"#,
+            &ch(),
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            one,
+            vec![NewEvent {
+                channel: 1,
+                message: "VM_STATE_CHANGED".into(),
+                body: r#"{"a": [1, 2]}"#
+            }]
+        );
+        let many = parse_events(
+            r#"[{"event_type":"alerts"},{"event_type":"global","message":"m"}]"#,
+            &ch(),
+            10,
+        )
+        .unwrap();
+        assert_eq!(many.len(), 2);
+        assert_eq!(many[0].body, "{}");
+    }
+
+    #[test]
+    fn assigned_fields_from_the_producer_are_ignored() {
+        let ev = parse_events(
+            r#"{"event_type":"pdfm","id":"x","timestamp":"y","seq":3}"#,
+            &ch(),
+            10,
+        )
+        .unwrap();
+        assert_eq!(ev[0].channel, 1);
+    }
+
+    #[test]
+    fn each_bad_body_gets_a_message_naming_the_problem() {
+        let c = ch();
+        let err = |t: &str| parse_events(t, &c, 2).unwrap_err().to_string();
+        assert!(err("{nope").starts_with("body is not valid JSON"));
+        assert_eq!(
+            err("42"),
+            "body must be an event object or an array of them"
+        );
+        assert_eq!(err("[]"), "the array of events is empty");
+        assert_eq!(
+            err(r#"[{"event_type":"pdfm"},{"event_type":"pdfm"},{"event_type":"pdfm"}]"#),
+            "3 events in one request; at most 2"
+        );
+        assert_eq!(
+            err(r#"{"message":"m"}"#),
+            "event 0: missing field `event_type`"
+        );
+        assert_eq!(
+            err(r#"{"event_type":5}"#),
+            "event 0: invalid type: integer `5`, expected a string"
+        );
+        assert!(err(r#"{"event_type":"pdfm","colour":1}"#).contains("unknown field `colour`"));
+        assert!(err(r#"[{"event_type":"pdfm"},{"event_type":"nope"}]"#)
+            .starts_with("event 1: unknown channel \"nope\"; valid channels: global, pdfm"));
+        assert!(err(r#"{"event_type":"system"}"#).contains("reserved"));
+        assert_eq!(err(r#"[1]"#), "event 0: must be a JSON object");
+    }
+}

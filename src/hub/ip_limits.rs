@@ -1,0 +1,151 @@
+//! The per-IP rules of the subscription endpoints: one active connection
+//! per address (by default) and a token bucket of connection attempts.
+//!
+//! Both are cold-path state shared by every core behind one mutex: they
+//! are touched once per connection attempt and once per close, never per
+//! event. An admitted connection holds an [`IpSlot`]; dropping it (when the
+//! connection's handler is dropped) gives the place back.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why a connection attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpRefusal {
+    /// Too many attempts: retry after this many seconds.
+    RateLimited { retry_after_s: u64 },
+    /// The address already has its allowed connections.
+    Conflict { max: u32 },
+}
+
+#[derive(Debug)]
+struct Entry {
+    active: u32,
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// The rules and the table.
+#[derive(Debug)]
+pub struct IpLimits {
+    /// Connections per address; 0 = unlimited.
+    max_active: u32,
+    /// Attempts per second per address; 0 = unlimited.
+    rate: f64,
+    burst: f64,
+    table: Mutex<HashMap<IpAddr, Entry>>,
+}
+
+/// A place held by an admitted connection.
+#[derive(Debug)]
+pub struct IpSlot {
+    limits: Arc<IpLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut table = self.limits.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = table.get_mut(&self.ip) {
+            e.active = e.active.saturating_sub(1);
+        }
+    }
+}
+
+impl IpLimits {
+    pub fn new(max_active: u32, rate: f64, burst: u32) -> IpLimits {
+        IpLimits {
+            max_active,
+            rate,
+            burst: f64::from(burst.max(1)),
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts an attempt from `ip` and admits it or says why not.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<IpSlot, IpRefusal> {
+        self.admit_at(ip, Instant::now())
+    }
+
+    fn admit_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<IpSlot, IpRefusal> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() > 100_000 {
+            // Forget addresses with nothing open and a full bucket.
+            let (rate, burst) = (self.rate, self.burst);
+            table.retain(|_, e| {
+                e.active > 0
+                    || e.tokens + now.duration_since(e.refilled).as_secs_f64() * rate < burst
+            });
+        }
+        let e = table.entry(ip).or_insert(Entry {
+            active: 0,
+            tokens: self.burst,
+            refilled: now,
+        });
+        if self.rate > 0.0 {
+            let elapsed = now.duration_since(e.refilled).as_secs_f64();
+            e.tokens = (e.tokens + elapsed * self.rate).min(self.burst);
+            e.refilled = now;
+            if e.tokens < 1.0 {
+                let wait = ((1.0 - e.tokens) / self.rate).ceil().max(1.0);
+                return Err(IpRefusal::RateLimited {
+                    retry_after_s: wait as u64,
+                });
+            }
+            e.tokens -= 1.0;
+        }
+        if self.max_active > 0 && e.active >= self.max_active {
+            return Err(IpRefusal::Conflict {
+                max: self.max_active,
+            });
+        }
+        e.active += 1;
+        Ok(IpSlot {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, n])
+    }
+
+    #[test]
+    fn second_connection_from_one_address_conflicts_until_the_first_closes() {
+        let l = Arc::new(IpLimits::new(1, 0.0, 1));
+        let first = l.admit(ip(1)).unwrap();
+        assert_eq!(l.admit(ip(1)).unwrap_err(), IpRefusal::Conflict { max: 1 });
+        assert!(l.admit(ip(2)).is_ok());
+        drop(first);
+        assert!(l.admit(ip(1)).is_ok());
+    }
+
+    #[test]
+    fn burst_over_the_rate_is_refused_with_a_retry_time_then_refills() {
+        let l = Arc::new(IpLimits::new(0, 2.0, 3));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.admit_at(ip(1), t0).unwrap();
+        }
+        assert_eq!(
+            l.admit_at(ip(1), t0).unwrap_err(),
+            IpRefusal::RateLimited { retry_after_s: 1 }
+        );
+        assert!(l.admit_at(ip(1), t0 + Duration::from_millis(600)).is_ok());
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let l = Arc::new(IpLimits::new(0, 0.0, 1));
+        let slots: Vec<_> = (0..100).map(|_| l.admit(ip(1)).unwrap()).collect();
+        assert_eq!(slots.len(), 100);
+    }
+}

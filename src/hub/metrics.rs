@@ -1,0 +1,153 @@
+//! The hub's counters: per core where a core does the work (deliveries,
+//! slow-consumer closes, connections), global where the work is global
+//! (events in, replays, refusals). Rendered with the runtime's counters at
+//! `GET /metrics` in Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a request was refused, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Unauthorized,
+    Forbidden,
+    Conflict,
+    RateLimited,
+    BadRequest,
+    NotFound,
+}
+
+const REFUSALS: [(Refusal, &str); 6] = [
+    (Refusal::Unauthorized, "unauthorized"),
+    (Refusal::Forbidden, "forbidden"),
+    (Refusal::Conflict, "conflict"),
+    (Refusal::RateLimited, "rate_limited"),
+    (Refusal::BadRequest, "bad_request"),
+    (Refusal::NotFound, "not_found"),
+];
+
+/// One core's hub counters.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct CoreHubStats {
+    pub deliveries: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    pub subscribers: AtomicU64,
+    pub publishers: AtomicU64,
+    /// Bytes queued on this core's subscriber connections (sampled).
+    pub queue_bytes: AtomicU64,
+}
+
+/// Every hub counter.
+#[derive(Debug)]
+pub struct HubStats {
+    pub events_in: AtomicU64,
+    /// Events sent from the replay ring to resuming subscribers.
+    pub replayed_events: AtomicU64,
+    /// Subscriptions that asked for a replay (`since`).
+    pub replay_requests: AtomicU64,
+    refusals: [AtomicU64; REFUSALS.len()],
+    pub cores: Vec<CoreHubStats>,
+}
+
+impl HubStats {
+    pub fn new(cores: usize) -> HubStats {
+        HubStats {
+            events_in: AtomicU64::new(0),
+            replayed_events: AtomicU64::new(0),
+            replay_requests: AtomicU64::new(0),
+            refusals: Default::default(),
+            cores: (0..cores).map(|_| CoreHubStats::default()).collect(),
+        }
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        let i = REFUSALS
+            .iter()
+            .position(|(r, _)| *r == why)
+            .expect("every refusal is listed");
+        self.refusals[i].fetch_add(1, Relaxed);
+    }
+
+    /// Adds the Prometheus text of these counters to `out`.
+    pub fn render(&self, out: &mut String) {
+        let global: [(&str, &str, &AtomicU64); 3] = [
+            (
+                "eventhub_events_in_total",
+                "events accepted from producers",
+                &self.events_in,
+            ),
+            (
+                "eventhub_replayed_events_total",
+                "events sent from the replay ring",
+                &self.replayed_events,
+            ),
+            (
+                "eventhub_replay_requests_total",
+                "subscriptions that resumed with since",
+                &self.replay_requests,
+            ),
+        ];
+        for (name, help, v) in global {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let name = "eventhub_handshake_refusals_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} requests refused, by reason\n# TYPE {name} counter"
+        );
+        for ((_, label), v) in REFUSALS.iter().zip(&self.refusals) {
+            let _ = writeln!(out, "{name}{{reason=\"{label}\"}} {}", v.load(Relaxed));
+        }
+        type PerCore = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&CoreHubStats) -> &AtomicU64,
+        );
+        let per_core: [PerCore; 3] = [
+            (
+                "eventhub_deliveries_total",
+                "counter",
+                "event frames queued to subscribers",
+                |c| &c.deliveries,
+            ),
+            (
+                "eventhub_slow_consumer_closes_total",
+                "counter",
+                "subscribers closed with 1013 for falling behind",
+                |c| &c.slow_consumer_closes,
+            ),
+            (
+                "eventhub_queue_bytes",
+                "gauge",
+                "bytes queued to subscribers (sampled each second)",
+                |c| &c.queue_bytes,
+            ),
+        ];
+        for (name, kind, help, get) in per_core {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (core, c) in self.cores.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", get(c).load(Relaxed));
+            }
+        }
+        let name = "eventhub_connections";
+        let _ = writeln!(
+            out,
+            "# HELP {name} open hub WebSocket connections, by endpoint\n# TYPE {name} gauge"
+        );
+        for (core, c) in self.cores.iter().enumerate() {
+            for (endpoint, v) in [("subscribe", &c.subscribers), ("publish", &c.publishers)] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{core=\"{core}\",endpoint=\"{endpoint}\"}} {}",
+                    v.load(Relaxed)
+                );
+            }
+        }
+    }
+}
