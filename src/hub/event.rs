@@ -224,7 +224,8 @@ mod tests {
     #[test]
     fn reply_is_valid_json_with_extra_members() {
         let f = reply("health", "pong", r#""ref_id":"ping-1","client_id":"c""#);
-        let json: serde_json::Value = serde_json::from_slice(&f[2..]).unwrap();
+        let header = crate::proto::FrameHeader::parse(&f).unwrap().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&f[header.header_len..]).unwrap();
         assert_eq!(json["ref_id"], "ping-1");
         assert_eq!(json["message"], "pong");
     }
