@@ -7,6 +7,8 @@
 //! - [`ingest`]: validation of what producers send;
 //! - [`sequencer`]: `seq`, the replay ring, batches to the cores;
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
+//! - [`docker`], [`filter_index`]: Docker-shaped container events, Docker's
+//!   filters, and their per-core bitmask index;
 //! - [`auth`], [`ip_limits`]: principals and per-IP rules;
 //! - [`metrics`]: the hub's counters.
 //!
@@ -16,7 +18,9 @@
 pub mod auth;
 pub mod channels;
 pub mod core;
+pub mod docker;
 pub mod event;
+pub mod filter_index;
 pub mod index;
 pub mod ingest;
 pub mod ip_limits;

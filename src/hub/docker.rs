@@ -1,0 +1,436 @@
+//! Docker-shaped container events and Docker's event filters.
+//!
+//! A container event is kept in Docker's own JSON shape (`status`, `id`,
+//! `from`, `Type`, `Action`, `Actor{ID, Attributes}`, `time`, `timeNano`)
+//! so that clients of Docker's events API read it unchanged. Only two
+//! actions exist here, `start` and `stop`: the engine source maps Docker's
+//! `die` to `stop` (with `exitCode`), so each run of a container gives one
+//! of each.
+//!
+//! [`DockerKeys`] are what the filter index matches on, computed once per
+//! event: the container's name and id, its image with and without the tag,
+//! the action, and each label as `key` and `key=value`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::proto::http::push_json_string;
+
+/// The two container actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Start,
+    Stop,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "start" => Some(Action::Start),
+            "stop" => Some(Action::Stop),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+        }
+    }
+}
+
+/// Attributes that describe the container rather than label it.
+const NOT_LABELS: [&str; 4] = ["name", "image", "exitCode", "signal"];
+
+/// A valid container event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerEvent {
+    pub id: String,
+    pub action: Action,
+    pub attributes: BTreeMap<String, String>,
+    pub time: i64,
+    pub time_nano: i64,
+}
+
+/// What the filter index matches an event on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerKeys {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// The image without its tag (`ubuntu` for `ubuntu:latest`).
+    pub image_untagged: String,
+    pub action: Option<Action>,
+    /// Each label as `key` and as `key=value`.
+    pub labels: Vec<String>,
+    /// Seconds since the epoch (for `since`/`until`).
+    pub time: i64,
+}
+
+#[derive(Deserialize)]
+struct ActorIn {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Attributes", default)]
+    attributes: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct EventIn {
+    #[serde(default)]
+    status: Option<String>,
+    id: String,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "Action")]
+    action: String,
+    #[serde(rename = "Actor")]
+    actor: ActorIn,
+    #[serde(default)]
+    scope: Option<String>,
+    time: Option<f64>,
+    #[serde(rename = "timeNano")]
+    time_nano: Option<f64>,
+}
+
+impl ContainerEvent {
+    /// Checks a published body against Docker's shape; errors say what is
+    /// wrong.
+    pub fn from_json(raw: &str) -> Result<ContainerEvent, String> {
+        let ev: EventIn = serde_json::from_str(raw).map_err(|e| {
+            let msg = e.to_string();
+            msg.rfind(" at line ")
+                .map_or(msg.clone(), |i| msg[..i].to_string())
+        })?;
+        let _ = (&ev.scope, &ev.from);
+        if ev.kind != "container" {
+            return Err(format!("Type must be \"container\", not {:?}", ev.kind));
+        }
+        let action = Action::parse(&ev.action)
+            .ok_or_else(|| format!("Action must be \"start\" or \"stop\", not {:?}", ev.action))?;
+        if let Some(status) = &ev.status {
+            if status != &ev.action {
+                return Err(format!(
+                    "status {status:?} differs from Action {:?}",
+                    ev.action
+                ));
+            }
+        }
+        if ev.id.is_empty() || ev.actor.id != ev.id {
+            return Err("id must be non-empty and equal Actor.ID".into());
+        }
+        let mut attributes = BTreeMap::new();
+        for (k, v) in ev.actor.attributes {
+            match v {
+                Value::String(s) => {
+                    attributes.insert(k, s);
+                }
+                other => {
+                    return Err(format!(
+                        "Actor.Attributes.{k} must be a string, not {other}"
+                    ))
+                }
+            }
+        }
+        for required in ["name", "image"] {
+            if !attributes.contains_key(required) {
+                return Err(format!("Actor.Attributes.{required} is missing"));
+            }
+        }
+        let (time, time_nano) = match (ev.time, ev.time_nano) {
+            (Some(t), Some(n)) => (t as i64, n as i64),
+            (Some(t), None) => (t as i64, (t * 1e9) as i64),
+            (None, Some(n)) => ((n / 1e9) as i64, n as i64),
+            (None, None) => return Err("time or timeNano is required".into()),
+        };
+        Ok(ContainerEvent {
+            id: ev.id,
+            action,
+            attributes,
+            time,
+            time_nano,
+        })
+    }
+
+    /// Docker's JSON for this event (`status` equals `Action`, `from` is the
+    /// image).
+    pub fn to_json(&self) -> String {
+        let mut s = String::with_capacity(256);
+        let image = self.attributes.get("image").map_or("", String::as_str);
+        let action = self.action.as_str();
+        s.push_str("{\"status\":\"");
+        s.push_str(action);
+        s.push_str("\",\"id\":");
+        push_json_string(&mut s, &self.id);
+        s.push_str(",\"from\":");
+        push_json_string(&mut s, image);
+        let _ = write!(
+            s,
+            ",\"Type\":\"container\",\"Action\":\"{action}\",\"Actor\":{{\"ID\":"
+        );
+        push_json_string(&mut s, &self.id);
+        s.push_str(",\"Attributes\":{");
+        for (i, (k, v)) in self.attributes.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            push_json_string(&mut s, k);
+            s.push(':');
+            push_json_string(&mut s, v);
+        }
+        let _ = write!(
+            s,
+            "}}}},\"scope\":\"local\",\"time\":{},\"timeNano\":{}}}",
+            self.time, self.time_nano
+        );
+        s
+    }
+
+    /// The keys the filter index matches on.
+    pub fn keys(&self) -> DockerKeys {
+        let attr = |k: &str| self.attributes.get(k).cloned().unwrap_or_default();
+        let image = attr("image");
+        let mut labels = Vec::new();
+        for (k, v) in &self.attributes {
+            if NOT_LABELS.contains(&k.as_str()) {
+                continue;
+            }
+            labels.push(k.clone());
+            labels.push(format!("{k}={v}"));
+        }
+        DockerKeys {
+            id: self.id.clone(),
+            name: attr("name"),
+            image_untagged: untagged(&image).to_string(),
+            image,
+            action: Some(self.action),
+            labels,
+            time: self.time,
+        }
+    }
+}
+
+/// `repo:tag` without `:tag` (a `:` before the last `/` is a registry port).
+pub fn untagged(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => &image[..i],
+        _ => image,
+    }
+}
+
+/// A parsed `filters` parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DockerFilter {
+    pub container: Vec<String>,
+    pub image: Vec<String>,
+    pub event: Vec<Action>,
+    pub label: Vec<String>,
+}
+
+impl DockerFilter {
+    /// Parses Docker's `filters` JSON: `{"key":{"value":true}}` or
+    /// `{"key":["value"]}`, keys `container`, `image`, `event`, `label`.
+    pub fn parse(json: &str) -> Result<DockerFilter, String> {
+        let value: Value =
+            serde_json::from_str(json).map_err(|e| format!("filters is not valid JSON: {e}"))?;
+        let Value::Object(map) = value else {
+            return Err("filters must be a JSON object such as {\"event\":[\"start\"]}".into());
+        };
+        let mut f = DockerFilter::default();
+        for (key, values) in map {
+            let list: Vec<String> = match values {
+                Value::Array(items) => items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s),
+                        other => Err(format!(
+                            "filter {key:?}: values must be strings, not {other}"
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Value::Object(m) => m
+                    .into_iter()
+                    .filter_map(|(v, on)| match on {
+                        Value::Bool(true) => Some(Ok(v)),
+                        Value::Bool(false) => None,
+                        other => Some(Err(format!(
+                            "filter {key:?}: {{\"{v}\": {other}}} must map to true"
+                        ))),
+                    })
+                    .collect::<Result<_, _>>()?,
+                other => return Err(format!(
+                    "filter {key:?}: expected a list of strings or an object of true, not {other}"
+                )),
+            };
+            match key.as_str() {
+                "container" => f.container = list,
+                "image" => f.image = list,
+                "label" => f.label = list,
+                "event" => {
+                    f.event = list
+                        .iter()
+                        .map(|v| {
+                            Action::parse(v).ok_or_else(|| {
+                                format!("invalid event {v:?}: valid values are start and stop")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                other => return Err(format!(
+                    "unknown filter {other:?}: valid filters are container, image, event, label"
+                )),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Direct evaluation, for the replay and as the reference the index is
+    /// tested against.
+    pub fn matches(&self, k: &DockerKeys) -> bool {
+        let container = self.container.is_empty()
+            || self
+                .container
+                .iter()
+                .any(|c| *c == k.name || (!c.is_empty() && k.id.starts_with(c.as_str())));
+        let image = self.image.is_empty()
+            || self
+                .image
+                .iter()
+                .any(|i| *i == k.image || *i == k.image_untagged);
+        let event = self.event.is_empty() || k.action.is_some_and(|a| self.event.contains(&a));
+        let label = self.label.is_empty() || self.label.iter().any(|l| k.labels.contains(l));
+        container && image && event && label
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIE: &str = include_str!("../../tests/data/docker-engine-die.json");
+
+    fn start_event() -> ContainerEvent {
+        ContainerEvent::from_json(
+            r#"{"Action":"start","Actor":{"Attributes":{"exitCode":"0","image":"xjimmyshcn/busybox","name":"test4","sh_hyper_instancetype":"s4","test1":"","test3":"test3=test3"},"ID":"f29698cac3f6"},"Type":"container","from":"xjimmyshcn/busybox","id":"f29698cac3f6","status":"start","time":1.476375852e+09,"timeNano":1.4763758521916593e+18}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_documents_example_event_is_accepted_with_float_times() {
+        let ev = start_event();
+        assert_eq!(ev.time, 1_476_375_852);
+        assert_eq!(ev.action, Action::Start);
+        let json: Value = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(json["status"], "start");
+        assert_eq!(json["from"], "xjimmyshcn/busybox");
+        assert_eq!(json["Actor"]["Attributes"]["test3"], "test3=test3");
+        assert_eq!(json["time"], 1_476_375_852);
+    }
+
+    #[test]
+    fn engine_die_is_not_a_hub_action() {
+        let e = ContainerEvent::from_json(DIE).unwrap_err();
+        assert!(e.contains("Action must be \"start\" or \"stop\""), "{e}");
+    }
+
+    #[test]
+    fn wrong_shapes_are_named() {
+        let bad = [
+            (
+                r#"{"id":"a","Type":"network","Action":"start","Actor":{"ID":"a"},"time":1}"#,
+                "Type must be",
+            ),
+            (
+                r#"{"id":"a","Type":"container","Action":"start","Actor":{"ID":"b","Attributes":{"name":"n","image":"i"}},"time":1}"#,
+                "equal Actor.ID",
+            ),
+            (
+                r#"{"id":"a","Type":"container","Action":"start","Actor":{"ID":"a","Attributes":{"name":"n"}},"time":1}"#,
+                "image is missing",
+            ),
+            (
+                r#"{"id":"a","Type":"container","Action":"start","Actor":{"ID":"a","Attributes":{"name":"n","image":"i","x":1}},"time":1}"#,
+                "x must be a string",
+            ),
+            (
+                r#"{"id":"a","Type":"container","Action":"start","Actor":{"ID":"a","Attributes":{"name":"n","image":"i"}}}"#,
+                "time or timeNano",
+            ),
+            (r#"{"Type":"container"}"#, "missing field"),
+        ];
+        for (json, want) in bad {
+            let e = ContainerEvent::from_json(json).unwrap_err();
+            assert!(e.contains(want), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn keys_hold_name_id_both_image_forms_and_labels() {
+        let k = start_event().keys();
+        assert_eq!(k.name, "test4");
+        assert_eq!(k.image_untagged, "xjimmyshcn/busybox");
+        assert!(k.labels.contains(&"sh_hyper_instancetype=s4".to_string()));
+        assert!(k.labels.contains(&"test1".to_string()));
+        assert!(!k.labels.iter().any(|l| l.starts_with("image")));
+    }
+
+    #[test]
+    fn untagged_keeps_registry_ports() {
+        assert_eq!(untagged("ubuntu:latest"), "ubuntu");
+        assert_eq!(untagged("localhost:5000/busybox"), "localhost:5000/busybox");
+        assert_eq!(
+            untagged("localhost:5000/busybox:1.36"),
+            "localhost:5000/busybox"
+        );
+        assert_eq!(untagged("busybox@sha256:abc"), "busybox");
+    }
+
+    #[test]
+    fn both_filter_forms_parse_and_bad_ones_are_named() {
+        let a = DockerFilter::parse(
+            r#"{"event":{"stop":true},"label":{"sh_hyper_instancetype=s4":true}}"#,
+        )
+        .unwrap();
+        let b = DockerFilter::parse(r#"{"event":["stop"],"label":["sh_hyper_instancetype=s4"]}"#)
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.event, vec![Action::Stop]);
+        let err = |j: &str| DockerFilter::parse(j).unwrap_err();
+        assert!(err("{").contains("not valid JSON"));
+        assert!(err("[1]").contains("must be a JSON object"));
+        assert!(err(r#"{"colour":["red"]}"#).contains("unknown filter \"colour\""));
+        assert!(err(r#"{"event":["restart"]}"#).contains("invalid event \"restart\""));
+        assert!(err(r#"{"image":[1]}"#).contains("values must be strings"));
+        assert!(err(r#"{"image":"ubuntu"}"#).contains("expected a list"));
+    }
+
+    #[test]
+    fn filter_semantics_follow_docker() {
+        let k = start_event().keys();
+        let m = |j: &str| DockerFilter::parse(j).unwrap().matches(&k);
+        assert!(m("{}"));
+        assert!(m(r#"{"container":{"test4":true}}"#));
+        assert!(m(r#"{"container":["f2969"]}"#), "id prefix");
+        assert!(!m(r#"{"container":["test"]}"#), "a name is matched exactly");
+        assert!(m(r#"{"image":["xjimmyshcn/busybox"]}"#));
+        assert!(m(r#"{"event":["start","stop"]}"#));
+        assert!(!m(r#"{"event":["stop"]}"#));
+        assert!(m(r#"{"label":["test1"]}"#));
+        assert!(m(r#"{"label":["sh_hyper_instancetype=s4"]}"#));
+        assert!(!m(r#"{"label":["sh_hyper_instancetype=s5"]}"#));
+        assert!(!m(
+            r#"{"event":{"stop":true},"label":{"sh_hyper_instancetype=s4":true}}"#
+        ));
+        assert!(m(
+            r#"{"event":{"start":true},"label":{"nope":true,"test1":true}}"#
+        ));
+    }
+}
