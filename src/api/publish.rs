@@ -45,12 +45,16 @@ fn publish_text(shared: &Shared, principal: usize, text: &str) -> Result<String,
     let prepared: Vec<Prepared> = events
         .iter()
         .map(|e| {
-            Prepared::new(
+            let p = Prepared::new(
                 e.channel,
                 shared.channels.name(e.channel),
                 &e.message,
-                e.body,
-            )
+                &e.body,
+            );
+            match &e.container {
+                Some(c) => p.with_docker(c),
+                None => p,
+            }
         })
         .collect();
     let seqs = shared.sequencer.publish(&prepared);

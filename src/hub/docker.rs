@@ -47,7 +47,7 @@ impl Action {
 const NOT_LABELS: [&str; 4] = ["name", "image", "exitCode", "signal"];
 
 /// A valid container event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEvent {
     pub id: String,
     pub action: Action,
@@ -265,9 +265,11 @@ impl DockerFilter {
                         ))),
                     })
                     .collect::<Result<_, _>>()?,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "filter {key:?}: expected a list of strings or an object of true, not {other}"
-                )),
+                ))
+                }
             };
             match key.as_str() {
                 "container" => f.container = list,
@@ -283,9 +285,11 @@ impl DockerFilter {
                         })
                         .collect::<Result<_, _>>()?
                 }
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "unknown filter {other:?}: valid filters are container, image, event, label"
-                )),
+                ))
+                }
             }
         }
         Ok(f)

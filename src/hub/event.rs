@@ -12,11 +12,13 @@
 //! in-band requests) are built by [`reply`]; they carry no `seq`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::channels::ChannelId;
+use super::docker::{ContainerEvent, DockerKeys};
 use crate::proto::http::push_json_string;
 use crate::proto::{HeaderBuf, Opcode};
 
@@ -27,6 +29,16 @@ pub struct EventFrame {
     pub channel: ChannelId,
     /// The complete WebSocket text frame of the event's envelope.
     pub frame: Bytes,
+    /// For a container event: its Docker-shaped frame and filter keys.
+    pub docker: Option<Arc<DockerFrame>>,
+}
+
+/// A container event as `/events/ws` sends it.
+#[derive(Debug)]
+pub struct DockerFrame {
+    /// The complete text frame of the Docker-shaped JSON.
+    pub frame: Bytes,
+    pub keys: DockerKeys,
 }
 
 /// An event serialized up to its sequence number.
@@ -37,6 +49,7 @@ pub struct Prepared {
     pub id: String,
     /// `{"id":...,"body":...,"seq":` — the digits and `}` follow.
     json_head: Vec<u8>,
+    docker: Option<Arc<DockerFrame>>,
 }
 
 impl Prepared {
@@ -59,7 +72,18 @@ impl Prepared {
             channel,
             id,
             json_head: s.into_bytes(),
+            docker: None,
         }
+    }
+
+    /// Adds the Docker-shaped frame of a container event (whose JSON is
+    /// also this event's body), built here, once.
+    pub fn with_docker(mut self, event: &ContainerEvent) -> Prepared {
+        self.docker = Some(Arc::new(DockerFrame {
+            frame: crate::proto::text_frame(&event.to_json()),
+            keys: event.keys(),
+        }));
+        self
     }
 
     /// Appends the sequence number and makes the one frame every
@@ -78,6 +102,7 @@ impl Prepared {
             seq,
             channel: self.channel,
             frame: buf.freeze(),
+            docker: self.docker.clone(),
         }
     }
 }

@@ -12,7 +12,10 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::channels::{ChannelId, Channels, UnknownChannel, HEALTH, SYSTEM};
+use std::borrow::Cow;
+
+use super::channels::{ChannelId, Channels, UnknownChannel, CONTAINER, HEALTH, SYSTEM};
+use super::docker::ContainerEvent;
 
 /// Longest `message` accepted.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
@@ -44,8 +47,11 @@ pub enum IngestError {
 pub struct NewEvent<'a> {
     pub channel: ChannelId,
     pub message: String,
-    /// Raw JSON of the body (`{}` when absent).
-    pub body: &'a str,
+    /// Raw JSON of the body (`{}` when absent; Docker's shape, normalized,
+    /// for a container event).
+    pub body: Cow<'a, str>,
+    /// The Docker-shaped event, on the `container` channel.
+    pub container: Option<ContainerEvent>,
 }
 
 #[derive(Deserialize)]
@@ -121,10 +127,26 @@ fn check_event<'a>(
             "message longer than {MAX_MESSAGE_CHARS} characters"
         )));
     }
+    let raw_body = ev.body.map_or("{}", RawValue::get);
+    if channel != CONTAINER {
+        return Ok(NewEvent {
+            channel,
+            message,
+            body: Cow::Borrowed(raw_body),
+            container: None,
+        });
+    }
+    let container = ContainerEvent::from_json(raw_body)
+        .map_err(|e| invalid(format!("container event body: {e}")))?;
     Ok(NewEvent {
         channel,
-        message,
-        body: ev.body.map_or("{}", RawValue::get),
+        message: if message.is_empty() {
+            container.action.as_str().to_string()
+        } else {
+            message
+        },
+        body: Cow::Owned(container.to_json()),
+        container: Some(container),
     })
 }
 
@@ -158,7 +180,8 @@ mod tests {
             vec![NewEvent {
                 channel: 1,
                 message: "VM_STATE_CHANGED".into(),
-                body: r#"{"a": [1, 2]}"#
+                body: Cow::Borrowed(r#"{"a": [1, 2]}"#),
+                container: None,
             }]
         );
         let many = parse_events(
@@ -169,6 +192,25 @@ mod tests {
         .unwrap();
         assert_eq!(many.len(), 2);
         assert_eq!(many[0].body, "{}");
+    }
+
+    #[test]
+    fn container_events_are_checked_against_dockers_shape() {
+        let ok = r#"{"event_type":"container","body":{"id":"abc","Type":"container","Action":"stop","Actor":{"ID":"abc","Attributes":{"name":"web","image":"busybox","exitCode":"3"}},"time":1700000000}}"#;
+        let ev = &parse_events(ok, &ch(), 10).unwrap()[0];
+        assert_eq!(ev.message, "stop");
+        assert!(ev.body.contains("\"status\":\"stop\""));
+        assert!(ev.container.is_some());
+        let bad = r#"{"event_type":"container","body":{"id":"abc","Type":"container","Action":"die","Actor":{"ID":"abc"},"time":1}}"#;
+        let e = parse_events(bad, &ch(), 10).unwrap_err().to_string();
+        assert!(
+            e.starts_with("event 0: container event body: Action must be"),
+            "{e}"
+        );
+        let e = parse_events(r#"{"event_type":"container"}"#, &ch(), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("container event body"), "{e}");
     }
 
     #[test]
