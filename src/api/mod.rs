@@ -9,8 +9,10 @@
 //! | `GET /v1/ws/subscribe` | [`subscribe`] |
 //! | `POST /v1/ws/unsubscribe` | [`unsubscribe`] |
 //! | `POST /v1/events`, `GET /v1/ws/publish` | [`publish`] |
+//! | `GET /events/ws` (Docker-style container events) | [`events_ws`] |
 //! | `GET /healthz`, `GET /metrics` | here |
 
+pub mod events_ws;
 pub mod publish;
 pub mod subscribe;
 pub mod unsubscribe;
@@ -93,6 +95,7 @@ impl HubApp {
 /// A hub connection's handler.
 pub enum HubHandler {
     Subscriber(subscribe::SubscriberSession),
+    Docker(events_ws::DockerSession),
     Publisher(publish::PublisherSession),
 }
 
@@ -108,12 +111,16 @@ impl App for HubApp {
             ("GET", "/healthz") => Route::Respond(Response::json(200, r#"{"status":"ok"}"#.into())),
             ("GET", "/metrics") => self.metrics(req),
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer),
+            ("GET", "/events/ws") => events_ws::route(self, req, peer),
             ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body).await,
             ("POST", "/v1/events") => publish::post(self, req, &body),
             ("GET", "/v1/ws/publish") => publish::upgrade(self, req),
-            (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish") => Route::Respond(
-                Response::error(405, "method_not_allowed", "use GET").with_header("Allow", "GET"),
-            ),
+            (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish" | "/events/ws") => {
+                Route::Respond(
+                    Response::error(405, "method_not_allowed", "use GET")
+                        .with_header("Allow", "GET"),
+                )
+            }
             (_, "/v1/ws/unsubscribe" | "/v1/events") => Route::Respond(
                 Response::error(405, "method_not_allowed", "use POST").with_header("Allow", "POST"),
             ),
@@ -142,6 +149,7 @@ impl Handler for HubHandler {
     fn on_open(&mut self, conn: &Rc<Conn>) {
         match self {
             HubHandler::Subscriber(s) => s.on_open(conn),
+            HubHandler::Docker(d) => d.on_open(conn),
             HubHandler::Publisher(p) => p.on_open(conn),
         }
     }
@@ -149,6 +157,7 @@ impl Handler for HubHandler {
     fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
         match self {
             HubHandler::Subscriber(s) => s.on_message(kind, payload, conn),
+            HubHandler::Docker(d) => d.on_message(kind, payload, conn),
             HubHandler::Publisher(p) => p.on_message(kind, payload, conn),
         }
     }
@@ -162,6 +171,7 @@ impl Handler for HubHandler {
     fn on_close(&mut self, conn: &Rc<Conn>) {
         match self {
             HubHandler::Subscriber(s) => s.on_close(conn),
+            HubHandler::Docker(d) => d.on_close(),
             HubHandler::Publisher(p) => p.on_close(),
         }
     }

@@ -74,24 +74,9 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             )
         }
     };
-    let ip_slot = match shared.ip_limits.admit(peer.ip()) {
+    let ip_slot = match admit(app, peer) {
         Ok(slot) => slot,
-        Err(IpRefusal::RateLimited { retry_after_s }) => {
-            let msg = format!(
-                "too many connection attempts from {}; retry in {retry_after_s} s",
-                peer.ip()
-            );
-            let resp = Response::error(429, "rate_limited", &msg)
-                .with_header("Retry-After", retry_after_s.to_string());
-            return app.refuse(Refusal::RateLimited, resp);
-        }
-        Err(IpRefusal::Conflict { max }) => {
-            let msg = format!(
-                "{} already has {max} active connection(s); close it first",
-                peer.ip()
-            );
-            return app.refuse(Refusal::Conflict, Response::error(409, "conflict", &msg));
-        }
+        Err(route) => return route,
     };
     Route::Upgrade {
         accept,
@@ -106,6 +91,32 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             _ip: ip_slot,
         }),
     }
+}
+
+/// The per-IP rules of the subscription endpoints: a place, or the 429 or
+/// 409 to answer with.
+pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Route<HubHandler>> {
+    app.shared
+        .ip_limits
+        .admit(peer.ip())
+        .map_err(|refusal| match refusal {
+            IpRefusal::RateLimited { retry_after_s } => {
+                let msg = format!(
+                    "too many connection attempts from {}; retry in {retry_after_s} s",
+                    peer.ip()
+                );
+                let resp = Response::error(429, "rate_limited", &msg)
+                    .with_header("Retry-After", retry_after_s.to_string());
+                app.refuse(Refusal::RateLimited, resp)
+            }
+            IpRefusal::Conflict { max } => {
+                let msg = format!(
+                    "{} already has {max} active connection(s); close it first",
+                    peer.ip()
+                );
+                app.refuse(Refusal::Conflict, Response::error(409, "conflict", &msg))
+            }
+        })
 }
 
 /// A subscriber connection.

@@ -18,7 +18,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::channels::ChannelSet;
+use super::docker::DockerFilter;
 use super::event::EventFrame;
+use super::filter_index::FilterIndex;
 use super::index::SubscriberIndex;
 use super::sequencer::CoreMsg;
 use super::Shared;
@@ -36,12 +38,24 @@ pub struct Subscriber {
     pub min_seq: u64,
 }
 
+/// A `/events/ws` connection.
+pub struct DockerSubscriber {
+    pub conn: Rc<Conn>,
+    pub filter: DockerFilter,
+    /// Live events up to this `seq` are skipped (the replay had them).
+    pub min_seq: u64,
+    /// Docker's `until`: events after this time (seconds) are not sent.
+    pub until: Option<i64>,
+}
+
 /// The hub's state on one core.
 pub struct HubCore {
     pub id: usize,
     pub shared: Arc<Shared>,
     subs: RefCell<Vec<Option<Subscriber>>>,
     index: RefCell<SubscriberIndex>,
+    docker_subs: RefCell<Vec<Option<DockerSubscriber>>>,
+    filters: RefCell<FilterIndex>,
     rx: flume::Receiver<CoreMsg>,
 }
 
@@ -53,6 +67,8 @@ impl HubCore {
             shared,
             subs: RefCell::new(Vec::new()),
             index: RefCell::new(SubscriberIndex::new(channels)),
+            docker_subs: RefCell::new(Vec::new()),
+            filters: RefCell::new(FilterIndex::default()),
             rx,
         }
     }
@@ -83,6 +99,36 @@ impl HubCore {
         }
     }
 
+    /// Adds a `/events/ws` subscriber in its connection's slot.
+    pub fn add_docker(&self, sub: DockerSubscriber) {
+        let slot = sub.conn.slot_index();
+        self.filters.borrow_mut().add(slot, &sub.filter);
+        let mut subs = self.docker_subs.borrow_mut();
+        if subs.len() <= slot {
+            subs.resize_with(slot + 1, || None);
+        }
+        subs[slot] = Some(sub);
+        self.shared.stats.cores[self.id]
+            .docker_subscribers
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Removes the `/events/ws` subscriber in `slot`.
+    pub fn remove_docker(&self, slot: usize) {
+        let Some(sub) = self
+            .docker_subs
+            .borrow_mut()
+            .get_mut(slot)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        self.filters.borrow_mut().remove(slot, &sub.filter);
+        self.shared.stats.cores[self.id]
+            .docker_subscribers
+            .fetch_sub(1, Relaxed);
+    }
+
     /// The channels of the subscriber in `slot` if it is `client_id`.
     pub fn channels_of(&self, slot: usize, client_id: Uuid) -> Option<ChannelSet> {
         let subs = self.subs.borrow();
@@ -110,28 +156,53 @@ impl HubCore {
     pub fn deliver(&self, batch: &[EventFrame]) {
         let subs = self.subs.borrow();
         let index = self.index.borrow();
-        let limit = self.shared.config.send_queue_bytes;
-        let stats = &self.shared.stats.cores[self.id];
+        let docker_subs = self.docker_subs.borrow();
+        let mut filters = self.filters.borrow_mut();
         let mut delivered = 0u64;
         for ev in batch {
             index.for_each_match(ev.channel, |slot| {
-                let Some(sub) = &subs[slot] else { return };
-                if ev.seq <= sub.min_seq || !sub.conn.is_open() {
+                if let Some(sub) = &subs[slot] {
+                    delivered += u64::from(self.offer(&sub.conn, sub.min_seq, ev.seq, &ev.frame));
+                }
+            });
+            let Some(docker) = &ev.docker else { continue };
+            filters.for_each_match(&docker.keys, |slot| {
+                let Some(sub) = &docker_subs[slot] else {
+                    return;
+                };
+                if sub.until.is_some_and(|until| docker.keys.time > until) {
                     return;
                 }
-                if sub.conn.queued_bytes() + ev.frame.len() > limit {
-                    stats.slow_consumer_closes.fetch_add(1, Relaxed);
-                    sub.conn.close_now(CloseCode::TRY_AGAIN_LATER, |last| {
-                        format!("slow consumer: send queue full; last seq sent {last}; reconnect with since={last}")
-                    });
-                    log::info!("client {}: closed as a slow consumer", sub.client_id);
-                    return;
-                }
-                sub.conn.send_tagged(ev.frame.clone(), ev.seq);
-                delivered += 1;
+                delivered += u64::from(self.offer(&sub.conn, sub.min_seq, ev.seq, &docker.frame));
             });
         }
-        stats.deliveries.fetch_add(delivered, Relaxed);
+        self.shared.stats.cores[self.id]
+            .deliveries
+            .fetch_add(delivered, Relaxed);
+    }
+
+    /// Queues one event's frame on one connection unless it had it already;
+    /// a connection whose queue would pass the limit is a slow consumer.
+    fn offer(&self, conn: &Conn, min_seq: u64, seq: u64, frame: &bytes::Bytes) -> bool {
+        if seq <= min_seq || !conn.is_open() {
+            return false;
+        }
+        if conn.queued_bytes() + frame.len() > self.shared.config.send_queue_bytes {
+            self.shared.stats.cores[self.id]
+                .slow_consumer_closes
+                .fetch_add(1, Relaxed);
+            conn.close_now(CloseCode::TRY_AGAIN_LATER, |last| {
+                format!("slow consumer: send queue full; last seq sent {last}; reconnect with since={last}")
+            });
+            log::info!(
+                "core {}: closed a slow consumer (connection slot {})",
+                self.id,
+                conn.slot_index()
+            );
+            return false;
+        }
+        conn.send_tagged(frame.clone(), seq);
+        true
     }
 
     fn handle(&self, msg: CoreMsg) {
@@ -164,13 +235,21 @@ impl HubCore {
     pub async fn sample_queues(self: Rc<Self>) {
         loop {
             monoio::time::sleep(Duration::from_secs(1)).await;
-            let total: usize = self
+            let hub: usize = self
                 .subs
                 .borrow()
                 .iter()
                 .flatten()
                 .map(|s| s.conn.queued_bytes())
                 .sum();
+            let docker: usize = self
+                .docker_subs
+                .borrow()
+                .iter()
+                .flatten()
+                .map(|s| s.conn.queued_bytes())
+                .sum();
+            let total = hub + docker;
             self.shared.stats.cores[self.id]
                 .queue_bytes
                 .store(total as u64, Relaxed);

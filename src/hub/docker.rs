@@ -245,6 +245,11 @@ impl DockerFilter {
         };
         let mut f = DockerFilter::default();
         for (key, values) in map {
+            if !["container", "image", "event", "label"].contains(&key.as_str()) {
+                return Err(format!(
+                    "unknown filter {key:?}: valid filters are container, image, event, label"
+                ));
+            }
             let list: Vec<String> = match values {
                 Value::Array(items) => items
                     .into_iter()
@@ -414,6 +419,7 @@ mod tests {
         assert!(err(r#"{"event":["restart"]}"#).contains("invalid event \"restart\""));
         assert!(err(r#"{"image":[1]}"#).contains("values must be strings"));
         assert!(err(r#"{"image":"ubuntu"}"#).contains("expected a list"));
+        assert!(err(r#"{"colour":1}"#).contains("unknown filter \"colour\""));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub struct CoreHubStats {
     pub deliveries: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub subscribers: AtomicU64,
+    pub docker_subscribers: AtomicU64,
     pub publishers: AtomicU64,
     /// Bytes queued on this core's subscriber connections (sampled).
     pub queue_bytes: AtomicU64,
@@ -141,7 +142,11 @@ impl HubStats {
             "# HELP {name} open hub WebSocket connections, by endpoint\n# TYPE {name} gauge"
         );
         for (core, c) in self.cores.iter().enumerate() {
-            for (endpoint, v) in [("subscribe", &c.subscribers), ("publish", &c.publishers)] {
+            for (endpoint, v) in [
+                ("subscribe", &c.subscribers),
+                ("events", &c.docker_subscribers),
+                ("publish", &c.publishers),
+            ] {
                 let _ = writeln!(
                     out,
                     "{name}{{core=\"{core}\",endpoint=\"{endpoint}\"}} {}",

@@ -157,6 +157,17 @@ impl Sequencer {
         out
     }
 
+    /// The ring's events that satisfy `keep`, and the last `seq` assigned
+    /// at that instant (for a subscriber that replays by its own rule, such
+    /// as Docker's `since` time).
+    pub fn replay_where(&self, keep: impl Fn(&EventFrame) -> bool) -> (Vec<EventFrame>, u64) {
+        let inner = self.lock();
+        (
+            inner.ring.iter().filter(|e| keep(e)).cloned().collect(),
+            inner.last_seq,
+        )
+    }
+
     /// The last `seq` assigned.
     pub fn last_seq(&self) -> u64 {
         self.lock().last_seq

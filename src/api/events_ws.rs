@@ -1,0 +1,167 @@
+//! `GET /events/ws?filters=...&since=...&until=...`: container events in
+//! Docker's own JSON shape, filtered the way Docker filters its `/events`.
+//!
+//! Checks before the upgrade: the handshake, the principal (it needs the
+//! right to subscribe to `container`), `filters` (malformed JSON, an unknown
+//! key, a value of the wrong type or an invalid event value is a 400 naming
+//! the problem), `since`/`until` (Unix seconds), then the per-IP rules.
+//! After it: the events of the replay ring with `time >= since` that match,
+//! then live ones; past `until` the connection is closed with 1000.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{error_reply, HubApp, HubHandler};
+use crate::hub::channels::CONTAINER;
+use crate::hub::core::{DockerSubscriber, HubCore};
+use crate::hub::docker::DockerFilter;
+use crate::hub::ip_limits::IpSlot;
+use crate::hub::metrics::Refusal;
+use crate::hub::Shared;
+use crate::proto::handshake::check_upgrade;
+use crate::proto::http::Request;
+use crate::proto::{CloseCode, MessageKind};
+use crate::runtime::{Conn, Route};
+
+/// Parses Docker's `since`/`until`: Unix seconds, optionally fractional.
+fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, String> {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let whole = v.split_once('.').map_or(v, |(w, _)| w);
+    let valid_fraction = v
+        .split_once('.')
+        .is_none_or(|(_, f)| f.bytes().all(|b| b.is_ascii_digit()));
+    match whole.parse::<i64>() {
+        Ok(secs) if valid_fraction => Ok(Some(secs)),
+        _ => Err(format!(
+            "{name} must be a Unix timestamp in seconds, e.g. {name}=1700000000"
+        )),
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `GET /events/ws`.
+pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
+    let accept = match check_upgrade(req) {
+        Ok(a) => a,
+        Err(e) => return app.refuse(Refusal::BadRequest, e.response()),
+    };
+    let principal = match app.authenticate(req) {
+        Ok(p) => p,
+        Err(resp) => return Route::Respond(resp),
+    };
+    let who = app.shared.auth.principal(principal);
+    if !who.subscribe.contains(CONTAINER) {
+        return app.forbidden(&format!(
+            "principal {:?} may not subscribe to container events",
+            who.name
+        ));
+    }
+    let filter = match req.query_param("filters") {
+        None | Some("") => DockerFilter::default(),
+        Some(json) => match DockerFilter::parse(json) {
+            Ok(f) => f,
+            Err(e) => return app.bad_request("invalid_filters", &e),
+        },
+    };
+    let (since, until) = match (
+        parse_time("since", req.query_param("since")),
+        parse_time("until", req.query_param("until")),
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return app.bad_request("bad_request", &e),
+    };
+    let ip_slot = match super::subscribe::admit(app, peer) {
+        Ok(slot) => slot,
+        Err(route) => return route,
+    };
+    Route::Upgrade {
+        accept,
+        handler: HubHandler::Docker(DockerSession {
+            shared: app.shared.clone(),
+            core: app.core.clone(),
+            filter: Some(filter),
+            since,
+            until,
+            slot: usize::MAX,
+            _ip: ip_slot,
+        }),
+    }
+}
+
+/// An `/events/ws` connection.
+pub struct DockerSession {
+    shared: Arc<Shared>,
+    core: Rc<HubCore>,
+    /// Moved into the core's index on open.
+    filter: Option<DockerFilter>,
+    since: Option<i64>,
+    until: Option<i64>,
+    slot: usize,
+    _ip: IpSlot,
+}
+
+impl DockerSession {
+    pub fn on_open(&mut self, conn: &Rc<Conn>) {
+        self.slot = conn.slot_index();
+        let filter = self.filter.take().unwrap_or_default();
+        let (since, until) = (self.since, self.until);
+        let (replay, last_seq) = match since {
+            Some(since) => self.shared.sequencer.replay_where(|e| {
+                e.docker.as_ref().is_some_and(|d| {
+                    d.keys.time >= since
+                        && until.is_none_or(|u| d.keys.time <= u)
+                        && filter.matches(&d.keys)
+                })
+            }),
+            None => (Vec::new(), self.shared.sequencer.last_seq()),
+        };
+        for ev in &replay {
+            let docker = ev.docker.as_ref().expect("kept only container events");
+            conn.send_tagged(docker.frame.clone(), ev.seq);
+        }
+        if since.is_some() {
+            self.shared.stats.replay_requests.fetch_add(1, Relaxed);
+            self.shared
+                .stats
+                .replayed_events
+                .fetch_add(replay.len() as u64, Relaxed);
+        }
+        self.core.add_docker(DockerSubscriber {
+            conn: conn.clone(),
+            filter,
+            min_seq: last_seq,
+            until,
+        });
+        if let Some(until) = until {
+            let wait = until.saturating_sub(now_secs());
+            let conn = conn.clone();
+            monoio::spawn(async move {
+                if wait > 0 {
+                    monoio::time::sleep(Duration::from_secs(wait as u64 + 1)).await;
+                }
+                conn.close(CloseCode::NORMAL, "until reached");
+            });
+        }
+    }
+
+    pub fn on_message(&mut self, _kind: MessageKind, _payload: &mut [u8], conn: &Rc<Conn>) {
+        conn.send(error_reply(
+            "bad_message",
+            "/events/ws only sends; filters are set in the URL",
+        ));
+    }
+
+    pub fn on_close(&mut self) {
+        self.core.remove_docker(self.slot);
+    }
+}
