@@ -46,6 +46,10 @@ pub struct ServerArgs {
     /// io driver (overrides server.driver; EVENTHUB_DRIVER overrides both).
     #[arg(long, value_enum, value_name = "DRIVER")]
     pub driver: Option<DriverChoice>,
+    /// Follow this Docker Engine socket's container events (overrides
+    /// docker.socket; `serve` only), e.g. /var/run/docker.sock.
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<String>,
 }
 
 impl ServerArgs {
@@ -60,6 +64,9 @@ impl ServerArgs {
         }
         if let Some(driver) = self.driver {
             config.server.driver = driver;
+        }
+        if let Some(socket) = &self.docker_socket {
+            config.docker.socket = socket.clone();
         }
         config.check()?;
         Ok(config)

@@ -50,9 +50,17 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub echo: EchoConfig,
     pub hub: HubConfig,
+    pub docker: DockerConfig,
     /// Who may connect; none means a generated admin token at start-up.
     #[serde(default)]
     pub principals: Vec<crate::hub::auth::PrincipalConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The engine's API socket; empty = no Docker source.
+    pub socket: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,7 @@
 //! - [`hub`]: the hub core: channels, events serialized once, sequencing
 //!   and replay, the per-core bitmask index and fan-out, auth, per-IP rules.
 //! - [`api`]: the routes and JSON shapes of the public API, over the hub.
+//! - [`sources`]: producers beside the cores (the Docker Engine source).
 //! - [`echo`]: the echo application, the conformance target.
 //! - [`config`], [`cli`]: the TOML config with its embedded default, and
 //!   the command line over it.
@@ -24,3 +25,4 @@ pub mod echo;
 pub mod hub;
 pub mod proto;
 pub mod runtime;
+pub mod sources;

@@ -74,6 +74,13 @@ fn serve(args: &ServerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !config.docker.socket.is_empty() {
+        let socket = std::path::PathBuf::from(&config.docker.socket);
+        if let Err(e) = eventhub::sources::docker_engine::spawn(socket, shared.clone()) {
+            eprintln!("eventhub: cannot start the Docker source: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = runtime::serve(
         settings,
         move |info| HubApp::new(info, shared.clone()),

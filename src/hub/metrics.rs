@@ -48,6 +48,10 @@ pub struct HubStats {
     /// Subscriptions that asked for a replay (`since`).
     pub replay_requests: AtomicU64,
     refusals: [AtomicU64; REFUSALS.len()],
+    /// 1 while the Docker Engine source is following the engine.
+    pub docker_connected: AtomicU64,
+    pub docker_events: AtomicU64,
+    pub docker_reconnects: AtomicU64,
     pub cores: Vec<CoreHubStats>,
 }
 
@@ -58,6 +62,9 @@ impl HubStats {
             replayed_events: AtomicU64::new(0),
             replay_requests: AtomicU64::new(0),
             refusals: Default::default(),
+            docker_connected: AtomicU64::new(0),
+            docker_events: AtomicU64::new(0),
+            docker_reconnects: AtomicU64::new(0),
             cores: (0..cores).map(|_| CoreHubStats::default()).collect(),
         }
     }
@@ -72,7 +79,23 @@ impl HubStats {
 
     /// Adds the Prometheus text of these counters to `out`.
     pub fn render(&self, out: &mut String) {
-        let global: [(&str, &str, &AtomicU64); 3] = [
+        let name = "eventhub_docker_source_connected";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 while following the Docker Engine's events\n# TYPE {name} gauge\n{name} {}",
+            self.docker_connected.load(Relaxed)
+        );
+        let global: [(&str, &str, &AtomicU64); 5] = [
+            (
+                "eventhub_docker_source_events_total",
+                "container events taken from the Docker Engine",
+                &self.docker_events,
+            ),
+            (
+                "eventhub_docker_source_reconnects_total",
+                "times the Docker Engine source reconnected",
+                &self.docker_reconnects,
+            ),
             (
                 "eventhub_events_in_total",
                 "events accepted from producers",
