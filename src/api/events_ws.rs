@@ -82,7 +82,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
     };
     let ip_slot = match super::subscribe::admit(app, peer) {
         Ok(slot) => slot,
-        Err(route) => return route,
+        Err(resp) => return Route::Respond(resp),
     };
     Route::Upgrade {
         accept,

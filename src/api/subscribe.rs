@@ -76,7 +76,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
     };
     let ip_slot = match admit(app, peer) {
         Ok(slot) => slot,
-        Err(route) => return route,
+        Err(resp) => return Route::Respond(resp),
     };
     Route::Upgrade {
         accept,
@@ -95,7 +95,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
 
 /// The per-IP rules of the subscription endpoints: a place, or the 429 or
 /// 409 to answer with.
-pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Route<HubHandler>> {
+pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Response> {
     app.shared
         .ip_limits
         .admit(peer.ip())
@@ -107,14 +107,16 @@ pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Route<HubH
                 );
                 let resp = Response::error(429, "rate_limited", &msg)
                     .with_header("Retry-After", retry_after_s.to_string());
-                app.refuse(Refusal::RateLimited, resp)
+                app.shared.stats.refused(Refusal::RateLimited);
+                resp
             }
             IpRefusal::Conflict { max } => {
                 let msg = format!(
                     "{} already has {max} active connection(s); close it first",
                     peer.ip()
                 );
-                app.refuse(Refusal::Conflict, Response::error(409, "conflict", &msg))
+                app.shared.stats.refused(Refusal::Conflict);
+                Response::error(409, "conflict", &msg)
             }
         })
 }
