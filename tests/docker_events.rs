@@ -530,13 +530,15 @@ fn restart_engine() {
     );
     let log =
         std::fs::File::create(std::env::temp_dir().join("eventhub-test-dockerd.log")).unwrap();
-    Command::new("setsid")
-        .arg("dockerd")
+    // setsid --fork: the daemon outlives this test and is nobody's child.
+    let started = Command::new("setsid")
+        .args(["--fork", "dockerd"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
-        .spawn()
+        .status()
         .expect("start dockerd");
+    assert!(started.success(), "setsid --fork dockerd");
     wait_for(
         || {
             Command::new("docker")
