@@ -4,8 +4,10 @@
 #   scripts/test.sh            everything
 #   FUZZ_SECONDS=60 scripts/test.sh   longer fuzzing
 #
-# Suites, in order: unit + property + integration tests (cargo test), the
-# Python `websockets` client tests (pytest), the Autobahn|Testsuite
+# It first runs scripts/setup.sh (Docker Engine, busybox, wscat, a Python
+# virtualenv). Suites, in order: unit + property + integration tests (cargo
+# test, including the real Docker Engine and wscat tests), the Python
+# `websockets` client tests (pytest), the Autobahn|Testsuite
 # fuzzingclient against `eventhub echo` on each io driver (io_uring, epoll),
 # and every cargo-fuzz target for a bounded time. Each suite's own output
 # is shown; the last line sums the suites.
@@ -27,20 +29,18 @@ step() {
     fi
 }
 
-install_python_deps() {
-    local venv=target/py-venv
-    if [[ ! -x $venv/bin/python ]]; then
-        python3 -m venv "$venv" || return 1
-    fi
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
-}
-
 set -e
+mkdir -p target
+echo "==> setup"
+scripts/setup.sh
 echo "==> build (debug and release)"
 cargo build --bins
 cargo build --release --bins
-install_python_deps
 set +e
+
+# Suites that need a tool must fail, not skip, when it is missing here.
+export EVENTHUB_REQUIRE_DOCKER=1 EVENTHUB_REQUIRE_WSCAT=1
+export PATH="$PWD/target/node/node_modules/.bin:$PATH"
 
 step "cargo test" cargo test --workspace --exclude eventhub-fuzz
 step "python websockets client" env EVENTHUB_BIN=target/release/eventhub target/py-venv/bin/python -m pytest tests/python -q
