@@ -113,7 +113,7 @@ fn announce(addr: SocketAddr, workers: usize, token: Option<&str>) {
     };
     let _ = writeln!(
         out,
-        "subscribe:\n  wscat -H \"Authorization: Bearer {token}\" -c \"ws://{host}/api/v1/ws/subscribe?event_types=pdfm,health,orchestrator\"\n  websocat -H \"Authorization: Bearer {token}\" \"ws://{host}/v1/ws/subscribe?event_types=pdfm\"\npublish:\n  curl -H \"Authorization: Bearer {token}\" -d '{{\"event_type\":\"pdfm\",\"message\":\"VM_STATE_CHANGED\",\"body\":{{\"previous_state\":\"suspended\",\"current_state\":\"resuming\"}}}}' http://{host}/v1/events"
+        "subscribe:\n  wscat -H \"Authorization: Bearer {token}\" -c \"ws://{host}/api/v1/ws/subscribe?event_types=pdfm,health,orchestrator\"\n  websocat -H=\"Authorization: Bearer {token}\" \"ws://{host}/v1/ws/subscribe?event_types=pdfm\"\npublish:\n  curl -H \"Authorization: Bearer {token}\" -d '{{\"event_type\":\"pdfm\",\"message\":\"VM_STATE_CHANGED\",\"body\":{{\"previous_state\":\"suspended\",\"current_state\":\"resuming\"}}}}' http://{host}/v1/events"
     );
     let _ = out.flush();
 }
