@@ -3,8 +3,9 @@
 //! (events in, replays, refusals). Rendered with the runtime's counters at
 //! `GET /metrics` in Prometheus text format.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::runtime::stats::{family, per_core};
 
 /// Why a request was refused, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,13 +80,15 @@ impl HubStats {
 
     /// Adds the Prometheus text of these counters to `out`.
     pub fn render(&self, out: &mut String) {
-        let name = "eventhub_docker_source_connected";
-        let _ = writeln!(
+        let one = |v: &AtomicU64| [(String::new(), v.load(Relaxed))];
+        family(
             out,
-            "# HELP {name} 1 while following the Docker Engine's events\n# TYPE {name} gauge\n{name} {}",
-            self.docker_connected.load(Relaxed)
+            "eventhub_docker_source_connected",
+            "gauge",
+            "1 while following the Docker Engine's events",
+            one(&self.docker_connected),
         );
-        let global: [(&str, &str, &AtomicU64); 5] = [
+        let counters: [(&str, &str, &AtomicU64); 5] = [
             (
                 "eventhub_docker_source_events_total",
                 "container events taken from the Docker Engine",
@@ -112,28 +115,27 @@ impl HubStats {
                 &self.replay_requests,
             ),
         ];
-        for (name, help, v) in global {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
+        for (name, help, v) in counters {
+            family(out, name, "counter", help, one(v));
         }
-        let name = "eventhub_handshake_refusals_total";
-        let _ = writeln!(
+        let refusals = REFUSALS
+            .iter()
+            .zip(&self.refusals)
+            .map(|((_, label), v)| (format!("reason=\"{label}\""), v.load(Relaxed)));
+        family(
             out,
-            "# HELP {name} requests refused, by reason\n# TYPE {name} counter"
+            "eventhub_handshake_refusals_total",
+            "counter",
+            "requests refused, by reason",
+            refusals,
         );
-        for ((_, label), v) in REFUSALS.iter().zip(&self.refusals) {
-            let _ = writeln!(out, "{name}{{reason=\"{label}\"}} {}", v.load(Relaxed));
-        }
         type PerCore = (
             &'static str,
             &'static str,
             &'static str,
             fn(&CoreHubStats) -> &AtomicU64,
         );
-        let per_core: [PerCore; 3] = [
+        let per_core_metrics: [PerCore; 3] = [
             (
                 "eventhub_deliveries_total",
                 "counter",
@@ -153,29 +155,28 @@ impl HubStats {
                 |c| &c.queue_bytes,
             ),
         ];
-        for (name, kind, help, get) in per_core {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (core, c) in self.cores.iter().enumerate() {
-                let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", get(c).load(Relaxed));
-            }
+        for (name, kind, help, get) in per_core_metrics {
+            family(out, name, kind, help, per_core(&self.cores, get));
         }
-        let name = "eventhub_connections";
-        let _ = writeln!(
-            out,
-            "# HELP {name} open hub WebSocket connections, by endpoint\n# TYPE {name} gauge"
-        );
-        for (core, c) in self.cores.iter().enumerate() {
-            for (endpoint, v) in [
+        let connections = self.cores.iter().enumerate().flat_map(|(core, c)| {
+            [
                 ("subscribe", &c.subscribers),
                 ("events", &c.docker_subscribers),
                 ("publish", &c.publishers),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "{name}{{core=\"{core}\",endpoint=\"{endpoint}\"}} {}",
-                    v.load(Relaxed)
-                );
-            }
-        }
+            ]
+            .map(|(endpoint, v)| {
+                (
+                    format!("core=\"{core}\",endpoint=\"{endpoint}\""),
+                    v.load(Relaxed),
+                )
+            })
+        });
+        family(
+            out,
+            "eventhub_connections",
+            "gauge",
+            "open hub WebSocket connections, by endpoint",
+            connections,
+        );
     }
 }

@@ -87,12 +87,40 @@ impl Stats {
             ),
         ];
         for (name, kind, help, get) in metrics {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (core, c) in self.cores.iter().enumerate() {
-                let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", get(c).load(Relaxed));
-            }
+            family(out, name, kind, help, per_core(&self.cores, get));
         }
     }
+}
+
+/// Writes one metric family in Prometheus text format: its HELP and TYPE
+/// lines, then a sample per `(labels, value)` (`labels` like `core="0"`,
+/// or empty).
+pub fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// One sample per core of the counter `get` picks.
+pub fn per_core<'a, C>(
+    cores: &'a [C],
+    get: impl Fn(&C) -> &AtomicU64 + 'a,
+) -> impl Iterator<Item = (String, u64)> + 'a {
+    cores
+        .iter()
+        .enumerate()
+        .map(move |(i, c)| (format!("core=\"{i}\""), get(c).load(Relaxed)))
 }
 
 /// Adds one to a counter.

@@ -55,6 +55,16 @@ impl Server {
         )
     }
 
+    /// `eventhub serve --listen 127.0.0.1:0 --workers N --config FILE`, with
+    /// `config` (TOML text) written to a temporary file.
+    pub fn hub(workers: usize, config: &str) -> Server {
+        let workers = workers.to_string();
+        Server::start(
+            &["serve", "--listen", "127.0.0.1:0", "--workers", &workers],
+            Some(config),
+        )
+    }
+
     /// Starts the binary with `args` (plus `--config FILE` when `config` is
     /// given) and waits for the line on stdout that names its address.
     pub fn start(args: &[&str], config: Option<&str>) -> Server {
@@ -177,10 +187,13 @@ impl Drop for Server {
     }
 }
 
-/// `eventhub echo listening on ws://127.0.0.1:PORT (N workers)` → the
-/// address.
+/// `eventhub echo listening on ws://127.0.0.1:PORT (N workers)` or
+/// `eventhub listening on http://127.0.0.1:PORT (N workers)` → the address.
 fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    let rest = line.split_once("ws://")?.1;
+    let rest = line
+        .split_once("ws://")
+        .or_else(|| line.split_once("http://"))?
+        .1;
     let addr = rest.split_whitespace().next()?;
     addr.trim_end_matches('/').parse().ok()
 }
@@ -216,6 +229,77 @@ impl HttpResponse {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+impl HttpResponse {
+    /// The body parsed as JSON; panics (showing the response) if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Sends `method path` with extra `headers` and `body` (with its
+/// `Content-Length`), from `source` if given, and returns the response.
+pub fn http_request(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut c = match source {
+        Some(ip) => RawClient::connect_from(ip, addr),
+        None => RawClient::connect(addr),
+    };
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    // The server may answer (413, say) and stop reading before the body
+    // is all sent; the response is what matters.
+    let _ = c.try_send_bytes(&bytes);
+    c.read_http_response()
+}
+
+/// A WebSocket upgrade request for `path` with extra `headers`, from
+/// `source` if given; returns the response (a 101's frames are left
+/// unread and the connection dropped).
+pub fn upgrade_attempt(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut c = match source {
+        Some(ip) => RawClient::connect_from(ip, addr),
+        None => RawClient::connect(addr),
+    };
+    let mut req = upgrade_request(path);
+    req.truncate(req.len() - 2);
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send_bytes(req.as_bytes());
+    c.read_http_response()
+}
+
+/// The value of one Prometheus series in `/metrics` text, named with its
+/// labels exactly as rendered, e.g.
+/// `eventhub_connections{core="0",endpoint="subscribe"}`.
+pub fn metric_value(metrics: &str, series: &str) -> Option<u64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
 }
 
 /// A valid upgrade request for `path`.
@@ -539,4 +623,91 @@ pub fn ws_connect(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
         .unwrap_or_else(|e| panic!("tungstenite handshake: {e}"));
     assert_eq!(resp.status().as_u16(), 101);
     ws
+}
+
+/// A TCP connection with [`TIMEOUT`] on reads and writes, from `source`
+/// (e.g. 127.0.0.7) if given.
+pub fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> TcpStream {
+    let stream = match source {
+        Some(ip) => RawClient::connect_from(ip, addr).stream,
+        None => TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to eventhub"),
+    };
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// A tungstenite handshake for `path` (e.g. `/v1/ws/subscribe?...`) with
+/// extra `headers`, from `source` if given.
+pub fn try_ws_connect_with(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<tungstenite::WebSocket<TcpStream>, Box<tungstenite::Error>> {
+    use tungstenite::client::IntoClientRequest;
+    use tungstenite::http::{HeaderName, HeaderValue};
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .map_err(Box::new)?;
+    for (name, value) in headers {
+        req.headers_mut().insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    let stream = tcp_connect(addr, source);
+    match tungstenite::client(req, stream) {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::HandshakeError::Failure(e)) => Err(Box::new(e)),
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            panic!("handshake interrupted on a blocking stream")
+        }
+    }
+}
+
+/// Like [`try_ws_connect_with`]; panics unless the upgrade succeeds.
+pub fn ws_connect_with(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> tungstenite::WebSocket<TcpStream> {
+    try_ws_connect_with(addr, source, path, headers)
+        .unwrap_or_else(|e| panic!("WebSocket handshake for {path}: {e}"))
+}
+
+/// The next text message as JSON, skipping pings and pongs; panics on
+/// anything else, on timeout, or on a closed connection.
+pub fn read_json(ws: &mut tungstenite::WebSocket<TcpStream>) -> serde_json::Value {
+    use tungstenite::Message;
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                return serde_json::from_str(t.as_str())
+                    .unwrap_or_else(|e| panic!("message is not JSON ({e}): {:?}", t.as_str()))
+            }
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+            Ok(other) => panic!("expected a JSON text message, got {other:?}"),
+            Err(e) => panic!("reading a message: {e}"),
+        }
+    }
+}
+
+/// Sends one text message.
+pub fn send_text(ws: &mut tungstenite::WebSocket<TcpStream>, text: &str) {
+    ws.send(tungstenite::Message::text(text.to_string()))
+        .unwrap_or_else(|e| panic!("sending {text:?}: {e}"));
+}
+
+/// Starts the closing handshake and reads until the connection is closed.
+pub fn ws_close(ws: &mut tungstenite::WebSocket<TcpStream>) {
+    let _ = ws.close(None);
+    loop {
+        match ws.read() {
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
 }
