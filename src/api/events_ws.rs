@@ -19,9 +19,7 @@ use crate::hub::channels::CONTAINER;
 use crate::hub::core::{DockerSubscriber, HubCore};
 use crate::hub::docker::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
-use crate::hub::metrics::Refusal;
 use crate::hub::Shared;
-use crate::proto::handshake::check_upgrade;
 use crate::proto::http::Request;
 use crate::proto::{CloseCode, MessageKind};
 use crate::runtime::{Conn, Route};
@@ -51,12 +49,8 @@ fn now_secs() -> i64 {
 
 /// `GET /events/ws`.
 pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
-    let accept = match check_upgrade(req) {
-        Ok(a) => a,
-        Err(e) => return app.refuse(Refusal::BadRequest, e.response()),
-    };
-    let principal = match app.authenticate(req) {
-        Ok(p) => p,
+    let (accept, principal) = match app.accept_ws(req) {
+        Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };
     let who = app.shared.auth.principal(principal);

@@ -25,6 +25,7 @@ use crate::hub::auth::AuthError;
 use crate::hub::core::HubCore;
 use crate::hub::metrics::Refusal;
 use crate::hub::Shared;
+use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
 use crate::runtime::{App, Conn, CoreInfo, Handler, Route, Stats};
@@ -62,6 +63,16 @@ impl HubApp {
             self.shared.stats.refused(Refusal::Unauthorized);
             Response::error(401, code, &e.to_string()).with_header("WWW-Authenticate", "Bearer")
         })
+    }
+
+    /// The checks every WebSocket route starts with: a valid upgrade
+    /// (its `Sec-WebSocket-Accept`) and the principal.
+    fn accept_ws(&self, req: &Request) -> Result<(String, usize), Response> {
+        let accept = check_upgrade(req).map_err(|e| {
+            self.shared.stats.refused(Refusal::BadRequest);
+            e.response()
+        })?;
+        Ok((accept, self.authenticate(req)?))
     }
 
     fn forbidden(&self, message: &str) -> Route<HubHandler> {

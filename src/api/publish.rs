@@ -15,9 +15,7 @@ use std::sync::Arc;
 use super::{error_reply, HubApp, HubHandler};
 use crate::hub::event::{reply, Prepared};
 use crate::hub::ingest::parse_events;
-use crate::hub::metrics::Refusal;
 use crate::hub::Shared;
-use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
@@ -98,12 +96,8 @@ pub fn post(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler> {
 
 /// `GET /v1/ws/publish[?ack=true]`.
 pub fn upgrade(app: &HubApp, req: &Request) -> Route<HubHandler> {
-    let accept = match check_upgrade(req) {
-        Ok(a) => a,
-        Err(e) => return app.refuse(Refusal::BadRequest, e.response()),
-    };
-    let principal = match app.authenticate(req) {
-        Ok(p) => p,
+    let (accept, principal) = match app.accept_ws(req) {
+        Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };
     let who = app.shared.auth.principal(principal);

@@ -30,19 +30,14 @@ use crate::hub::event::reply;
 use crate::hub::ip_limits::{IpRefusal, IpSlot};
 use crate::hub::metrics::Refusal;
 use crate::hub::{ClientRef, Shared};
-use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{push_json_string, Request, Response};
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
 
 /// `GET /v1/ws/subscribe`.
 pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
-    let accept = match check_upgrade(req) {
-        Ok(a) => a,
-        Err(e) => return app.refuse(Refusal::BadRequest, e.response()),
-    };
-    let principal = match app.authenticate(req) {
-        Ok(p) => p,
+    let (accept, principal) = match app.accept_ws(req) {
+        Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };
     let shared = &app.shared;
