@@ -128,6 +128,12 @@ fn check_event<'a>(
         )));
     }
     let raw_body = ev.body.map_or("{}", RawValue::get);
+    // A raw value is checked for grammar, not for what its `\u` escapes
+    // mean: a lone surrogate would pass and then fail strict clients.
+    if raw_body.contains("\\u") {
+        serde_json::from_str::<serde_json::Value>(raw_body)
+            .map_err(|e| invalid(format!("body: {}", strip_position(&e.to_string()))))?;
+    }
     if channel != CONTAINER {
         return Ok(NewEvent {
             channel,
@@ -211,6 +217,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("container event body"), "{e}");
+    }
+
+    #[test]
+    fn body_with_a_lone_surrogate_escape_is_refused() {
+        let e = parse_events(r#"{"event_type":"pdfm","body":{"a":"\ud800"}}"#, &ch(), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("event 0: body: "), "{e}");
+        assert!(parse_events(
+            r#"{"event_type":"pdfm","body":{"a":"\ud83d\ude00"}}"#,
+            &ch(),
+            10
+        )
+        .is_ok());
     }
 
     #[test]

@@ -1,0 +1,202 @@
+"""End-to-end checks of `eventhub serve` (the Events Hub API) with the
+Python `websockets` client.
+
+Run from the repository root after `cargo build`:
+
+    python3 -m pip install -r tests/python/requirements.txt
+    python3 -m pytest tests/python -q
+
+The binary is `$EVENTHUB_BIN`, or `target/debug/eventhub` under the
+repository root.
+"""
+
+import json
+import os
+import pathlib
+import queue
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.sync.client import connect
+
+TIMEOUT = 10.0
+REPO = pathlib.Path(__file__).resolve().parents[2]
+LISTENING = re.compile(r"^eventhub listening on http://(\S+):(\d+) \((\d+) workers\)$")
+
+READER_TOKEN = "reader-token-0123456789"
+PRODUCER_TOKEN = "producer-token-0123456789"
+CONFIG = """
+[hub]
+max_connections_per_ip = 0
+connect_rate_per_ip = 0.0
+
+[[principals]]
+name = "reader"
+token = "reader-token-0123456789"
+subscribe = ["pdfm", "health", "orchestrator"]
+publish = []
+
+[[principals]]
+name = "producer"
+token = "producer-token-0123456789"
+subscribe = []
+publish = ["pdfm", "orchestrator"]
+"""
+CONFIRMATION = "WebSocket connection established subscribed to global by default"
+
+
+def binary_path() -> str:
+    path = os.environ.get("EVENTHUB_BIN", "target/debug/eventhub")
+    if not os.path.isabs(path) and not os.path.exists(path):
+        path = str(REPO / path)
+    return path
+
+
+class Hub:
+    """`eventhub serve` on an ephemeral port with a temporary config;
+    stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, workers: int = 2):
+        self.config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        self.config.write(CONFIG)
+        self.config.close()
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [
+                binary_path(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                str(workers),
+                "--config",
+                self.config.name,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        lines: "queue.Queue[str]" = queue.Queue()
+
+        def pump():
+            for line in self.proc.stdout:
+                lines.put(line)
+            lines.put("")
+
+        threading.Thread(target=pump, daemon=True).start()
+        try:
+            line = lines.get(timeout=TIMEOUT).rstrip("\n")
+        except queue.Empty:
+            self.stop()
+            pytest.fail(f"eventhub did not announce its address within {TIMEOUT}s")
+        m = LISTENING.match(line)
+        if not m:
+            self.stop()
+            pytest.fail(f"unexpected first stdout line: {line!r}")
+        self.host, self.port = m.group(1), int(m.group(2))
+        self.ws_base = f"ws://{self.host}:{self.port}"
+        self.http_base = f"http://{self.host}:{self.port}"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        os.unlink(self.config.name)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def hub():
+    h = Hub()
+    yield h
+    code = h.stop()
+    assert code == 0, f"eventhub exited with {code} after SIGTERM"
+
+
+def ws(hub, path, token):
+    return connect(
+        hub.ws_base + path,
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=TIMEOUT,
+        close_timeout=TIMEOUT,
+    )
+
+
+def post_events(hub, event) -> dict:
+    req = urllib.request.Request(
+        hub.http_base + "/v1/events",
+        data=json.dumps(event).encode(),
+        headers={"Authorization": f"Bearer {PRODUCER_TOKEN}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+        assert resp.status == 202
+        return json.loads(resp.read())
+
+
+def recv_json(c) -> dict:
+    return json.loads(c.recv(timeout=TIMEOUT))
+
+
+def test_subscriber_receives_confirmation_and_published_event(hub):
+    with ws(hub, "/api/v1/ws/subscribe?event_types=pdfm,health,orchestrator", READER_TOKEN) as c:
+        hello = recv_json(c)
+        assert hello["event_type"] == "global"
+        assert hello["message"] == CONFIRMATION
+        assert sorted(hello["body"]["subscriptions"]) == ["global", "health", "orchestrator", "pdfm"]
+        assert re.fullmatch(r"[0-9a-f]{64}", hello["id"])
+
+        event = {
+            "event_type": "pdfm",
+            "message": "VM_STATE_CHANGED",
+            "body": {"previous_state": "suspended", "current_state": "resuming"},
+        }
+        accepted = post_events(hub, event)
+        assert accepted["accepted"] == 1
+        got = recv_json(c)
+        assert got["event_type"] == "pdfm"
+        assert got["message"] == "VM_STATE_CHANGED"
+        assert got["body"] == event["body"]
+        assert got["seq"] == accepted["events"][0]["seq"]
+        assert got["id"] == accepted["events"][0]["id"]
+
+
+def test_publisher_socket_gets_an_error_for_an_invalid_message_and_goes_on(hub):
+    with ws(hub, "/v1/ws/subscribe?event_types=orchestrator", READER_TOKEN) as sub, ws(
+        hub, "/v1/ws/publish?ack=true", PRODUCER_TOKEN
+    ) as pub:
+        assert recv_json(sub)["message"] == CONFIRMATION
+
+        pub.send("this is not JSON")
+        err = recv_json(pub)
+        assert err["event_type"] == "system"
+        assert err["message"] == "error"
+        assert err["body"]["error"] == "invalid_event"
+
+        pub.send(json.dumps({"event_type": "no-such-channel", "message": "x"}))
+        err = recv_json(pub)
+        assert err["message"] == "error"
+        assert err["body"]["error"] == "invalid_event"
+
+        pub.send(json.dumps({"event_type": "orchestrator", "message": "DEPLOYED", "body": {"n": 1}}))
+        ack = recv_json(pub)
+        assert ack["message"] == "published"
+        seq = ack["body"]["events"][0]["seq"]
+
+        got = recv_json(sub)
+        assert got["event_type"] == "orchestrator"
+        assert got["message"] == "DEPLOYED"
+        assert got["body"] == {"n": 1}
+        assert got["seq"] == seq
