@@ -1,0 +1,180 @@
+//! Figures of a run: merged latency histogram, delivery rate, server CPU
+//! per delivery and memory per connection, loss checks; printed as a table
+//! row and as JSON.
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+use crate::client::SubscriberStats;
+use crate::Args;
+
+/// utime + stime of a process, in nanoseconds.
+pub fn proc_cpu_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(") ")? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some((utime + stime) * 1_000_000_000 / ticks)
+}
+
+/// Resident set size of a process, in bytes.
+pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// One run's figures.
+pub struct Report {
+    pub label: String,
+    pub publishers: usize,
+    pub rate: f64,
+    pub size: usize,
+    pub connected: usize,
+    pub connect_errors: usize,
+    pub published: u64,
+    pub publish_seconds: f64,
+    pub elapsed_seconds: f64,
+    pub server_cpu_ns: Option<u64>,
+    pub rss_per_connection: Option<f64>,
+    pub rss_total: Option<u64>,
+    pub deliveries: u64,
+    pub expected: u64,
+    pub gaps: u64,
+    pub duplicates: u64,
+    pub disorder: u64,
+    pub slow_subscribers: usize,
+    pub slow_closed_1013: usize,
+    pub latency: Histogram<u64>,
+}
+
+impl Report {
+    pub fn new(label: &str, args: &Args, connected: usize, connect_errors: usize) -> Report {
+        Report {
+            label: label.to_string(),
+            publishers: args.publishers,
+            rate: args.rate,
+            size: args.size,
+            connected,
+            connect_errors,
+            published: 0,
+            publish_seconds: 0.0,
+            elapsed_seconds: 0.0,
+            server_cpu_ns: None,
+            rss_per_connection: None,
+            rss_total: None,
+            deliveries: 0,
+            expected: 0,
+            gaps: 0,
+            duplicates: 0,
+            disorder: 0,
+            slow_subscribers: 0,
+            slow_closed_1013: 0,
+            latency: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
+                .expect("histogram bounds"),
+        }
+    }
+
+    /// Folds in every subscriber; slow ones count only for their close code.
+    pub fn take_stats(&mut self, stats: &[SubscriberStats], per_subscriber: u64) {
+        for s in stats {
+            if s.slow {
+                self.slow_subscribers += 1;
+                self.slow_closed_1013 += usize::from(s.close_code == Some(1013));
+                continue;
+            }
+            self.latency
+                .add(&s.latency_ns)
+                .expect("same histogram bounds");
+            self.deliveries += s.received;
+            self.expected += per_subscriber;
+            self.gaps += s.gaps;
+            self.duplicates += s.duplicates;
+            self.disorder += s.disorder;
+        }
+    }
+
+    /// No loss, duplicates or disorder among the healthy subscribers.
+    pub fn ok(&self) -> bool {
+        self.rss_per_connection.is_some()
+            || (self.deliveries == self.expected
+                && self.gaps + self.duplicates + self.disorder == 0)
+    }
+
+    fn us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn cpu_per_delivery_us(&self) -> Option<f64> {
+        self.server_cpu_ns
+            .filter(|_| self.deliveries > 0)
+            .map(|ns| ns as f64 / self.deliveries as f64 / 1000.0)
+    }
+
+    pub fn deliveries_per_s(&self) -> f64 {
+        self.deliveries as f64 / self.elapsed_seconds.max(1e-9)
+    }
+
+    pub fn table(&self) -> String {
+        if let Some(rss) = self.rss_per_connection {
+            return format!(
+                "{:<22} idle subscribers {:>6} (errors {}): server RSS {:.1} MiB, {:.0} bytes per connection",
+                self.label,
+                self.connected,
+                self.connect_errors,
+                self.rss_total.unwrap_or(0) as f64 / 1048576.0,
+                rss
+            );
+        }
+        format!(
+            "{:<22} subs {:>5} pubs {:>2} rate {:>7} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}",
+            self.label,
+            self.connected,
+            self.publishers,
+            if self.rate > 0.0 { format!("{}", self.rate) } else { "max".into() },
+            self.deliveries,
+            self.expected,
+            self.deliveries_per_s(),
+            self.us(0.5),
+            self.us(0.9),
+            self.us(0.99),
+            self.us(0.999),
+            self.latency.max() as f64 / 1000.0,
+            self.cpu_per_delivery_us().map_or("n/a".into(), |c| format!("{c:.3} us")),
+            self.gaps,
+            self.duplicates,
+            self.disorder,
+            self.slow_subscribers,
+            self.slow_closed_1013,
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "label": self.label,
+            "subscribers": self.connected,
+            "connect_errors": self.connect_errors,
+            "publishers": self.publishers,
+            "rate": self.rate,
+            "size": self.size,
+            "published": self.published,
+            "deliveries": self.deliveries,
+            "expected": self.expected,
+            "deliveries_per_s": self.deliveries_per_s(),
+            "elapsed_s": self.elapsed_seconds,
+            "latency_us": {
+                "p50": self.us(0.5), "p90": self.us(0.9), "p99": self.us(0.99), "p999": self.us(0.999),
+                "max": self.latency.max() as f64 / 1000.0,
+            },
+            "server_cpu_us_per_delivery": self.cpu_per_delivery_us(),
+            "rss_bytes_per_connection": self.rss_per_connection,
+            "gaps": self.gaps, "duplicates": self.duplicates, "disorder": self.disorder,
+            "slow_subscribers": self.slow_subscribers, "slow_closed_1013": self.slow_closed_1013,
+        })
+    }
+}
