@@ -71,7 +71,11 @@ pub(crate) async fn serve_connection<A: App>(
             .with_header("Retry-After", "1");
         return respond(&core, &stream, resp).await;
     }
-    match core.app.route(&req, body, peer).await {
+    let route = core.app.route(&req, body, peer).await;
+    // The request head is not needed past routing; a long-lived connection
+    // should not keep its headers.
+    drop(req);
+    match route {
         Route::Respond(resp) => {
             if resp.status >= 400 {
                 bump(&core.stats().refused);
