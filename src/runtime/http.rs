@@ -34,11 +34,29 @@ enum HeadError {
 }
 
 /// Serves one accepted connection from its first byte to its last.
+///
+/// The HTTP phase runs boxed: it is short-lived but its state (request
+/// head, routing, error responses) is large, and a future's size is that of
+/// its largest state. Boxing it keeps the long-lived state, the WebSocket
+/// loop, as small as it can be for every idle connection.
 pub(crate) async fn serve_connection<A: App>(
     core: Rc<Core<A>>,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
+    let upgrade = Box::pin(http_phase(&core, &stream, peer)).await;
+    if let Some((accept, handler, leftover)) = upgrade {
+        super::ws::run(core, stream, accept, handler, leftover).await;
+    }
+}
+
+/// Reads and routes the request; answers it unless it is an upgrade, which
+/// it returns.
+async fn http_phase<A: App>(
+    core: &Core<A>,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> Option<(String, A::Handler, Vec<u8>)> {
     let _ = stream.set_nodelay(true);
     let limits = HeadLimits {
         max_head_bytes: core.settings.limits.max_head_bytes,
@@ -46,45 +64,43 @@ pub(crate) async fn serve_connection<A: App>(
     };
     let max_body = core.settings.max_body_bytes;
     let timeout = core.settings.limits.handshake_timeout();
-    let request = monoio::time::timeout(timeout, read_request(&stream, &limits, max_body)).await;
+    let request = monoio::time::timeout(timeout, read_request(stream, &limits, max_body)).await;
     let (req, body, leftover) = match request {
         Ok(Ok(got)) => got,
-        Ok(Err(HeadError::Closed)) => return,
+        Ok(Err(HeadError::Closed)) => return None,
         Ok(Err(HeadError::Http(e))) => {
             bump(&core.stats().refused);
             log::debug!("{peer}: bad request: {e}");
-            return respond(
-                &core,
-                &stream,
+            respond(
+                core,
+                stream,
                 Response::error(e.status(), e.code(), &e.to_string()),
             )
             .await;
+            return None;
         }
         Err(_) => {
             bump(&core.stats().refused);
             let msg = "request not received within the handshake timeout";
-            return respond(&core, &stream, Response::error(408, "request_timeout", msg)).await;
+            respond(core, stream, Response::error(408, "request_timeout", msg)).await;
+            return None;
         }
     };
     if core.draining.get() {
         let resp = Response::error(503, "shutting_down", "server is restarting; retry shortly")
             .with_header("Retry-After", "1");
-        return respond(&core, &stream, resp).await;
+        respond(core, stream, resp).await;
+        return None;
     }
-    let route = core.app.route(&req, body, peer).await;
-    // The request head is not needed past routing; a long-lived connection
-    // should not keep its headers.
-    drop(req);
-    match route {
+    match core.app.route(&req, body, peer).await {
         Route::Respond(resp) => {
             if resp.status >= 400 {
                 bump(&core.stats().refused);
             }
-            respond(&core, &stream, resp).await
+            respond(core, stream, resp).await;
+            None
         }
-        Route::Upgrade { accept, handler } => {
-            super::ws::run(core, stream, accept, handler, leftover).await
-        }
+        Route::Upgrade { accept, handler } => Some((accept, handler, leftover)),
     }
 }
 
