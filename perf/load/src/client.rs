@@ -279,17 +279,16 @@ pub async fn publish(
         Kind::Peer => 90,
     };
     let pad = "x".repeat(size.saturating_sub(overhead));
-    let start = monotonic_ns();
     let start_instant = tokio::time::Instant::now();
     let mut batch = Vec::with_capacity(64 * 1024);
     for n in 1..=count {
-        let t = if rate > 0.0 {
+        if rate > 0.0 {
             let due = Duration::from_secs_f64((n - 1) as f64 / rate);
             tokio::time::sleep_until(start_instant + due).await;
-            start + due.as_nanos() as u64
-        } else {
-            monotonic_ns()
-        };
+        }
+        // The time it actually leaves: tokio's timer wakes up to a
+        // millisecond late, which is the tool's delay, not the server's.
+        let t = monotonic_ns();
         let msg = format!(
             r#"{{"event_type":"{channel}","message":"load","body":{{"t":{t},"n":{n},"p":{p},"pad":"{pad}"}}}}"#
         );

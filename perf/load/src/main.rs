@@ -6,9 +6,11 @@
 //! and order checks.
 //!
 //! Publishing is open-loop: event `k` of a publisher is due at
-//! `start + k / rate` and carries that due time (CLOCK_MONOTONIC, shared by
-//! every process on the machine) in its body, so a late send shows up as
-//! latency instead of silently lowering the rate. Server CPU comes from
+//! `start + k / rate` whatever happened to earlier ones, and carries the
+//! time it is written to the socket (CLOCK_MONOTONIC, shared by every
+//! process on the machine) in its body. The send time rather than the due
+//! time, because tokio's timer wakes up to a millisecond late and that
+//! delay is the tool's, not the server's. Server CPU comes from
 //! `/proc/<pid>/stat` (utime + stime over the publish phase), the fairest
 //! figure when the load tool shares the cores with the server.
 //!
