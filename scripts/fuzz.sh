@@ -24,6 +24,7 @@ for target in $(cargo fuzz list); do
     if cargo fuzz run -s none "$target" "$scratch" "fuzz/corpus/$target" -- \
         -max_total_time="$SECONDS_EACH" -print_final_stats=1 >"$log" 2>&1; then
         runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1
         echo "fuzz.sh: $target ok: ${runs:-?} executions"
     else
         echo "fuzz.sh: $target FAILED; last lines of $log:"

@@ -1,6 +1,7 @@
 //! The frame and message reader on arbitrary client bytes: never panics,
 //! never consumes more than it was given, and gives the same events and
-//! error whether the bytes arrive whole or split at an arbitrary point.
+//! error whether the bytes arrive whole, split at a fuzzer-chosen point, or
+//! (for short inputs) a byte at a time.
 #![no_main]
 
 use eventhub::proto::{Decoded, Event, Reader, Role};
@@ -15,11 +16,13 @@ enum Out {
     Error(String),
 }
 
-fn run(input: &[u8], split: usize) -> Vec<Out> {
+/// Decodes `pieces` in order, keeping unconsumed bytes between them the way
+/// a connection does, until an error or the end.
+fn run<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<Out> {
     let mut reader = Reader::new(Role::Server, 1 << 16);
     let mut out = Vec::new();
     let mut buf = Vec::new();
-    for piece in [&input[..split], &input[split..]] {
+    for piece in pieces {
         buf.extend_from_slice(piece);
         loop {
             let len = buf.len();
@@ -60,5 +63,13 @@ fuzz_target!(|data: &[u8]| {
     } else {
         usize::from(cut) % (input.len() + 1)
     };
-    assert_eq!(run(input, input.len()), run(input, split));
+    let whole = run([input]);
+    assert_eq!(
+        run([&input[..split], &input[split..]]),
+        whole,
+        "split at {split}"
+    );
+    if input.len() <= 512 {
+        assert_eq!(run(input.chunks(1)), whole, "byte at a time");
+    }
 });
