@@ -1,0 +1,83 @@
+'use strict';
+// Broadcast server written the way a `ws` user would (the README's broadcast
+// example, with a Set of subscribers instead of wss.clients so publishers are
+// not broadcast to). Same contract as the Rust peers:
+//   node server.js [--listen HOST:PORT] [--threads N]   (--threads is ignored:
+//   Node runs the event loop on one thread)
+// A path starting with /v1/ws/publish is a publisher whose text messages are
+// sent verbatim, as text, to every subscriber (any other path).
+//
+// Slow subscribers: ws never drops data on its own; it buffers without bound.
+// Before each send we check `bufferedAmount` (bytes queued in ws and in the
+// socket's writable buffer) and terminate() a subscriber above 4 MiB.
+
+const { WebSocketServer } = require('ws');
+
+const NAME = 'node-ws';
+const PUBLISH_PREFIX = '/v1/ws/publish';
+const MAX_BUFFERED = 4 * 1024 * 1024;
+
+function parseArgs(argv) {
+  let listen = '127.0.0.1:9100';
+  for (let i = 0; i < argv.length; i++) {
+    let [key, value] = argv[i].split(/=(.*)/s);
+    const next = () => (value !== undefined ? value : argv[++i]);
+    if (key === '--listen') listen = next();
+    else if (key === '--threads') next();
+    else if (key === '-h' || key === '--help') {
+      console.log('usage: node server.js [--listen HOST:PORT] [--threads N]');
+      process.exit(0);
+    } else {
+      console.error(`unknown argument ${JSON.stringify(argv[i])}`);
+      process.exit(2);
+    }
+  }
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen || '');
+  if (!m) {
+    console.error('--listen needs HOST:PORT');
+    process.exit(2);
+  }
+  return { host: m[1], port: Number(m[2]) };
+}
+
+const { host, port } = parseArgs(process.argv.slice(2));
+const subscribers = new Set();
+
+const wss = new WebSocketServer({
+  host,
+  port,
+  perMessageDeflate: false,
+  clientTracking: false,
+  maxPayload: 64 * 1024 * 1024,
+});
+
+wss.on('connection', (ws, req) => {
+  ws.on('error', () => {}); // a client that vanishes must not crash us
+  if (req.url.startsWith(PUBLISH_PREFIX)) {
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) return;
+      for (const sub of subscribers) {
+        if (sub.bufferedAmount > MAX_BUFFERED) {
+          subscribers.delete(sub);
+          sub.terminate();
+          continue;
+        }
+        sub.send(data, { binary: false });
+      }
+    });
+  } else {
+    subscribers.add(ws);
+    ws.on('close', () => subscribers.delete(ws));
+  }
+});
+
+wss.on('listening', () => {
+  const a = wss.address();
+  const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  process.stdout.write(`peer ${NAME} listening on ws://${h}:${a.port}\n`);
+});
+
+wss.on('error', (err) => {
+  console.error(err.message);
+  process.exit(1);
+});
