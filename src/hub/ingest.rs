@@ -128,9 +128,7 @@ fn check_event<'a>(
         )));
     }
     let raw_body = ev.body.map_or("{}", RawValue::get);
-    // A raw value is checked for grammar, not for what its `\u` escapes
-    // mean: a lone surrogate would pass and then fail strict clients.
-    if raw_body.contains("\\u") {
+    if needs_strict_check(raw_body) {
         serde_json::from_str::<serde_json::Value>(raw_body)
             .map_err(|e| invalid(format!("body: {}", strip_position(&e.to_string()))))?;
     }
@@ -154,6 +152,19 @@ fn check_event<'a>(
         body: Cow::Owned(container.to_json()),
         container: Some(container),
     })
+}
+
+/// A raw value is checked for grammar only, not for what its `\u`
+/// escapes mean or whether its numbers fit a double: a lone surrogate
+/// (`"\ud800"`) or `1e999` would pass, go out verbatim, and fail strict
+/// clients. Bodies that hold an escape or an exponent get a full parse; the
+/// common body, with neither, does not pay for one.
+fn needs_strict_check(raw: &str) -> bool {
+    raw.contains("\\u")
+        || raw
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0].is_ascii_digit() && (w[1] == b'e' || w[1] == b'E'))
 }
 
 /// serde's messages end in " at line 1 column 17", meaningless inside one
@@ -227,6 +238,20 @@ mod tests {
         assert!(e.starts_with("event 0: body: "), "{e}");
         assert!(parse_events(
             r#"{"event_type":"pdfm","body":{"a":"\ud83d\ude00"}}"#,
+            &ch(),
+            10
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn body_with_a_number_beyond_a_double_is_refused() {
+        let e = parse_events(r#"{"event_type":"pdfm","body":{"x":0.47E669}}"#, &ch(), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("event 0: body: number out of range"), "{e}");
+        assert!(parse_events(
+            r#"{"event_type":"pdfm","body":{"x":1.5e300,"id":"fb83295e"}}"#,
             &ch(),
             10
         )
