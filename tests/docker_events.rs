@@ -9,15 +9,19 @@
 //! starts dockerd, and sets `EVENTHUB_REQUIRE_DOCKER=1` so that a missing
 //! engine fails the run instead of skipping it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
+
+use common::{metric_value, metrics, Server};
 
 const TOKEN: &str = "docker-test-token-0123456789";
 const IMAGE: &str = "eventhub-test/busybox";
@@ -99,32 +103,14 @@ fn ensure_image() {
     let _ = std::fs::remove_dir_all(root);
 }
 
-struct Hub {
-    child: Child,
-    addr: SocketAddr,
-    config: std::path::PathBuf,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
-
-fn start_hub() -> Hub {
-    let config =
-        std::env::temp_dir().join(format!("eventhub-docker-test-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        format!(
-            "[hub]\nmax_connections_per_ip = 0\nconnect_rate_per_ip = 0.0\n[[principals]]\nname = \"t\"\ntoken = \"{TOKEN}\"\nadmin = true\npublish = [\"*\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eventhub"))
-        .args([
+/// `eventhub serve` following the engine's events (`--docker-socket`);
+/// returns once its Docker source is connected.
+fn start_hub() -> Server {
+    let config = format!(
+        "[hub]\nmax_connections_per_ip = 0\nconnect_rate_per_ip = 0.0\n[[principals]]\nname = \"t\"\ntoken = \"{TOKEN}\"\nadmin = true\npublish = [\"*\"]\n"
+    );
+    let hub = Server::start(
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -132,30 +118,11 @@ fn start_hub() -> Hub {
             "2",
             "--docker-socket",
             SOCKET,
-            "--config",
-        ])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let hub = Hub {
-        child,
-        addr,
-        config,
-    };
+        ],
+        Some(&config),
+    );
     wait_for(
-        || metric(addr, "eventhub_docker_source_connected") == Some(1),
+        || metric(hub.addr, "eventhub_docker_source_connected") == Some(1),
         "the Docker source to connect",
     );
     hub
@@ -169,30 +136,8 @@ fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
     }
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
-    let (_, text) = http(addr, "GET", "/metrics", "");
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    metric_value(&metrics(addr, TOKEN), name)
 }
 
 /// Percent-encodes what a URI may not hold raw (tungstenite insists; the

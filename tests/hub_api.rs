@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use tungstenite::WebSocket;
 
 use common::{
-    http_get, http_request, metric_value, read_json, send_text, try_ws_connect_with,
-    upgrade_attempt, ws_close, ws_connect_with, HttpResponse, Server, TIMEOUT,
+    http_get, http_request, ip, metric_value, read_json, send_text, seqs_of, subscribers_on,
+    try_ws_connect_with, upgrade_attempt, ws_close, ws_connect_with, HttpResponse, Server, TIMEOUT,
 };
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
@@ -73,10 +73,6 @@ fn hub() -> Server {
     Server::hub(1, &config())
 }
 
-fn ip(last: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -100,12 +96,7 @@ fn post_events(addr: SocketAddr, token: &str, body: &str) -> HttpResponse {
 fn publish(addr: SocketAddr, body: &str) -> Vec<u64> {
     let resp = post_events(addr, ADMIN_TOKEN, body);
     assert_eq!(resp.status, 202, "publish {body}: {resp:?}");
-    resp.json()["events"]
-        .as_array()
-        .expect("events array")
-        .iter()
-        .map(|e| e["seq"].as_u64().expect("numeric seq"))
-        .collect()
+    seqs_of(&resp.json()["events"])
 }
 
 /// One event on `channel` with `message` and an empty body.
@@ -127,16 +118,7 @@ fn post_unsubscribe(addr: SocketAddr, token: &str, body: &str) -> HttpResponse {
 
 /// `GET /metrics` as the admin.
 fn metrics(addr: SocketAddr) -> String {
-    let resp = http_request(
-        addr,
-        None,
-        "GET",
-        "/metrics",
-        &[("Authorization", &bearer(ADMIN_TOKEN))],
-        b"",
-    );
-    assert_eq!(resp.status, 200, "{resp:?}");
-    resp.body
+    common::metrics(addr, ADMIN_TOKEN)
 }
 
 /// Subscribes to `channels` as the admin (from `source` if given); returns
@@ -1030,12 +1012,7 @@ fn garbage_text_gets_an_error_and_the_connection_stays_open() {
 /// The subscribe-connection gauge of each core.
 fn subscribers_per_core(addr: SocketAddr, cores: usize) -> Vec<u64> {
     let text = metrics(addr);
-    (0..cores)
-        .map(|core| {
-            let series = format!("eventhub_connections{{core=\"{core}\",endpoint=\"subscribe\"}}");
-            metric_value(&text, &series).unwrap_or_else(|| panic!("{series} in {text}"))
-        })
-        .collect()
+    (0..cores).map(|core| subscribers_on(&text, core)).collect()
 }
 
 #[test]

@@ -7,10 +7,11 @@
 //! Every wait is bounded (10 s reads, bounded loops); nothing asserts on
 //! timing.
 
-mod support_hub;
+mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use support_hub::{
-    drain_after_close, expect_confirmation, ip, metric_sum, next, next_json, post_events, seq,
-    seqs_of, subscribers_on, ws, Hub, Incoming, Ws, TIMEOUT,
+use common::{
+    drain_after_close, expect_confirmation, http_request, ip, metric_sum, metrics, read_incoming,
+    read_json, send_text, seq, seqs_of, subscribers_on, try_http_request, ws_connect_rcvbuf,
+    ws_connect_with, Incoming, Server, TIMEOUT,
 };
+
+type Ws = tungstenite::WebSocket<TcpStream>;
 
 const ADMIN: &str = "admin-token-0123456789";
 const PRODUCER: &str = "producer-token-0123456789";
@@ -56,9 +60,36 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// The headers `curl -d BODY -H "Authorization: Bearer TOKEN"` sends, as in
+/// the Events Hub guide.
+fn curl_headers(auth: &str) -> [(&str, &str); 4] {
+    [
+        ("User-Agent", "curl/8.5.0"),
+        ("Accept", "*/*"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Authorization", auth),
+    ]
+}
+
+/// `POST /v1/events` with `json`, like curl; asserts the 202 and returns
+/// the seqs in the order of the events sent.
+fn post_events(addr: SocketAddr, token: &str, json: &str) -> Vec<u64> {
+    let auth = bearer(token);
+    let resp = http_request(
+        addr,
+        None,
+        "POST",
+        "/v1/events",
+        &curl_headers(&auth),
+        json.as_bytes(),
+    );
+    assert_eq!(resp.status, 202, "POST /v1/events {json:.200}: {resp:?}");
+    seqs_of(&resp.json()["events"])
+}
+
 /// A subscriber of `channels` (comma-separated) from `source`, as the
 /// `reader` principal; returns it after its confirmation.
-fn subscriber(hub: &Hub, source: u8, channels: &str, auth_style: usize) -> Ws {
+fn subscriber(hub: &Server, source: u8, channels: &str, auth_style: usize) -> Ws {
     let auth = bearer(READER_TOKEN);
     let (path, headers): (String, Vec<(&str, &str)>) = match auth_style % 3 {
         0 => (
@@ -74,7 +105,7 @@ fn subscriber(hub: &Hub, source: u8, channels: &str, auth_style: usize) -> Ws {
             vec![],
         ),
     };
-    let mut c = ws(hub.addr, Some(ip(source)), None, &path, &headers);
+    let mut c = ws_connect_with(hub.addr, Some(ip(source)), &path, &headers);
     let subs: BTreeSet<String> = expect_confirmation(&mut c).into_iter().collect();
     let mut want: BTreeSet<String> = channels.split(',').map(str::to_string).collect();
     want.insert("global".into());
@@ -98,7 +129,7 @@ struct Seen {
 #[test]
 fn every_subscriber_on_every_core_receives_each_matching_event_once_in_order() {
     let config = format!("[hub]\nchannels = [\"alerts\"]\nreplay_size = 10000\n{PRINCIPALS}");
-    let hub = Hub::start(2, &config);
+    let hub = Server::hub(2, &config);
 
     const SETS: [&str; 5] = [
         "pdfm",
@@ -115,7 +146,7 @@ fn every_subscriber_on_every_core_receives_each_matching_event_once_in_order() {
         })
         .collect();
 
-    let metrics = hub.metrics(ADMIN);
+    let metrics = metrics(hub.addr, ADMIN);
     let (core0, core1) = (subscribers_on(&metrics, 0), subscribers_on(&metrics, 1));
     assert!(
         core0 > 0 && core1 > 0,
@@ -127,9 +158,8 @@ fn every_subscriber_on_every_core_receives_each_matching_event_once_in_order() {
     const CHANNELS: [&str; 4] = ["pdfm", "orchestrator", "alerts", "global"];
     const GROUPS: [usize; 8] = [1, 3, 1, 7, 2, 10, 1, 5];
     let auth = bearer(PRODUCER);
-    let mut publisher = ws(
+    let mut publisher = ws_connect_with(
         hub.addr,
-        None,
         None,
         "/v1/ws/publish?ack=true",
         &[("Authorization", &auth)],
@@ -151,8 +181,8 @@ fn every_subscriber_on_every_core_receives_each_matching_event_once_in_order() {
             Value::Array(events.clone()).to_string()
         };
         let seqs = if group % 3 == 2 {
-            support_hub::send(&mut publisher, &text);
-            let ack = next_json(&mut publisher);
+            send_text(&mut publisher, &text);
+            let ack = read_json(&mut publisher);
             assert_eq!(ack["message"], "published", "publisher ack: {ack}");
             seqs_of(&ack["body"]["events"])
         } else {
@@ -195,7 +225,7 @@ fn every_subscriber_on_every_core_receives_each_matching_event_once_in_order() {
             .collect();
         let mut got: Vec<Seen> = Vec::new();
         for _ in 0..=published.len() {
-            let v = next_json(c);
+            let v = read_json(c);
             got.push(Seen {
                 seq: seq(&v),
                 channel: v["event_type"].as_str().unwrap_or_default().to_string(),
@@ -228,7 +258,7 @@ fn every_subscriber_on_every_core_receives_each_matching_event_once_in_order() {
 fn read_through(c: &mut Ws, last: u64, who: &str) -> Vec<u64> {
     let mut seqs = Vec::new();
     for _ in 0..100_000 {
-        let v = next_json(c);
+        let v = read_json(c);
         assert_eq!(v["event_type"], "pdfm", "{who}: unexpected message {v}");
         let s = seq(&v);
         seqs.push(s);
@@ -264,24 +294,18 @@ fn subscriber_that_stops_reading_is_closed_with_1013_while_others_keep_receiving
          [limits]\nsend_queue_bytes = 65536\nwrite_timeout_s = 120\nclose_timeout_s = 120\n\
          idle_timeout_s = 600\nping_interval_s = 300\n{PRINCIPALS}"
     );
-    let hub = Hub::start(2, &config);
+    let hub = Server::hub(2, &config);
     let auth = bearer(READER_TOKEN);
     let path = "/v1/ws/subscribe?event_types=pdfm";
-    let mut slow = ws(
+    let mut slow = ws_connect_rcvbuf(
         hub.addr,
         Some(ip(2)),
-        Some(4096),
+        4096,
         path,
         &[("Authorization", &auth)],
     );
     expect_confirmation(&mut slow);
-    let mut healthy = ws(
-        hub.addr,
-        Some(ip(3)),
-        None,
-        path,
-        &[("Authorization", &auth)],
-    );
+    let mut healthy = ws_connect_with(hub.addr, Some(ip(3)), path, &[("Authorization", &auth)]);
     expect_confirmation(&mut healthy);
 
     let pad = "x".repeat(4000);
@@ -301,7 +325,11 @@ fn subscriber_that_stops_reading_is_closed_with_1013_while_others_keep_receiving
         let seqs = post_events(hub.addr, PRODUCER, &batch(round * 4));
         last = *seqs.last().unwrap();
         healthy_seqs.extend(read_through(&mut healthy, last, "healthy subscriber"));
-        if metric_sum(&hub.metrics(ADMIN), "eventhub_slow_consumer_closes_total") > 0 {
+        if metric_sum(
+            &metrics(hub.addr, ADMIN),
+            "eventhub_slow_consumer_closes_total",
+        ) > 0
+        {
             closed = true;
             break;
         }
@@ -315,7 +343,7 @@ fn subscriber_that_stops_reading_is_closed_with_1013_while_others_keep_receiving
     // The slow one now reads what its socket holds: events, then 1013.
     let mut slow_seqs = Vec::new();
     let reason = loop {
-        match next(&mut slow) {
+        match read_incoming(&mut slow) {
             Ok(Incoming::Json(v)) => slow_seqs.push(seq(&v)),
             Ok(Incoming::Close(Some((code, reason)))) => {
                 assert_eq!(code, 1013, "close code (reason {reason:?})");
@@ -349,10 +377,9 @@ fn subscriber_that_stops_reading_is_closed_with_1013_while_others_keep_receiving
 
     // It resumes with since=N: the rest of what was published, then more.
     let since = n.min(*slow_seqs.last().unwrap());
-    let mut resumed = ws(
+    let mut resumed = ws_connect_with(
         hub.addr,
         Some(ip(2)),
-        None,
         &format!("{path}&since={since}"),
         &[("Authorization", &auth)],
     );
@@ -371,7 +398,10 @@ fn subscriber_that_stops_reading_is_closed_with_1013_while_others_keep_receiving
     assert_contiguous(&resumed_seqs, since + 1, last, "resumed subscriber");
     assert_contiguous(&healthy_seqs, 1, last, "healthy subscriber");
     assert_eq!(
-        metric_sum(&hub.metrics(ADMIN), "eventhub_slow_consumer_closes_total"),
+        metric_sum(
+            &metrics(hub.addr, ADMIN),
+            "eventhub_slow_consumer_closes_total"
+        ),
         1,
         "only the subscriber that stopped reading was closed"
     );
@@ -384,18 +414,18 @@ fn subscriber_that_stops_reading_is_closed_with_1013_while_others_keep_receiving
 #[test]
 fn sigterm_delivers_every_accepted_event_before_closing_with_1001() {
     let config = format!("[hub]\nchannels = [\"alerts\"]\n{PRINCIPALS}");
-    let mut hub = Hub::start(2, &config);
+    let mut hub = Server::hub(2, &config);
 
     // Subscribers from distinct addresses until both cores hold two.
     let mut subs = Vec::new();
     for i in 0..60u8 {
         subs.push(subscriber(&hub, 40 + i, "pdfm", usize::from(i)));
-        let m = hub.metrics(ADMIN);
+        let m = metrics(hub.addr, ADMIN);
         if subs.len() >= 4 && subscribers_on(&m, 0) >= 2 && subscribers_on(&m, 1) >= 2 {
             break;
         }
     }
-    let m = hub.metrics(ADMIN);
+    let m = metrics(hub.addr, ADMIN);
     assert!(
         subscribers_on(&m, 0) >= 2 && subscribers_on(&m, 1) >= 2,
         "subscribers did not spread over both cores:\n{m}"
@@ -409,7 +439,7 @@ fn sigterm_delivers_every_accepted_event_before_closing_with_1001() {
             thread::spawn(move || {
                 let mut seqs = Vec::new();
                 for _ in 0..1_000_000 {
-                    match next(&mut c) {
+                    match read_incoming(&mut c) {
                         Ok(Incoming::Json(v)) => seqs.push(seq(&v)),
                         Ok(Incoming::Close(close)) => {
                             drain_after_close(&mut c);
@@ -439,12 +469,12 @@ fn sigterm_delivers_every_accepted_event_before_closing_with_1001() {
                 }
                 let body =
                     format!(r#"{{"event_type":"pdfm","message":"m-{k}","body":{{"n":{k}}}}}"#);
-                match support_hub::http(
+                match try_http_request(
                     addr,
                     None,
                     "POST",
                     "/v1/events",
-                    &[("Authorization", &auth)],
+                    &curl_headers(&auth),
                     body.as_bytes(),
                 ) {
                     Ok(resp) if resp.status == 202 => {
@@ -546,7 +576,7 @@ fn guide_wscat_command_receives_confirmation_and_published_event() {
         return;
     };
     let config = format!("[hub]\nchannels = [\"alerts\"]\n{PRINCIPALS}");
-    let hub = Hub::start(2, &config);
+    let hub = Server::hub(2, &config);
     let port = hub.addr.port();
 
     // The guide's command, verbatim apart from the token and port. wscat

@@ -8,12 +8,16 @@
 //! Without it these tests are skipped with a message, unless
 //! `EVENTHUB_REQUIRE_K6` is set, which makes a missing k6 a failure.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::Server;
 
 const TOKEN: &str = "k6-token-0123456789abcdef";
 
@@ -65,110 +69,14 @@ fn k6() -> Option<PathBuf> {
     found
 }
 
-/// A running `eventhub serve`, killed on drop.
-struct Hub {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<Vec<u8>>>,
-    _config: TempFile,
-}
-
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-impl Hub {
-    fn start() -> Hub {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("eventhub-k6-{}-{n}.toml", std::process::id()));
-        std::fs::write(&path, CONFIG).expect("write the config");
-        let config = TempFile(path);
-
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eventhub"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "2",
-                "--config",
-            ])
-            .arg(&config.0)
-            .env_remove("EVENTHUB_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start eventhub");
-
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-
-        // First stdout line: "eventhub listening on http://127.0.0.1:PORT (2 workers)".
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let first = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "eventhub printed no address line; log:\n{}",
-                    String::from_utf8_lossy(&log.lock().unwrap())
-                );
-            }
-        };
-        let addr = first
-            .strip_prefix("eventhub listening on http://")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-            .to_string();
-        Hub {
-            child,
-            addr,
-            log,
-            _config: config,
-        }
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `eventhub serve` with [`CONFIG`] on two workers.
+fn start_hub() -> Server {
+    Server::hub(2, CONFIG)
 }
 
 /// `k6 run --quiet --no-usage-report -e HUB=.. -e TOKEN=.. -e K=V.. SCRIPT`,
 /// bounded by [`K6_TIMEOUT`].
-fn run_k6(k6: &Path, hub: &Hub, script: &str, vars: &[(&str, &str)]) -> Output {
+fn run_k6(k6: &Path, hub: &Server, script: &str, vars: &[(&str, &str)]) -> Output {
     let _serial = K6_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut cmd = Command::new(k6);
     cmd.current_dir(repo_root())
@@ -206,7 +114,7 @@ fn run_k6(k6: &Path, hub: &Hub, script: &str, vars: &[(&str, &str)]) -> Output {
             let _ = child.wait();
             panic!(
                 "k6 {script} ran longer than {K6_TIMEOUT:?}; hub log:\n{}",
-                hub.log()
+                hub.log_text()
             );
         }
         thread::sleep(Duration::from_millis(50));
@@ -218,19 +126,19 @@ fn run_k6(k6: &Path, hub: &Hub, script: &str, vars: &[(&str, &str)]) -> Output {
     }
 }
 
-fn describe(out: &Output, hub: &Hub) -> String {
+fn describe(out: &Output, hub: &Server) -> String {
     format!(
         "k6 exit status {:?}\n--- k6 stdout ---\n{}\n--- k6 stderr ---\n{}\n--- hub log ---\n{}",
         out.status.code(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        hub.log()
+        hub.log_text()
     )
 }
 
 /// Asserts k6 failed on crossed thresholds (its exit code 99) and that the
 /// metrics it names include `metric`.
-fn assert_threshold_failed(out: &Output, hub: &Hub, metric: &str) {
+fn assert_threshold_failed(out: &Output, hub: &Server, metric: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let crossed = stderr
         .lines()
@@ -248,7 +156,7 @@ const FANOUT_SMALL: [(&str, &str); 3] = [("SUBSCRIBERS", "10"), ("EVENTS", "50")
 #[test]
 fn fanout_script_passes_against_a_healthy_hub() {
     let Some(k6) = k6() else { return };
-    let hub = Hub::start();
+    let hub = start_hub();
     let mut vars = FANOUT_SMALL.to_vec();
     vars.push(("SIZE", "512"));
     let out = run_k6(&k6, &hub, "perf/k6/fanout.js", &vars);
@@ -262,7 +170,7 @@ fn fanout_script_passes_against_a_healthy_hub() {
 #[test]
 fn fanout_script_fails_when_deliveries_fall_short() {
     let Some(k6) = k6() else { return };
-    let hub = Hub::start();
+    let hub = start_hub();
     // One delivery more is expected than the hub can make.
     let mut vars = FANOUT_SMALL.to_vec();
     vars.push(("EXPECT_EXTRA", "1"));
@@ -273,7 +181,7 @@ fn fanout_script_fails_when_deliveries_fall_short() {
 #[test]
 fn fanout_script_fails_on_a_seq_gap() {
     let Some(k6) = k6() else { return };
-    let hub = Hub::start();
+    let hub = start_hub();
     // The publisher slips one event onto another channel halfway: the
     // subscribers see a hole in the seqs.
     let mut vars = FANOUT_SMALL.to_vec();
@@ -286,7 +194,7 @@ fn fanout_script_fails_on_a_seq_gap() {
 #[test]
 fn storm_script_passes_against_a_healthy_hub() {
     let Some(k6) = k6() else { return };
-    let hub = Hub::start();
+    let hub = start_hub();
     let vars = [("VUS", "5"), ("ITERATIONS", "100")];
     let out = run_k6(&k6, &hub, "perf/k6/storm.js", &vars);
     assert!(
@@ -299,7 +207,7 @@ fn storm_script_passes_against_a_healthy_hub() {
 #[test]
 fn storm_script_fails_when_connections_are_refused() {
     let Some(k6) = k6() else { return };
-    let hub = Hub::start();
+    let hub = start_hub();
     // A token the hub does not know: every handshake gets 401.
     let vars = [
         ("VUS", "2"),

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,6 +28,12 @@ pub const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// `127.0.0.last`, a source address of its own for `SO_REUSEPORT` hashing
+/// and per-IP rules.
+pub fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
 
 // ---------------------------------------------------------------------------
 // The server process
@@ -249,9 +255,23 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
+    try_http_request(addr, source, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Like [`http_request`], but an error rather than a panic when the server
+/// is gone (refuses the connection or closes it before a whole response).
+pub fn try_http_request(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
     let mut c = match source {
         Some(ip) => RawClient::connect_from(ip, addr),
-        None => RawClient::connect(addr),
+        None => RawClient::try_connect(addr)?,
     };
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
@@ -266,7 +286,7 @@ pub fn http_request(
     // The server may answer (413, say) and stop reading before the body
     // is all sent; the response is what matters.
     let _ = c.try_send_bytes(&bytes);
-    c.read_http_response()
+    c.try_read_http_response()
 }
 
 /// A WebSocket upgrade request for `path` with extra `headers`, from
@@ -300,6 +320,53 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<u64> {
         let value = line.strip_prefix(series)?.strip_prefix(' ')?;
         value.trim().parse().ok()
     })
+}
+
+/// `GET /metrics` as `admin_token`, asserting the 200; the Prometheus text.
+pub fn metrics(addr: SocketAddr, admin_token: &str) -> String {
+    let auth = format!("Bearer {admin_token}");
+    let resp = http_request(
+        addr,
+        None,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(resp.status, 200, "GET /metrics: {resp:?}");
+    resp.body
+}
+
+/// The sum of a per-core counter over every core.
+pub fn metric_sum(metrics: &str, name: &str) -> u64 {
+    let prefix = format!("{name}{{");
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            rest.rsplit_once(' ')?.1.trim().parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Subscribers on one core:
+/// `eventhub_connections{core="i",endpoint="subscribe"}`.
+pub fn subscribers_on(metrics: &str, core: usize) -> u64 {
+    metric_value(
+        metrics,
+        &format!("eventhub_connections{{core=\"{core}\",endpoint=\"subscribe\"}}"),
+    )
+    .unwrap_or_else(|| panic!("no subscribe connection gauge for core {core} in:\n{metrics}"))
+}
+
+/// `[{"id":..,"seq":N},..]` (a publish response's `events`) → the seqs.
+pub fn seqs_of(events: &serde_json::Value) -> Vec<u64> {
+    events
+        .as_array()
+        .unwrap_or_else(|| panic!("expected an array of {{id, seq}}: {events}"))
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap_or_else(|| panic!("no seq in {e}")))
+        .collect()
 }
 
 /// A valid upgrade request for `path`.
@@ -373,8 +440,13 @@ pub struct RawClient {
 impl RawClient {
     /// A TCP connection, no handshake yet.
     pub fn connect(addr: SocketAddr) -> RawClient {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to eventhub");
-        RawClient::from_stream(stream)
+        RawClient::try_connect(addr).expect("connect to eventhub")
+    }
+
+    /// Like [`RawClient::connect`]; an error if the server is not there.
+    pub fn try_connect(addr: SocketAddr) -> io::Result<RawClient> {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        Ok(RawClient::from_stream(stream))
     }
 
     /// A TCP connection from a given local address (e.g. 127.0.0.7), so that
@@ -459,15 +531,25 @@ impl RawClient {
     /// Reads the response head (and, unless it is a 101, its
     /// `Content-Length` body). Bytes after a 101 stay buffered as frames.
     pub fn read_http_response(&mut self) -> HttpResponse {
+        self.try_read_http_response()
+            .unwrap_or_else(|e| panic!("reading the HTTP response: {e}"))
+    }
+
+    /// Like [`RawClient::read_http_response`]; an error if the connection
+    /// fails or closes before a whole response.
+    pub fn try_read_http_response(&mut self) -> io::Result<HttpResponse> {
         let head_end = loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            if !self.fill().expect("read the HTTP response") {
-                panic!(
-                    "connection closed before a whole response head; got {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                );
+            if !self.fill()? {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a whole response head; got {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                ));
             }
         };
         let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("UTF-8 head");
@@ -502,14 +584,16 @@ impl RawClient {
                 .map(|v| v.parse().expect("numeric Content-Length"))
                 .unwrap_or(0);
             while self.buf.len() < len {
-                assert!(
-                    self.fill().expect("read the response body"),
-                    "connection closed inside the response body"
-                );
+                if !self.fill()? {
+                    return Err(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "connection closed inside the response body",
+                    ));
+                }
             }
             resp.body = String::from_utf8(self.buf.drain(..len).collect()).expect("UTF-8 body");
         }
-        resp
+        Ok(resp)
     }
 
     /// Reads one more chunk into the buffer; `false` at end of stream.
@@ -638,11 +722,44 @@ pub fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> TcpStream {
     stream
 }
 
+/// Like [`tcp_connect`], with a receive buffer (`SO_RCVBUF`) of `rcvbuf`
+/// bytes set before connecting.
+pub fn tcp_connect_rcvbuf(addr: SocketAddr, source: Option<IpAddr>, rcvbuf: usize) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    if let Some(ip) = source {
+        socket
+            .bind(&SocketAddr::new(ip, 0).into())
+            .unwrap_or_else(|e| panic!("bind to {ip}: {e}"));
+    }
+    socket
+        .connect_timeout(&addr.into(), TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
 /// A tungstenite handshake for `path` (e.g. `/v1/ws/subscribe?...`) with
 /// extra `headers`, from `source` if given.
 pub fn try_ws_connect_with(
     addr: SocketAddr,
     source: Option<IpAddr>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<tungstenite::WebSocket<TcpStream>, Box<tungstenite::Error>> {
+    try_ws_handshake(addr, tcp_connect(addr, source), path, headers)
+}
+
+/// A tungstenite handshake for `path` with extra `headers` over `stream`
+/// (already connected to `addr`).
+fn try_ws_handshake(
+    addr: SocketAddr,
+    stream: TcpStream,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<tungstenite::WebSocket<TcpStream>, Box<tungstenite::Error>> {
@@ -657,7 +774,6 @@ pub fn try_ws_connect_with(
             HeaderValue::from_str(value).expect("header value"),
         );
     }
-    let stream = tcp_connect(addr, source);
     match tungstenite::client(req, stream) {
         Ok((ws, _)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(Box::new(e)),
@@ -676,6 +792,24 @@ pub fn ws_connect_with(
 ) -> tungstenite::WebSocket<TcpStream> {
     try_ws_connect_with(addr, source, path, headers)
         .unwrap_or_else(|e| panic!("WebSocket handshake for {path}: {e}"))
+}
+
+/// Like [`ws_connect_with`], over a connection with a small receive buffer
+/// (see [`tcp_connect_rcvbuf`]).
+pub fn ws_connect_rcvbuf(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    rcvbuf: usize,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> tungstenite::WebSocket<TcpStream> {
+    try_ws_handshake(
+        addr,
+        tcp_connect_rcvbuf(addr, source, rcvbuf),
+        path,
+        headers,
+    )
+    .unwrap_or_else(|e| panic!("WebSocket handshake for {path} from {source:?}: {e}"))
 }
 
 /// The next text message as JSON, skipping pings and pongs; panics on
@@ -710,4 +844,69 @@ pub fn ws_close(ws: &mut tungstenite::WebSocket<TcpStream>) {
             Err(_) => return,
         }
     }
+}
+
+/// What a subscriber reads: a text message (as JSON) or a close frame.
+#[derive(Debug)]
+pub enum Incoming {
+    Json(serde_json::Value),
+    Close(Option<(u16, String)>),
+}
+
+/// The next text message (as JSON) or close frame, skipping pings and
+/// pongs; an error when the connection fails.
+pub fn read_incoming(
+    ws: &mut tungstenite::WebSocket<TcpStream>,
+) -> Result<Incoming, Box<tungstenite::Error>> {
+    use tungstenite::Message;
+    loop {
+        match ws.read().map_err(Box::new)? {
+            Message::Text(t) => {
+                let v = serde_json::from_str(t.as_str())
+                    .unwrap_or_else(|e| panic!("message is not JSON ({e}): {:?}", t.as_str()));
+                return Ok(Incoming::Json(v));
+            }
+            Message::Close(frame) => {
+                return Ok(Incoming::Close(
+                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                ))
+            }
+            Message::Binary(b) => panic!("unexpected binary message {b:?}"),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+    }
+}
+
+/// Completes a closing handshake the server started (tungstenite already
+/// queued the reply): reads until the connection is gone, bounded.
+pub fn drain_after_close(ws: &mut tungstenite::WebSocket<TcpStream>) {
+    for _ in 0..1000 {
+        if ws.read().is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads the confirmation every hub subscriber gets first, asserting its
+/// channel and message; returns its `subscriptions`.
+pub fn expect_confirmation(ws: &mut tungstenite::WebSocket<TcpStream>) -> Vec<String> {
+    let v = read_json(ws);
+    assert_eq!(v["event_type"], "global", "confirmation: {v}");
+    assert_eq!(
+        v["message"], "WebSocket connection established subscribed to global by default",
+        "confirmation: {v}"
+    );
+    v["body"]["subscriptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no subscriptions in {v}"))
+        .iter()
+        .map(|s| s.as_str().expect("channel name").to_string())
+        .collect()
+}
+
+/// The `seq` of an event message; panics (showing it) if it has none.
+pub fn seq(v: &serde_json::Value) -> u64 {
+    v["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("expected an event with a seq, got {v}"))
 }

@@ -6,85 +6,21 @@ Run from the repository root after `cargo build`:
     python3 -m pytest tests/python -q
 
 The binary is `$EVENTHUB_BIN`, or `target/debug/eventhub` under the
-repository root.
+repository root (see conftest.py).
 """
 
-import os
-import pathlib
-import queue
-import re
-import signal
 import socket
-import subprocess
-import tempfile
-import threading
 
 import pytest
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
 TIMEOUT = 10.0
-REPO = pathlib.Path(__file__).resolve().parents[2]
-LISTENING = re.compile(r"^eventhub echo listening on ws://(\S+):(\d+) \((\d+) workers\)$")
-
-
-def binary_path() -> str:
-    path = os.environ.get("EVENTHUB_BIN", "target/debug/eventhub")
-    if not os.path.isabs(path) and not os.path.exists(path):
-        path = str(REPO / path)
-    return path
-
-
-class Server:
-    """The real binary on an ephemeral port; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, workers: int = 2):
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [binary_path(), "echo", "--listen", "127.0.0.1:0", "--workers", str(workers)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-        )
-        lines: "queue.Queue[str]" = queue.Queue()
-
-        def pump():
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put("")
-
-        threading.Thread(target=pump, daemon=True).start()
-        try:
-            line = lines.get(timeout=TIMEOUT).rstrip("\n")
-        except queue.Empty:
-            self.stop()
-            pytest.fail(f"eventhub did not announce its address within {TIMEOUT}s")
-        m = LISTENING.match(line)
-        if not m:
-            self.stop()
-            pytest.fail(f"unexpected first stdout line: {line!r}")
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.url = f"ws://{self.host}:{self.port}/"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
-def server():
-    s = Server()
-    yield s
-    code = s.stop()
-    assert code == 0, f"eventhub exited with {code} after SIGTERM"
+def server(eventhub):
+    return eventhub("echo")
 
 
 def ws(server):

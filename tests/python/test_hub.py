@@ -7,18 +7,11 @@ Run from the repository root after `cargo build`:
     python3 -m pytest tests/python -q
 
 The binary is `$EVENTHUB_BIN`, or `target/debug/eventhub` under the
-repository root.
+repository root (see conftest.py).
 """
 
 import json
-import os
-import pathlib
-import queue
 import re
-import signal
-import subprocess
-import tempfile
-import threading
 import urllib.error
 import urllib.request
 
@@ -26,8 +19,6 @@ import pytest
 from websockets.sync.client import connect
 
 TIMEOUT = 10.0
-REPO = pathlib.Path(__file__).resolve().parents[2]
-LISTENING = re.compile(r"^eventhub listening on http://(\S+):(\d+) \((\d+) workers\)$")
 
 READER_TOKEN = "reader-token-0123456789"
 PRODUCER_TOKEN = "producer-token-0123456789"
@@ -51,78 +42,9 @@ publish = ["pdfm", "orchestrator"]
 CONFIRMATION = "WebSocket connection established subscribed to global by default"
 
 
-def binary_path() -> str:
-    path = os.environ.get("EVENTHUB_BIN", "target/debug/eventhub")
-    if not os.path.isabs(path) and not os.path.exists(path):
-        path = str(REPO / path)
-    return path
-
-
-class Hub:
-    """`eventhub serve` on an ephemeral port with a temporary config;
-    stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, workers: int = 2):
-        self.config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-        self.config.write(CONFIG)
-        self.config.close()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [
-                binary_path(),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                str(workers),
-                "--config",
-                self.config.name,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-        )
-        lines: "queue.Queue[str]" = queue.Queue()
-
-        def pump():
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put("")
-
-        threading.Thread(target=pump, daemon=True).start()
-        try:
-            line = lines.get(timeout=TIMEOUT).rstrip("\n")
-        except queue.Empty:
-            self.stop()
-            pytest.fail(f"eventhub did not announce its address within {TIMEOUT}s")
-        m = LISTENING.match(line)
-        if not m:
-            self.stop()
-            pytest.fail(f"unexpected first stdout line: {line!r}")
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.ws_base = f"ws://{self.host}:{self.port}"
-        self.http_base = f"http://{self.host}:{self.port}"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        os.unlink(self.config.name)
-        return self.proc.returncode
-
-
 @pytest.fixture(scope="module")
-def hub():
-    h = Hub()
-    yield h
-    code = h.stop()
-    assert code == 0, f"eventhub exited with {code} after SIGTERM"
+def hub(eventhub):
+    return eventhub("serve", config=CONFIG)
 
 
 def ws(hub, path, token):
