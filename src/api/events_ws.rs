@@ -80,7 +80,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
     };
     Route::Upgrade {
         accept,
-        handler: HubHandler::Docker(DockerSession {
+        handler: HubHandler::Docker(Box::new(DockerSession {
             shared: app.shared.clone(),
             core: app.core.clone(),
             filter: Some(filter),
@@ -88,7 +88,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             until,
             slot: usize::MAX,
             _ip: ip_slot,
-        }),
+        })),
     }
 }
 

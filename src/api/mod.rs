@@ -106,7 +106,9 @@ impl HubApp {
 /// A hub connection's handler.
 pub enum HubHandler {
     Subscriber(subscribe::SubscriberSession),
-    Docker(events_ws::DockerSession),
+    /// Boxed: its filter is large, and the handler's size is that of its
+    /// largest variant, paid by every connection.
+    Docker(Box<events_ws::DockerSession>),
     Publisher(publish::PublisherSession),
 }
 

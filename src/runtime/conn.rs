@@ -1,21 +1,22 @@
 //! The state of one WebSocket connection that outlives a single poll: its
 //! send queue, its close phase and its timers.
 //!
-//! A [`Conn`] is shared (by `Rc`, inside one core) between the connection's
-//! own task, the core's janitor (pings, idle and write timeouts) and the
+//! A [`Conn`] is shared (by `Rc`, inside one core) between the core's
+//! reactor, the core's janitor (pings, idle and write timeouts) and the
 //! application (which queues frames and asks for closes). Everyone else
-//! only queues and wakes; the connection's task alone does I/O. Times are
-//! milliseconds on the core's clock, to keep the struct small: an idle
-//! connection's memory is mostly this struct.
+//! only queues and marks the connection ready; the reactor alone does I/O.
+//! Times are milliseconds on the core's clock, to keep the struct small: an
+//! idle connection's memory is mostly this struct.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
-use std::task::Waker;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
 use super::clock::now_ms;
 use super::outbox::{Flush, Outbox};
+use super::reactor::ReadyList;
 use crate::proto::{close_frame, CloseCode};
 
 /// Where a connection is in the close handshake.
@@ -33,7 +34,10 @@ pub enum Phase {
 pub struct Conn {
     fd: RawFd,
     out: RefCell<Outbox>,
-    waker: Cell<Option<Waker>>,
+    /// Where the connection goes when it has work for the reactor.
+    ready: Rc<ReadyList>,
+    /// Already on the ready list.
+    marked: Cell<bool>,
     phase: Cell<Phase>,
     /// When the last bytes arrived from the peer.
     last_rx: Cell<u64>,
@@ -59,12 +63,13 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(fd: RawFd) -> Conn {
+    pub(crate) fn new(fd: RawFd, ready: Rc<ReadyList>) -> Conn {
         let now = now_ms();
         Conn {
             fd,
             out: RefCell::new(Outbox::default()),
-            waker: Cell::new(None),
+            ready,
+            marked: Cell::new(false),
             phase: Cell::new(Phase::Open),
             last_rx: Cell::new(now),
             opened: now,
@@ -78,7 +83,7 @@ impl Conn {
     /// Queues a frame (a complete, pre-serialized WebSocket frame) unless the
     /// connection is closing.
     pub fn send(&self, frame: Bytes) {
-        if self.phase.get() == Phase::Open {
+        if self.is_open() {
             self.out.borrow_mut().push(frame);
             self.wake();
         }
@@ -87,7 +92,7 @@ impl Conn {
     /// Queues a frame tagged with the event's sequence number, so that a
     /// slow-consumer close can say which event was the last one sent.
     pub fn send_tagged(&self, frame: Bytes, seq: u64) {
-        if self.phase.get() == Phase::Open {
+        if self.is_open() {
             self.out.borrow_mut().push_tagged(frame, seq);
             self.wake();
         }
@@ -133,8 +138,9 @@ impl Conn {
         self.phase.get()
     }
 
+    /// Open for messages: no close started and not given up on.
     pub fn is_open(&self) -> bool {
-        self.phase.get() == Phase::Open
+        self.phase.get() == Phase::Open && !self.dead.get()
     }
 
     /// Milliseconds on the core clock when the connection opened.
@@ -144,10 +150,6 @@ impl Conn {
 
     pub(crate) fn set_phase(&self, phase: Phase) {
         self.phase.set(phase);
-    }
-
-    pub(crate) fn fd(&self) -> RawFd {
-        self.fd
     }
 
     pub(crate) fn slot(&self) -> u32 {
@@ -160,6 +162,18 @@ impl Conn {
 
     pub(crate) fn has_output(&self) -> bool {
         !self.out.borrow().is_empty()
+    }
+
+    /// The last write found the socket full (and no write since succeeded):
+    /// writing again only makes sense once the socket says it is writable.
+    pub(crate) fn write_blocked(&self) -> bool {
+        self.blocked_since.get() != 0
+    }
+
+    /// Gives back the queue's memory when nothing is queued (the janitor
+    /// does this for quiet connections).
+    pub(crate) fn trim(&self) {
+        self.out.borrow_mut().trim();
     }
 
     /// Writes what the socket takes; records when it started refusing.
@@ -211,24 +225,31 @@ impl Conn {
     /// Gives up on the connection: its task wakes and exits, and the
     /// socket is shut so that nothing more is read or written.
     pub(crate) fn kill(&self) {
-        self.dead.set(true);
+        if self.dead.replace(true) {
+            return;
+        }
         // SAFETY: shutdown on an fd this connection owns; it stays open
-        // until the task drops the stream.
+        // until the reactor has removed the connection.
         unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
         self.wake();
     }
 
-    pub(crate) fn register_waker(&self, waker: &Waker) {
-        let w = self.waker.take();
-        match w {
-            Some(w) if w.will_wake(waker) => self.waker.set(Some(w)),
-            _ => self.waker.set(Some(waker.clone())),
-        }
+    /// The reactor is done with the connection: nothing more is queued
+    /// and what was is dropped (the application may still hold it).
+    pub(crate) fn retire(&self) {
+        self.dead.set(true);
+        self.out.replace(Outbox::default());
     }
 
-    fn wake(&self) {
-        if let Some(w) = self.waker.take() {
-            w.wake();
+    /// Taken off the ready list by the reactor.
+    pub(crate) fn unmark(&self) {
+        self.marked.set(false);
+    }
+
+    /// Puts the connection on its core's ready list (once).
+    pub(crate) fn wake(&self) {
+        if !self.marked.replace(true) {
+            self.ready.push(self.slot.get());
         }
     }
 }

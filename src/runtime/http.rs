@@ -11,7 +11,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -46,7 +46,15 @@ pub(crate) async fn serve_connection<A: App>(
 ) {
     let upgrade = Box::pin(http_phase(&core, &stream, peer)).await;
     if let Some((accept, handler, leftover)) = upgrade {
-        super::ws::run(core, stream, accept, handler, leftover).await;
+        // The reactor gets a descriptor of its own; monoio's goes with the
+        // stream (so no driver state outlives this task).
+        match dup(stream.as_raw_fd()) {
+            Ok(fd) => {
+                drop(stream);
+                super::reactor::adopt(&core, fd, &accept, handler, leftover);
+            }
+            Err(e) => log::warn!("worker {}: cannot keep a connection: {e}", core.id),
+        }
     }
 }
 
@@ -154,7 +162,7 @@ async fn recv_some(stream: &TcpStream, buf: &mut Vec<u8>) -> Result<(), HeadErro
 }
 
 /// Writes `resp`, half-closes, drains briefly, and lets the socket go.
-async fn respond<A>(core: &Core<A>, stream: &TcpStream, resp: Response) {
+async fn respond<A: App>(core: &Core<A>, stream: &TcpStream, resp: Response) {
     let bytes = resp.to_bytes(false);
     let sent = monoio::time::timeout(
         core.settings.limits.write_timeout(),
@@ -213,6 +221,12 @@ pub(crate) async fn send_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result
         }
     }
     Ok(())
+}
+
+/// A second descriptor for an open socket.
+fn dup(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fd is open for the duration of the call (its stream is alive).
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
 }
 
 /// One non-blocking `recv` into `buf`.

@@ -10,7 +10,9 @@
 //! - [`listener`]: binding every worker's listener up front;
 //! - [`worker`]: one core: driver choice, accept loop, janitor, shutdown;
 //! - [`http`]: reading a request head under a deadline, answering errors;
-//! - [`ws`]: a WebSocket connection's event loop (readiness + one task);
+//! - [`reactor`]: every upgraded connection of a core, one epoll set, one
+//!   task;
+//! - [`ws`]: one WebSocket connection's steps (read, decode, write, close);
 //! - [`conn`], [`outbox`]: per-connection state and the vectored writer;
 //! - [`registry`], [`clock`], [`stats`]: bookkeeping.
 
@@ -19,6 +21,7 @@ pub mod conn;
 pub mod http;
 pub mod listener;
 pub mod outbox;
+pub mod reactor;
 pub mod registry;
 pub mod stats;
 pub mod worker;

@@ -16,8 +16,9 @@ use bytes::Bytes;
 
 /// Frames gathered into one `sendmsg`.
 const MAX_IOVECS: usize = 64;
-/// Capacity kept by an emptied queue; more is given back to the allocator
-/// so that an idle connection does not pin the peak of a burst.
+/// Capacity kept by a queue emptied by a write; more is given back to the
+/// allocator so that a quiet connection does not pin the peak of a burst.
+/// (An idle connection gives back even this, see [`Outbox::trim`].)
 const KEEP_CAPACITY: usize = 8;
 
 /// What a flush achieved.
@@ -79,6 +80,13 @@ impl Outbox {
         while self.frames.len() > keep {
             let (f, _) = self.frames.pop_back().expect("len checked");
             self.bytes -= f.len();
+        }
+    }
+
+    /// Frees the queue's buffer if nothing is queued.
+    pub fn trim(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = VecDeque::new();
         }
     }
 

@@ -44,6 +44,11 @@ impl Registry {
         }
     }
 
+    /// The connection in `slot`, if any.
+    pub fn get(&self, slot: u32) -> Option<Rc<Conn>> {
+        self.slots.borrow().get(slot as usize)?.clone()
+    }
+
     /// Connections currently registered.
     pub fn len(&self) -> usize {
         self.live.get()
@@ -68,15 +73,15 @@ mod tests {
     #[test]
     fn slots_are_reused_after_removal() {
         let r = Registry::default();
-        let a = Rc::new(Conn::new(-1));
-        let b = Rc::new(Conn::new(-1));
+        let a = Rc::new(Conn::new(-1, Rc::default()));
+        let b = Rc::new(Conn::new(-1, Rc::default()));
         r.insert(a.clone());
         r.insert(b.clone());
         assert_eq!((a.slot(), b.slot(), r.len()), (0, 1, 2));
         r.remove(&a);
         r.remove(&a);
         assert_eq!(r.len(), 1);
-        let c = Rc::new(Conn::new(-1));
+        let c = Rc::new(Conn::new(-1, Rc::default()));
         r.insert(c.clone());
         assert_eq!(c.slot(), 0);
         let mut seen = 0;

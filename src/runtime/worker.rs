@@ -24,8 +24,10 @@ use monoio::net::TcpListener;
 use super::clock::now_ms;
 use super::conn::{Conn, Phase};
 use super::listener::bind_all;
+use super::reactor::{self, EpollSet, ReadyList};
 use super::registry::Registry;
 use super::stats::{bump, CoreStats, Stats};
+use super::ws::Session;
 use super::{App, Control, CoreInfo, Settings};
 use crate::config::DriverChoice;
 use crate::proto::{frame, CloseCode, Opcode};
@@ -36,21 +38,42 @@ const READ_BUF_BYTES: usize = 64 * 1024;
 const JANITOR_TICK: Duration = Duration::from_millis(500);
 
 /// A core's shared state, one per worker thread.
-pub(crate) struct Core<A> {
+pub(crate) struct Core<A: App> {
     pub(crate) id: usize,
     pub(crate) app: Rc<A>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) registry: Registry,
+    /// The upgraded connections' sockets, watched by the reactor.
+    pub(crate) epoll: EpollSet,
+    /// Connections with queued work for the reactor.
+    pub(crate) ready: Rc<ReadyList>,
+    /// The reactor's side of each connection, by slot (taken out while a
+    /// connection is being handled). Held inline: a table grows by
+    /// doubling, but capacity never written is never backed by memory.
+    sessions: RefCell<Vec<Option<Session<A::Handler>>>>,
     /// The receive buffer shared by every connection of this core.
     pub(crate) read_buf: RefCell<Box<[u8]>>,
     /// Shutting down: no new upgrades.
     pub(crate) draining: Cell<bool>,
 }
 
-impl<A> Core<A> {
+impl<A: App> Core<A> {
     pub(crate) fn stats(&self) -> &CoreStats {
         &self.stats.cores[self.id]
+    }
+
+    pub(crate) fn set_session(&self, slot: u32, session: Session<A::Handler>) {
+        let mut sessions = self.sessions.borrow_mut();
+        let i = slot as usize;
+        if sessions.len() <= i {
+            sessions.resize_with(i + 1, || None);
+        }
+        sessions[i] = Some(session);
+    }
+
+    pub(crate) fn take_session(&self, slot: u32) -> Option<Session<A::Handler>> {
+        self.sessions.borrow_mut().get_mut(slot as usize)?.take()
     }
 }
 
@@ -204,6 +227,9 @@ where
             settings,
             stats,
             registry: Registry::default(),
+            epoll: EpollSet::new()?,
+            ready: Rc::default(),
+            sessions: RefCell::default(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
             draining: Cell::new(false),
         });
@@ -234,6 +260,7 @@ async fn serve_core<A: App>(
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     monoio::spawn(janitor(core.clone()));
+    monoio::spawn(reactor::run(core.clone()));
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
@@ -303,6 +330,8 @@ async fn janitor<A: App>(core: Rc<Core<A>>) {
                         c.close(CloseCode::GOING_AWAY, "idle timeout");
                     } else if quiet >= ping && !c.ping_outstanding() {
                         c.send_ping(ping_frame.clone());
+                    } else {
+                        c.trim();
                     }
                     false
                 }

@@ -1,11 +1,11 @@
-//! A WebSocket connection's event loop: one task, woken by readability,
-//! by writability when its socket was full, or by frames queued for it.
+//! One WebSocket connection's steps: opening it, handling what its socket
+//! reported, and finishing it. The core's reactor calls these; nothing here
+//! waits.
 //!
-//! Reading waits for readiness holding no buffer, then receives into the
-//! core's shared buffer and decodes in place; only the bytes of an
-//! unfinished frame are copied into the connection's own buffer, which is
-//! freed again as soon as it empties. So an idle connection owns no read
-//! buffer at all.
+//! Reading receives into the core's shared buffer and decodes in place;
+//! only the bytes of an unfinished frame are copied into the connection's
+//! own buffer, which is freed again as soon as it empties. So an idle
+//! connection owns no read buffer at all.
 //!
 //! Closing follows RFC 6455 section 7: a close frame from the peer is
 //! answered with one carrying the same code, after which the server closes
@@ -15,20 +15,16 @@
 //! and the reader starts over, so that the peer's close frame can still be
 //! recognized.
 
-use std::future::{poll_fn, Future};
 use std::io;
-use std::os::fd::AsRawFd;
-use std::pin::pin;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::task::Poll;
 
 use bytes::Bytes;
-use monoio::net::TcpStream;
 
 use super::clock::now_ms;
 use super::conn::{Conn, Phase};
 use super::http::recv;
-use super::outbox::Flush;
+use super::reactor::Readiness;
 use super::stats::{bump, drop_one};
 use super::worker::Core;
 use super::{App, Handler};
@@ -38,14 +34,6 @@ use crate::proto::{close_frame, frame, Decoded, Event, Opcode, ProtocolError, Re
 /// Reads taken in a row before other connections get a turn.
 const READS_PER_WAKE: usize = 4;
 
-/// What woke the loop.
-enum Wake {
-    Readable,
-    Writable,
-    Output,
-    Dead,
-}
-
 /// Whether the connection goes on after some input.
 #[derive(PartialEq, Eq)]
 enum Flow {
@@ -53,122 +41,158 @@ enum Flow {
     Finished,
 }
 
-/// Per-connection read state kept by the task (not shared).
-struct Session {
+/// A connection's state that only the reactor touches: its socket, its
+/// reader and its application handler.
+pub(crate) struct Session<H> {
+    fd: OwnedFd,
     reader: Reader,
     /// Bytes of an unfinished frame; empty (and unallocated) when idle.
     pending: Vec<u8>,
+    handler: H,
+    /// The socket may hold input not yet read (the read budget ran out, or
+    /// reading is paused behind a full send queue): with edge-triggered
+    /// readiness, no new event will say so.
+    read_pending: bool,
 }
 
-/// Runs an upgraded connection until it is closed.
-pub(crate) async fn run<A: App>(
-    core: Rc<Core<A>>,
-    stream: TcpStream,
-    accept: String,
+impl<H> Session<H> {
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Starts an upgraded connection: registers it, queues the 101 response and
+/// lets the handler open.
+pub(crate) fn open<A: App>(
+    core: &Core<A>,
+    fd: OwnedFd,
+    accept: &str,
     mut handler: A::Handler,
-    leftover: Vec<u8>,
-) {
-    let conn = Rc::new(Conn::new(stream.as_raw_fd()));
-    conn.push_control(Bytes::from(switching_protocols(&accept)));
+) -> (Rc<Conn>, Session<A::Handler>) {
+    let conn = Rc::new(Conn::new(fd.as_raw_fd(), core.ready.clone()));
+    conn.push_control(Bytes::from(switching_protocols(accept)));
     core.registry.insert(conn.clone());
     bump(&core.stats().upgraded);
     bump(&core.stats().open);
     handler.on_open(&conn);
-    let mut session = Session {
+    let session = Session {
+        fd,
         reader: Reader::new(Role::Server, core.settings.max_message_bytes),
         pending: Vec::new(),
+        handler,
+        read_pending: false,
     };
-    let mut flow = Flow::Continue;
-    if !leftover.is_empty() {
-        let mut first = leftover;
-        flow = input(&core, &conn, &mut session, &mut handler, &mut first);
-        handler.on_input_end(&conn);
+    (conn, session)
+}
+
+/// Handles what the socket of `slot` reported, or the work queued for it;
+/// finishes the connection when it is over.
+pub(crate) fn step<A: App>(core: &Core<A>, slot: u32, io: Readiness) {
+    let Some(conn) = core.registry.get(slot) else {
+        return;
+    };
+    let Some(mut session) = core.take_session(slot) else {
+        return;
+    };
+    conn.unmark();
+    if advance(core, &conn, &mut session, io) == Flow::Continue {
+        core.set_session(slot, session);
+    } else {
+        finish(core, &conn, session);
     }
-    // Reading pauses while this much is queued, so that a client that sends
-    // without reading cannot grow its queue without bound.
-    let pause_reading_at = core.settings.limits.send_queue_bytes;
-    let mut readable = pin!(stream.readable(false));
-    let mut writable = pin!(Some(stream.writable(false)));
-    writable.set(None);
-    while flow == Flow::Continue {
-        if writable.is_none() && conn.has_output() {
-            match conn.flush() {
-                Ok(Flush::Done) => {}
-                Ok(Flush::Blocked) => writable.set(Some(stream.writable(false))),
-                Err(_) => break,
-            }
-        }
-        if conn.is_dead() {
-            break;
-        }
-        if matches!(conn.phase(), Phase::ReplyQueued(_)) && !conn.has_output() {
-            break;
-        }
-        let wake = poll_fn(|cx| {
-            if conn.is_dead() {
-                return Poll::Ready(Wake::Dead);
-            }
-            let write_ready = match writable.as_mut().as_pin_mut() {
-                Some(w) => w.poll(cx).is_ready(),
-                None => false,
-            };
-            if write_ready {
-                return Poll::Ready(Wake::Writable);
-            }
-            if writable.is_none() && conn.has_output() {
-                return Poll::Ready(Wake::Output);
-            }
-            let may_read = !matches!(conn.phase(), Phase::ReplyQueued(_))
-                && conn.queued_bytes() < pause_reading_at;
-            if may_read && readable.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Readable);
-            }
-            conn.register_waker(cx.waker());
-            Poll::Pending
-        })
-        .await;
-        match wake {
-            Wake::Dead => break,
-            Wake::Writable => writable.set(None),
-            Wake::Output => {}
-            Wake::Readable => {
-                readable.set(stream.readable(false));
-                flow = on_readable(&core, &conn, &mut session, &mut handler);
-            }
-        }
-    }
-    handler.on_close(&conn);
-    core.registry.remove(&conn);
+}
+
+/// Ends a connection: the handler closes, the slot is freed, the socket
+/// closed (which also takes it out of the epoll set).
+pub(crate) fn finish<A: App>(core: &Core<A>, conn: &Rc<Conn>, mut session: Session<A::Handler>) {
+    session.handler.on_close(conn);
+    conn.retire();
+    core.registry.remove(conn);
     drop_one(&core.stats().open);
 }
 
-/// Takes what the socket has, a few reads at most, and decodes it.
-fn on_readable<A: App>(
+/// Decodes input that came with the request; false if that ended the
+/// connection.
+pub(crate) fn input_and_end<A: App>(
     core: &Core<A>,
     conn: &Rc<Conn>,
-    session: &mut Session,
-    handler: &mut A::Handler,
+    session: &mut Session<A::Handler>,
+    bytes: &mut [u8],
+) -> bool {
+    let flow = input(core, conn, session, bytes);
+    session.handler.on_input_end(conn);
+    flow == Flow::Continue
+}
+
+/// Reads if there is input and reading is allowed, then writes what is
+/// queued if the socket may take it.
+fn advance<A: App>(
+    core: &Core<A>,
+    conn: &Rc<Conn>,
+    session: &mut Session<A::Handler>,
+    io: Readiness,
 ) -> Flow {
+    if conn.is_dead() {
+        return Flow::Finished;
+    }
+    if io.read {
+        session.read_pending = true;
+    }
+    if session.read_pending && may_read(core, conn) {
+        session.read_pending = false;
+        if on_readable(core, conn, session) == Flow::Finished {
+            return Flow::Finished;
+        }
+    }
+    if conn.has_output() && (io.write || !conn.write_blocked()) {
+        if conn.flush().is_err() {
+            return Flow::Finished;
+        }
+        if session.read_pending && may_read(core, conn) {
+            // The queue drained below the bound: read what waited.
+            conn.wake();
+        }
+    }
+    let replied = matches!(conn.phase(), Phase::ReplyQueued(_)) && !conn.has_output();
+    if replied || conn.is_dead() {
+        return Flow::Finished;
+    }
+    Flow::Continue
+}
+
+/// Reading pauses while the peer's close is being answered, and while so
+/// much is queued that a client sending without reading could grow its
+/// queue without bound.
+fn may_read<A: App>(core: &Core<A>, conn: &Conn) -> bool {
+    !matches!(conn.phase(), Phase::ReplyQueued(_))
+        && conn.queued_bytes() < core.settings.limits.send_queue_bytes
+}
+
+/// Takes what the socket has, a few reads at most, and decodes it.
+fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, session: &mut Session<A::Handler>) -> Flow {
     let mut buf = core.read_buf.borrow_mut();
     for _ in 0..READS_PER_WAKE {
-        match recv(conn.fd(), &mut buf) {
+        match recv(session.fd(), &mut buf) {
             Ok(0) => return Flow::Finished,
             Ok(n) => {
                 conn.touch();
-                let flow = input(core, conn, session, handler, &mut buf[..n]);
-                handler.on_input_end(conn);
+                let flow = input(core, conn, session, &mut buf[..n]);
+                session.handler.on_input_end(conn);
                 if flow == Flow::Finished {
                     return Flow::Finished;
                 }
                 if n < buf.len() {
-                    break;
+                    return Flow::Continue;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Flow::Finished,
         }
     }
+    // The budget ran out with the buffer full every time: more may wait.
+    session.read_pending = true;
+    conn.wake();
     Flow::Continue
 }
 
@@ -177,11 +201,11 @@ fn on_readable<A: App>(
 fn input<A: App>(
     core: &Core<A>,
     conn: &Rc<Conn>,
-    session: &mut Session,
-    handler: &mut A::Handler,
+    session: &mut Session<A::Handler>,
     fresh: &mut [u8],
 ) -> Flow {
     let flow;
+    let handler = &mut session.handler;
     if session.pending.is_empty() {
         let (used, f) = decode_all(core, conn, &mut session.reader, handler, fresh);
         session.pending.extend_from_slice(&fresh[used..]);
@@ -250,7 +274,7 @@ fn decode_all<A: App>(
 }
 
 /// A protocol violation: close with its code, or give up if already closing.
-fn fail<A>(core: &Core<A>, conn: &Conn, reader: &mut Reader, e: &ProtocolError) -> Flow {
+fn fail<A: App>(core: &Core<A>, conn: &Conn, reader: &mut Reader, e: &ProtocolError) -> Flow {
     if !conn.is_open() {
         return Flow::Finished;
     }
