@@ -18,7 +18,6 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use uuid::Uuid;
@@ -76,13 +75,14 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
     Route::Upgrade {
         accept,
         handler: HubHandler::Subscriber(SubscriberSession {
-            shared: app.shared.clone(),
             core: app.core.clone(),
             client_id: Uuid::new_v4(),
-            principal,
-            initial: channels,
-            since,
-            slot: usize::MAX,
+            slot: u32::MAX,
+            principal: principal as u32,
+            opening: Some(Box::new(Opening {
+                initial: channels,
+                since,
+            })),
             _ip: ip_slot,
         }),
     }
@@ -116,18 +116,25 @@ pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Response> 
         })
 }
 
-/// A subscriber connection.
+/// A subscriber connection. Kept small, since every idle subscriber holds
+/// one: its channels and replay position live in the core's subscriber
+/// table, what only opening needs is dropped once open.
 pub struct SubscriberSession {
-    shared: Arc<Shared>,
     core: Rc<HubCore>,
     client_id: Uuid,
-    principal: usize,
-    initial: ChannelSet,
-    since: Option<u64>,
     /// The connection's slot, once open.
-    slot: usize,
+    slot: u32,
+    principal: u32,
+    /// What the request asked for, until the connection opens.
+    opening: Option<Box<Opening>>,
     /// Held while the connection lives (the per-IP rule).
     _ip: IpSlot,
+}
+
+/// A subscription request's channels and replay start.
+struct Opening {
+    initial: ChannelSet,
+    since: Option<u64>,
 }
 
 /// The message telling a client its subscriptions changed.
@@ -158,35 +165,40 @@ struct ClientMessage {
 
 impl SubscriberSession {
     pub fn on_open(&mut self, conn: &Rc<Conn>) {
-        self.slot = conn.slot_index();
-        let resume = self.shared.sequencer.resume(self.since);
+        let Some(opening) = self.opening.take() else {
+            return;
+        };
+        let Opening { initial, since } = *opening;
+        let shared = &self.core.shared;
+        self.slot = conn.slot_index() as u32;
+        let resume = shared.sequencer.resume(since);
         self.core.add(Subscriber {
             conn: conn.clone(),
             client_id: self.client_id,
-            principal: self.principal,
-            channels: self.initial,
+            principal: self.principal as usize,
+            channels: initial,
             min_seq: resume.last_seq,
         });
-        self.shared.set_client(
+        shared.set_client(
             self.client_id,
             Some(ClientRef {
                 core: self.core.id,
-                slot: self.slot,
-                principal: self.principal,
+                slot: self.slot as usize,
+                principal: self.principal as usize,
             }),
         );
         let body = format!(
             "\"body\":{{\"client_id\":\"{}\",\"subscriptions\":{}}}",
             self.client_id,
-            self.shared.channels.json_list(self.initial)
+            shared.channels.json_list(initial)
         );
         conn.send(reply(
             "global",
             "WebSocket connection established subscribed to global by default",
             &body,
         ));
-        let Some(since) = self.since else { return };
-        self.shared.stats.replay_requests.fetch_add(1, Relaxed);
+        let Some(since) = since else { return };
+        shared.stats.replay_requests.fetch_add(1, Relaxed);
         if let Some((first, last)) = resume.missed {
             let why = if resume.ahead {
                 "since is beyond the hub's last seq (the hub restarted); replaying what the ring holds"
@@ -202,18 +214,11 @@ impl SubscriberSession {
             conn.send(reply("system", "replay-gap", &body));
         }
         let mut replayed = 0;
-        for ev in resume
-            .replay
-            .iter()
-            .filter(|e| self.initial.contains(e.channel))
-        {
+        for ev in resume.replay.iter().filter(|e| initial.contains(e.channel)) {
             conn.send_tagged(ev.frame.clone(), ev.seq);
             replayed += 1;
         }
-        self.shared
-            .stats
-            .replayed_events
-            .fetch_add(replayed, Relaxed);
+        shared.stats.replayed_events.fetch_add(replayed, Relaxed);
     }
 
     pub fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
@@ -235,8 +240,8 @@ impl SubscriberSession {
         };
         let channels = self
             .core
-            .channels_of(self.slot, self.client_id)
-            .unwrap_or(self.initial);
+            .channels_of(self.slot as usize, self.client_id)
+            .unwrap_or(ChannelSet::EMPTY);
         match (msg.action.as_deref(), msg.event_type.as_deref(), msg.message.as_deref(), msg.kind.as_deref()) {
             (Some(action @ ("subscribe" | "unsubscribe")), ..) => self.change(action, msg.event_types, channels, conn),
             (Some(other), ..) => conn.send(error_reply("bad_message", &format!("unknown action {other:?}: use subscribe or unsubscribe"))),
@@ -278,17 +283,18 @@ impl SubscriberSession {
                 "event_types must be a non-empty list of channels",
             ));
         };
-        let set = match self.shared.channels.parse(names.iter().map(String::as_str)) {
+        let shared = &self.core.shared;
+        let set = match shared.channels.parse(names.iter().map(String::as_str)) {
             Ok(s) => s,
             Err(e) => return conn.send(error_reply("unknown_channel", &e.to_string())),
         };
         let next = if action == "subscribe" {
-            let who = self.shared.auth.principal(self.principal);
+            let who = shared.auth.principal(self.principal as usize);
             if let Some(denied) = set.minus(who.subscribe).iter().next() {
                 let msg = format!(
                     "principal {:?} may not subscribe to {:?}",
                     who.name,
-                    self.shared.channels.name(denied)
+                    shared.channels.name(denied)
                 );
                 return conn.send(error_reply("forbidden", &msg));
             }
@@ -302,12 +308,13 @@ impl SubscriberSession {
             }
             current.minus(set)
         };
-        self.core.set_channels(self.slot, self.client_id, next);
-        conn.send(subscriptions_reply(&self.shared, action, next));
+        self.core
+            .set_channels(self.slot as usize, self.client_id, next);
+        conn.send(subscriptions_reply(shared, action, next));
     }
 
     pub fn on_close(&mut self, _conn: &Rc<Conn>) {
-        self.core.remove(self.slot);
-        self.shared.set_client(self.client_id, None);
+        self.core.remove(self.slot as usize);
+        self.core.shared.set_client(self.client_id, None);
     }
 }

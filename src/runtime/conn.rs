@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::clock::now_ms;
+use super::clock::{now_s, stamp, Stamp};
 use super::outbox::{Flush, Outbox};
 use super::reactor::ReadyList;
 use crate::proto::{close_frame, CloseCode};
@@ -25,9 +25,9 @@ pub enum Phase {
     /// Messages flow both ways.
     Open,
     /// We sent a close frame at this time and wait for the peer's.
-    CloseSent(u64),
+    CloseSent(Stamp),
     /// The peer closed first; our reply is queued, then the TCP close.
-    ReplyQueued(u64),
+    ReplyQueued(Stamp),
 }
 
 /// A connection as seen by the application and the janitor.
@@ -40,13 +40,13 @@ pub struct Conn {
     marked: Cell<bool>,
     phase: Cell<Phase>,
     /// When the last bytes arrived from the peer.
-    last_rx: Cell<u64>,
-    /// When the connection was opened.
-    opened: u64,
+    last_rx: Cell<Stamp>,
+    /// When the connection was opened, in seconds on the core clock.
+    opened_s: u32,
     /// A ping was sent and no bytes have arrived since.
     ping_outstanding: Cell<bool>,
     /// Since when the socket refuses bytes (0 when it does not).
-    blocked_since: Cell<u64>,
+    blocked_since: Cell<Stamp>,
     /// The janitor gave up on this connection; its task must exit.
     dead: Cell<bool>,
     /// Index in the core's registry.
@@ -64,7 +64,7 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     pub(crate) fn new(fd: RawFd, ready: Rc<ReadyList>) -> Conn {
-        let now = now_ms();
+        let now = stamp();
         Conn {
             fd,
             out: RefCell::new(Outbox::default()),
@@ -72,7 +72,7 @@ impl Conn {
             marked: Cell::new(false),
             phase: Cell::new(Phase::Open),
             last_rx: Cell::new(now),
-            opened: now,
+            opened_s: now_s(),
             ping_outstanding: Cell::new(false),
             blocked_since: Cell::new(0),
             dead: Cell::new(false),
@@ -118,7 +118,7 @@ impl Conn {
     pub fn close(&self, code: CloseCode, reason: &str) {
         if self.phase.get() == Phase::Open {
             self.out.borrow_mut().push(close_frame(code, reason));
-            self.phase.set(Phase::CloseSent(now_ms()));
+            self.phase.set(Phase::CloseSent(stamp()));
             self.wake();
         }
     }
@@ -143,9 +143,9 @@ impl Conn {
         self.phase.get() == Phase::Open && !self.dead.get()
     }
 
-    /// Milliseconds on the core clock when the connection opened.
-    pub fn opened_at(&self) -> u64 {
-        self.opened
+    /// Seconds on the core clock when the connection opened.
+    pub fn opened_at_s(&self) -> u32 {
+        self.opened_s
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
@@ -170,19 +170,13 @@ impl Conn {
         self.blocked_since.get() != 0
     }
 
-    /// Gives back the queue's memory when nothing is queued (the janitor
-    /// does this for quiet connections).
-    pub(crate) fn trim(&self) {
-        self.out.borrow_mut().trim();
-    }
-
     /// Writes what the socket takes; records when it started refusing.
     pub(crate) fn flush(&self) -> std::io::Result<Flush> {
         let r = self.out.borrow_mut().flush(self.fd)?;
         match r {
             Flush::Done => self.blocked_since.set(0),
             Flush::Blocked if self.blocked_since.get() == 0 => {
-                self.blocked_since.set(now_ms().max(1))
+                self.blocked_since.set(stamp().max(1))
             }
             Flush::Blocked => {}
         }
@@ -195,11 +189,11 @@ impl Conn {
     }
 
     pub(crate) fn touch(&self) {
-        self.last_rx.set(now_ms());
+        self.last_rx.set(stamp());
         self.ping_outstanding.set(false);
     }
 
-    pub(crate) fn last_rx(&self) -> u64 {
+    pub(crate) fn last_rx(&self) -> Stamp {
         self.last_rx.get()
     }
 
@@ -214,7 +208,7 @@ impl Conn {
         self.wake();
     }
 
-    pub(crate) fn blocked_since(&self) -> u64 {
+    pub(crate) fn blocked_since(&self) -> Stamp {
         self.blocked_since.get()
     }
 

@@ -16,10 +16,6 @@ use bytes::Bytes;
 
 /// Frames gathered into one `sendmsg`.
 const MAX_IOVECS: usize = 64;
-/// Capacity kept by a queue emptied by a write; more is given back to the
-/// allocator so that a quiet connection does not pin the peak of a burst.
-/// (An idle connection gives back even this, see [`Outbox::trim`].)
-const KEEP_CAPACITY: usize = 8;
 
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +34,7 @@ pub struct Outbox {
     /// Tag of the last tagged frame written in full.
     last_written_tag: u64,
     /// Bytes of the front frame already written.
-    head_written: usize,
+    head_written: u32,
     /// Bytes queued and not yet written.
     bytes: usize,
 }
@@ -83,13 +79,6 @@ impl Outbox {
         }
     }
 
-    /// Frees the queue's buffer if nothing is queued.
-    pub fn trim(&mut self) {
-        if self.frames.is_empty() && self.frames.capacity() > 0 {
-            self.frames = VecDeque::new();
-        }
-    }
-
     /// Writes as much as the socket takes.
     pub fn flush(&mut self, fd: RawFd) -> io::Result<Flush> {
         while !self.frames.is_empty() {
@@ -98,7 +87,7 @@ impl Outbox {
             let mut count = 0;
             for (i, (f, _)) in self.frames.iter().take(MAX_IOVECS).enumerate() {
                 let s = if i == 0 {
-                    &f[self.head_written..]
+                    &f[self.head_written as usize..]
                 } else {
                     &f[..]
                 };
@@ -125,9 +114,11 @@ impl Outbox {
             }
             self.advance(n as usize);
         }
-        if self.frames.capacity() > KEEP_CAPACITY {
-            self.frames = VecDeque::new();
-        }
+        // An emptied queue gives its buffer back: most connections are idle
+        // most of the time, and a buffer kept by each would also leave holes
+        // among the long-lived allocations of its size. (Allocating it again
+        // costs far less than the write that emptied it.)
+        self.frames = VecDeque::new();
         Ok(Flush::Done)
     }
 
@@ -135,9 +126,9 @@ impl Outbox {
         self.bytes -= n;
         while n > 0 {
             let (front, tag) = self.frames.front().expect("wrote no more than was queued");
-            let left = front.len() - self.head_written;
+            let left = front.len() - self.head_written as usize;
             if n < left {
-                self.head_written += n;
+                self.head_written += n as u32;
                 return;
             }
             if *tag != 0 {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use monoio::net::TcpListener;
 
-use super::clock::now_ms;
+use super::clock::{age_ms, now_ms, now_s, stamp};
 use super::conn::{Conn, Phase};
 use super::listener::bind_all;
 use super::reactor::{self, EpollSet, ReadyList};
@@ -304,23 +304,23 @@ async fn janitor<A: App>(core: Rc<Core<A>>) {
         ms(limits.ping_interval()),
         ms(limits.write_timeout()),
         ms(limits.close_timeout()),
-        ms(limits.max_connection_age()),
+        limits.max_connection_age().as_secs(),
     );
     let ping_frame = frame(Opcode::Ping, b"");
     loop {
         monoio::time::sleep(JANITOR_TICK).await;
-        let now = now_ms();
+        let (now, now_s) = (stamp(), now_s());
         core.registry.for_each(|c: &Rc<Conn>| {
             if c.is_dead() {
                 return;
             }
             let blocked = c.blocked_since();
             let timed_out = match c.phase() {
-                _ if blocked != 0 && now - blocked >= write => true,
-                Phase::CloseSent(t) | Phase::ReplyQueued(t) => now.saturating_sub(t) >= close,
+                _ if blocked != 0 && age_ms(now, blocked) >= write => true,
+                Phase::CloseSent(t) | Phase::ReplyQueued(t) => age_ms(now, t) >= close,
                 Phase::Open => {
-                    let quiet = now.saturating_sub(c.last_rx());
-                    if now.saturating_sub(c.opened_at()) >= max_age {
+                    let quiet = age_ms(now, c.last_rx());
+                    if u64::from(now_s.saturating_sub(c.opened_at_s())) >= max_age {
                         c.close(
                             CloseCode::GOING_AWAY,
                             "max connection age reached; reconnect",
@@ -330,8 +330,6 @@ async fn janitor<A: App>(core: Rc<Core<A>>) {
                         c.close(CloseCode::GOING_AWAY, "idle timeout");
                     } else if quiet >= ping && !c.ping_outstanding() {
                         c.send_ping(ping_frame.clone());
-                    } else {
-                        c.trim();
                     }
                     false
                 }

@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::clock::now_ms;
+use super::clock::stamp;
 use super::conn::{Conn, Phase};
 use super::http::recv;
 use super::reactor::Readiness;
@@ -263,7 +263,7 @@ fn decode_all<A: App>(
                             None => frame(Opcode::Close, b""),
                         };
                         conn.push_control(reply);
-                        conn.set_phase(Phase::ReplyQueued(now_ms()));
+                        conn.set_phase(Phase::ReplyQueued(stamp()));
                         return (buf.len(), Flow::Continue);
                     }
                 }
@@ -282,7 +282,7 @@ fn fail<A: App>(core: &Core<A>, conn: &Conn, reader: &mut Reader, e: &ProtocolEr
     conn.close(e.close_code(), &e.to_string());
     if e.is_in_close_frame() {
         // The peer already sent its close: ours ends the handshake.
-        conn.set_phase(Phase::ReplyQueued(now_ms()));
+        conn.set_phase(Phase::ReplyQueued(stamp()));
     }
     *reader = Reader::new(Role::Server, core.settings.max_message_bytes);
     Flow::Continue
