@@ -182,9 +182,9 @@ impl SubscriberSession {
         shared.set_client(
             self.client_id,
             Some(ClientRef {
-                core: self.core.id,
-                slot: self.slot as usize,
-                principal: self.principal as usize,
+                core: self.core.id as u32,
+                slot: self.slot,
+                principal: self.principal,
             }),
         );
         let body = format!(

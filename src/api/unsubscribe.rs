@@ -58,16 +58,16 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
     let Some(client) = app.shared.client(&client_id) else {
         return not_found(app, client_id);
     };
-    if client.principal != principal {
+    if client.principal as usize != principal {
         return app.forbidden("the subscription belongs to another principal");
     }
     let (tx, rx) = flume::bounded(1);
     let command = move |core: &HubCore| {
         let result = core
-            .channels_of(client.slot, client_id)
+            .channels_of(client.slot as usize, client_id)
             .and_then(|current| {
                 let next = current.minus(remove);
-                let conn = core.set_channels(client.slot, client_id, next)?;
+                let conn = core.set_channels(client.slot as usize, client_id, next)?;
                 conn.send(subscriptions_reply(&core.shared, "unsubscribe", next));
                 Some(core.shared.channels.json_list(next))
             });
@@ -76,7 +76,7 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
     if !app
         .shared
         .sequencer
-        .send_to(client.core, CoreMsg::Command(Box::new(command)))
+        .send_to(client.core as usize, CoreMsg::Command(Box::new(command)))
     {
         return not_found(app, client_id);
     }

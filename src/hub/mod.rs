@@ -46,12 +46,13 @@ pub struct HubSettings {
     pub max_events_per_request: usize,
 }
 
-/// Where a client's connection lives.
+/// Where a client's connection lives (32-bit fields: the table holds one
+/// per connected subscriber).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientRef {
-    pub core: usize,
-    pub slot: usize,
-    pub principal: usize,
+    pub core: u32,
+    pub slot: u32,
+    pub principal: u32,
 }
 
 /// What every core shares.

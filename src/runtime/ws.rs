@@ -3,9 +3,9 @@
 //! waits.
 //!
 //! Reading receives into the core's shared buffer and decodes in place;
-//! only the bytes of an unfinished frame are copied into the connection's
-//! own buffer, which is freed again as soon as it empties. So an idle
-//! connection owns no read buffer at all.
+//! only a frame or message left unfinished at the end of a read is kept,
+//! with its reader state, in a box the connection frees as soon as it
+//! completes. So an idle connection owns no read buffer and no reader.
 //!
 //! Closing follows RFC 6455 section 7: a close frame from the peer is
 //! answered with one carrying the same code, after which the server closes
@@ -45,14 +45,20 @@ enum Flow {
 /// reader and its application handler.
 pub(crate) struct Session<H> {
     fd: OwnedFd,
-    reader: Reader,
-    /// Bytes of an unfinished frame; empty (and unallocated) when idle.
-    pending: Vec<u8>,
+    /// Input that spans reads; `None` between messages.
+    partial: Option<Box<Partial>>,
     handler: H,
     /// The socket may hold input not yet read (the read budget ran out, or
     /// reading is paused behind a full send queue): with edge-triggered
     /// readiness, no new event will say so.
     read_pending: bool,
+}
+
+/// A frame or fragmented message that did not end with the read that
+/// brought its start: the reader's state and the unfinished frame's bytes.
+struct Partial {
+    reader: Reader,
+    bytes: Vec<u8>,
 }
 
 impl<H> Session<H> {
@@ -77,8 +83,7 @@ pub(crate) fn open<A: App>(
     handler.on_open(&conn);
     let session = Session {
         fd,
-        reader: Reader::new(Role::Server, core.settings.max_message_bytes),
-        pending: Vec::new(),
+        partial: None,
         handler,
         read_pending: false,
     };
@@ -196,32 +201,38 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, session: &mut Session<A:
     Flow::Continue
 }
 
-/// Decodes `fresh` bytes, after any kept from before; keeps the tail of an
-/// unfinished frame.
+/// Decodes `fresh` bytes, after any kept from before; keeps what is left
+/// unfinished.
 fn input<A: App>(
     core: &Core<A>,
     conn: &Rc<Conn>,
     session: &mut Session<A::Handler>,
     fresh: &mut [u8],
 ) -> Flow {
-    let flow;
     let handler = &mut session.handler;
-    if session.pending.is_empty() {
-        let (used, f) = decode_all(core, conn, &mut session.reader, handler, fresh);
-        session.pending.extend_from_slice(&fresh[used..]);
-        flow = f;
-    } else {
-        let mut pending = std::mem::take(&mut session.pending);
-        pending.extend_from_slice(fresh);
-        let (used, f) = decode_all(core, conn, &mut session.reader, handler, &mut pending);
-        pending.drain(..used);
-        session.pending = pending;
-        flow = f;
+    match session.partial.as_deref_mut() {
+        Some(p) => {
+            p.bytes.extend_from_slice(fresh);
+            let (used, flow) = decode_all(core, conn, &mut p.reader, handler, &mut p.bytes);
+            p.bytes.drain(..used);
+            if p.bytes.is_empty() && p.reader.is_idle() {
+                session.partial = None;
+            }
+            flow
+        }
+        None => {
+            let mut reader = Reader::new(Role::Server, core.settings.max_message_bytes);
+            let (used, flow) = decode_all(core, conn, &mut reader, handler, fresh);
+            let rest = &fresh[used..];
+            if !rest.is_empty() || !reader.is_idle() {
+                session.partial = Some(Box::new(Partial {
+                    reader,
+                    bytes: rest.to_vec(),
+                }));
+            }
+            flow
+        }
     }
-    if session.pending.is_empty() && session.pending.capacity() > 0 {
-        session.pending = Vec::new();
-    }
-    flow
 }
 
 /// Decodes every complete frame at the front of `buf`; returns the bytes
