@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -305,6 +305,36 @@ fn pipelined_messages_are_echoed_in_order() {
     for i in 0..200 {
         assert_eq!(c.read_frame(), ServerFrame::Text(format!("message {i}")));
     }
+}
+
+/// A client that writes far more than it reads fills the server's send
+/// queue; the server then stops reading (so the queue cannot grow without
+/// bound) and must start again, with nothing lost, once the client reads.
+#[test]
+fn client_that_writes_without_reading_is_paused_then_fully_echoed() {
+    let server = Server::echo(
+        1,
+        Some("[limits]\nclose_timeout_s = 1\nsend_queue_bytes = 65536\n"),
+    );
+    let mut c = RawClient::upgrade(server.addr);
+    const MESSAGES: usize = 2_000;
+    let payload = |i: usize| format!("{i:06}-{}", "x".repeat(8_000));
+    let mut burst = Vec::new();
+    for i in 0..MESSAGES {
+        burst.extend(c.masked(true, Opcode::Text, payload(i).as_bytes()));
+    }
+    // 16 MB each way: far beyond the queue bound and the socket buffers, so
+    // the writer blocks until the reader below drains the echoes.
+    let mut writer = c.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&burst));
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..MESSAGES {
+        assert_eq!(c.read_frame(), ServerFrame::Text(payload(i)), "message {i}");
+    }
+    sender
+        .join()
+        .unwrap()
+        .expect("every byte was taken by the server");
 }
 
 #[test]
