@@ -23,14 +23,21 @@
 //   ITERATIONS  connections in all, shared by the VUs     (1000)
 //   CHANNEL     channel in event_types                    (pdfm)
 //   TIMEOUT_S   wait for one confirmation                 (10)
+//   MAX_MISSED  connections allowed to see no message at all within
+//               TIMEOUT_S (0)
 //
 // Checks: every connection opens without error and its first message is the
-// confirmation on `global` within TIMEOUT_S (threshold: checks rate == 1).
+// confirmation on `global` (threshold: checks rate == 1); a connection that
+// receives nothing within TIMEOUT_S counts in missed_confirmations
+// (threshold: at most MAX_MISSED). k6 1.1.0's WebSocket client itself
+// misses the first message on about 1 connection in 6,000 here: against the
+// same hub, storms of 3,000 connections lost 0-2 with k6, while Python
+// `websockets` received all of 20,000; allow for that on long storms.
 // Metric: connect_to_confirmation_ms, from opening the TCP connection to
 // receiving the confirmation (handshake included).
 
 import { check } from 'k6';
-import { Trend } from 'k6/metrics';
+import { Counter, Trend } from 'k6/metrics';
 import { WebSocket } from 'k6/experimental/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
 
@@ -48,9 +55,11 @@ const VUS = Math.max(1, Math.floor(intEnv('VUS', 50)));
 const ITERATIONS = Math.max(VUS, Math.floor(intEnv('ITERATIONS', 1000)));
 const CHANNEL = __ENV.CHANNEL || 'pdfm';
 const TIMEOUT_S = intEnv('TIMEOUT_S', 10);
+const MAX_MISSED = Math.floor(intEnv('MAX_MISSED', 0));
 
 const CONFIRMATION = 'WebSocket connection established subscribed to global by default';
 const connectToConfirmation = new Trend('connect_to_confirmation_ms', true);
+const missedConfirmations = new Counter('missed_confirmations');
 
 export const options = {
   scenarios: {
@@ -63,6 +72,7 @@ export const options = {
   },
   thresholds: {
     checks: ['rate==1'],
+    missed_confirmations: [`count<=${MAX_MISSED}`],
   },
 };
 
@@ -82,7 +92,15 @@ export default function () {
     ws.close();
   }
 
-  const timer = setTimeout(() => finish(false, `no confirmation within ${TIMEOUT_S} s`), TIMEOUT_S * 1000);
+  function missed() {
+    if (done) return;
+    done = true;
+    missedConfirmations.add(1);
+    console.error(`VU ${__VU}: no message within ${TIMEOUT_S} s`);
+    ws.close();
+  }
+
+  const timer = setTimeout(missed, TIMEOUT_S * 1000);
 
   ws.onmessage = (e) => {
     const elapsed = Date.now() - start;
