@@ -47,7 +47,7 @@ pub struct Conn {
     ping_outstanding: Cell<bool>,
     /// Since when the socket refuses bytes (0 when it does not).
     blocked_since: Cell<Stamp>,
-    /// The janitor gave up on this connection; its task must exit.
+    /// Given up on (by the janitor) or finished: the reactor drops it.
     dead: Cell<bool>,
     /// Index in the core's registry.
     slot: Cell<u32>,
@@ -216,7 +216,7 @@ impl Conn {
         self.dead.get()
     }
 
-    /// Gives up on the connection: its task wakes and exits, and the
+    /// Gives up on the connection: the reactor finishes it, and the
     /// socket is shut so that nothing more is read or written.
     pub(crate) fn kill(&self) {
         if self.dead.replace(true) {
