@@ -186,14 +186,9 @@ pub(crate) fn adopt<A: App>(
 }
 
 /// The core's reactor: handles ready connections until the runtime ends.
-pub(crate) async fn run<A: App>(core: Rc<Core<A>>) {
-    let waiter = match driver_handle(&core.epoll) {
-        Ok(w) => w,
-        Err(e) => {
-            log::error!("worker {}: cannot poll the epoll set: {e}", core.id);
-            return;
-        }
-    };
+/// `waiter` is the core's epoll set as the driver sees it
+/// ([`driver_handle`]).
+pub(crate) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
     let mut marked = Vec::new();
     let mut armed = pin!(waiter.readable(false));
@@ -250,11 +245,14 @@ pub(crate) async fn run<A: App>(core: Rc<Core<A>>) {
     }
 }
 
+/// A descriptor of the epoll set registered with the monoio driver.
+pub(crate) type DriverHandle = monoio::net::unix::UnixDatagram;
+
 /// The epoll set as something the monoio driver can wait on. monoio polls
 /// sockets only, so a second descriptor of the set is wrapped as one; it is
 /// never read or written, only polled for readability (an epoll descriptor
 /// is readable while it has events).
-fn driver_handle(set: &EpollSet) -> io::Result<monoio::net::unix::UnixDatagram> {
+pub(crate) fn driver_handle(set: &EpollSet) -> io::Result<DriverHandle> {
     let fd = set.try_clone()?;
     // SAFETY: the wrapper takes ownership of the new descriptor; only
     // readiness is ever asked of it.

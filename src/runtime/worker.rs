@@ -260,7 +260,8 @@ async fn serve_core<A: App>(
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     monoio::spawn(janitor(core.clone()));
-    monoio::spawn(reactor::run(core.clone()));
+    let waiter = reactor::driver_handle(&core.epoll)?;
+    monoio::spawn(reactor::run(core.clone(), waiter));
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
