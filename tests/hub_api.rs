@@ -1409,22 +1409,14 @@ fn published_container_events_reach_events_ws_filtered_and_replay_between_since_
     let headers = [("Authorization", auth.as_str())];
     let path = "/events/ws?filters=%7B%22event%22%3A%7B%22stop%22%3Atrue%7D%2C%22label%22%3A%7B%22tier%3Ds4%22%3Atrue%7D%7D";
     let mut live = ws_connect_with(server.addr, None, path, &headers);
-    publish(
-        server.addr,
-        &container_event("web", "start", 1_000, r#","tier":"s4""#),
-    );
-    publish(
-        server.addr,
-        &container_event("web", "stop", 1_010, r#","tier":"s4""#),
-    );
-    publish(
-        server.addr,
-        &container_event("db", "stop", 1_020, r#","tier":"s5""#),
-    );
-    publish(
-        server.addr,
-        &container_event("api", "stop", 1_030, r#","tier":"s4""#),
-    );
+    for (name, action, time, labels) in [
+        ("web", "start", 1_000, r#","tier":"s4""#),
+        ("web", "stop", 1_010, r#","tier":"s4""#),
+        ("db", "stop", 1_020, r#","tier":"s5""#),
+        ("api", "stop", 1_030, r#","tier":"s4""#),
+    ] {
+        publish(server.addr, &container_event(name, action, time, labels));
+    }
     let first = read_json(&mut live);
     assert_eq!(
         (

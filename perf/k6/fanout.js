@@ -55,17 +55,8 @@ import { check, sleep } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 import { WebSocket } from 'k6/experimental/websockets';
 import { setInterval, clearInterval, setTimeout, clearTimeout } from 'k6/timers';
+import { intEnv, HUB, TOKEN } from './lib.js';
 
-function intEnv(name, def) {
-  const v = __ENV[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${v}`);
-  return n;
-}
-
-const HUB = __ENV.HUB || '127.0.0.1:8080';
-const TOKEN = __ENV.TOKEN || '';
 const SUBSCRIBERS = Math.max(1, Math.floor(intEnv('SUBSCRIBERS', 50)));
 const EVENTS = Math.max(1, Math.floor(intEnv('EVENTS', 200)));
 const RATE = Math.max(0.001, intEnv('RATE', 100));

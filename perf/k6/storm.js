@@ -40,17 +40,8 @@ import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
 import { WebSocket } from 'k6/experimental/websockets';
 import { setTimeout, clearTimeout } from 'k6/timers';
+import { intEnv, HUB, TOKEN } from './lib.js';
 
-function intEnv(name, def) {
-  const v = __ENV[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${v}`);
-  return n;
-}
-
-const HUB = __ENV.HUB || '127.0.0.1:8080';
-const TOKEN = __ENV.TOKEN || '';
 const VUS = Math.max(1, Math.floor(intEnv('VUS', 50)));
 const ITERATIONS = Math.max(VUS, Math.floor(intEnv('ITERATIONS', 1000)));
 const CHANNEL = __ENV.CHANNEL || 'pdfm';
