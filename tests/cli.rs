@@ -1,6 +1,8 @@
 //! The command line as a user meets it: help, the default config, and
 //! start-up refusals (exit code 2 with a message naming what is wrong).
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn eventhub(args: &[&str]) -> Output {
@@ -112,5 +114,18 @@ fn bad_flags_and_missing_config_file_exit_2() {
     assert!(
         refused(&["serve", "--config", "/nonexistent/eventhub.toml"])
             .contains("/nonexistent/eventhub.toml")
+    );
+}
+
+#[test]
+fn second_hub_on_a_port_in_use_exits_naming_the_address() {
+    let first = common::Server::echo(2, None);
+    let addr = first.addr.to_string();
+    let out = eventhub(&["echo", "--listen", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("in use"),
+        "{stderr}"
     );
 }

@@ -5,6 +5,11 @@
 //! and a bind error stops start-up with a clear message instead of killing
 //! one worker. The kernel then spreads incoming connections across the
 //! listeners by hashing each connection's addresses.
+//!
+//! `SO_REUSEPORT` would also let a second eventhub (same user) bind the
+//! same port and silently take half of the connections, so a fixed port is
+//! first claimed by a plain socket: if anything listens there already, that
+//! bind fails with "address in use" and start-up stops.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -16,6 +21,9 @@ const BACKLOG: i32 = 4096;
 
 /// Binds `count` listeners on `addr`; returns them and the bound address.
 pub fn bind_all(addr: SocketAddr, count: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    if addr.port() != 0 {
+        drop(socket(addr, false)?);
+    }
     let first = bind_one(addr)?;
     let bound = first.local_addr()?;
     let mut all = vec![first];
@@ -26,11 +34,33 @@ pub fn bind_all(addr: SocketAddr, count: usize) -> io::Result<(Vec<TcpListener>,
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    let socket = socket(addr, true)?;
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// A TCP socket bound to `addr` (`SO_REUSEADDR`, so connections of a
+/// previous run in TIME_WAIT do not block it).
+fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_held_by_listeners_is_refused_to_a_second_set() {
+        let (held, bound) = bind_all("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        assert_eq!(held.len(), 2);
+        let err = bind_all(bound, 2).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        drop(held);
+        assert!(bind_all(bound, 2).is_ok(), "free again once released");
+    }
 }
