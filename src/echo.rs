@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::{frame, MessageKind, Opcode};
-use crate::runtime::{App, Conn, CoreInfo, Handler, Route, Stats};
+use crate::runtime::{App, Conn, CoreInfo, Route, Stats};
 
 /// The echo application of one core.
 pub struct Echo {
@@ -25,7 +25,7 @@ impl Echo {
     }
 }
 
-/// Sends each message back as one frame of the same kind.
+/// An echo connection: no state of its own.
 pub struct EchoHandler;
 
 impl App for Echo {
@@ -47,10 +47,15 @@ impl App for Echo {
             Err(e) => Route::Respond(e.response()),
         }
     }
-}
 
-impl Handler for EchoHandler {
-    fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
+    /// Sends each message back as one frame of the same kind.
+    fn on_message(
+        &self,
+        _: &mut EchoHandler,
+        kind: MessageKind,
+        payload: &mut [u8],
+        conn: &Rc<Conn>,
+    ) {
         let opcode = match kind {
             MessageKind::Text => Opcode::Text,
             MessageKind::Binary => Opcode::Binary,

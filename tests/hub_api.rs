@@ -1098,6 +1098,16 @@ fn rest_unsubscribe_refusals() {
         "not_found",
     );
 
+    // An id that names the live subscriber's core and slot (its last six
+    // bytes) but not its random part finds nothing either.
+    let forged = format!("{}{}", if id.starts_with('0') { '1' } else { '0' }, &id[1..]);
+    let forged = json!({"client_id": forged, "event_types": ["pdfm"]});
+    assert_error(
+        &post_unsubscribe(addr, ADMIN_TOKEN, &forged.to_string()),
+        404,
+        "not_found",
+    );
+
     let body = json!({"client_id": id, "event_types": ["pdfm"]}).to_string();
     assert_error(
         &post_unsubscribe(addr, PRODUCER_TOKEN, &body),

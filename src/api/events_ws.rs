@@ -11,7 +11,6 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{error_reply, HubApp, HubHandler};
@@ -19,9 +18,8 @@ use crate::hub::channels::CONTAINER;
 use crate::hub::core::{DockerSubscriber, HubCore};
 use crate::hub::docker::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
-use crate::hub::Shared;
 use crate::proto::http::Request;
-use crate::proto::{CloseCode, MessageKind};
+use crate::proto::CloseCode;
 use crate::runtime::{Conn, Route};
 
 /// Parses Docker's `since`/`until`: Unix seconds, optionally fractional.
@@ -81,12 +79,9 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
     Route::Upgrade {
         accept,
         handler: HubHandler::Docker(Box::new(DockerSession {
-            shared: app.shared.clone(),
-            core: app.core.clone(),
             filter: Some(filter),
             since,
             until,
-            slot: usize::MAX,
             _ip: ip_slot,
         })),
     }
@@ -94,43 +89,40 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
 
 /// An `/events/ws` connection.
 pub struct DockerSession {
-    shared: Arc<Shared>,
-    core: Rc<HubCore>,
     /// Moved into the core's index on open.
     filter: Option<DockerFilter>,
     since: Option<i64>,
     until: Option<i64>,
-    slot: usize,
     _ip: IpSlot,
 }
 
 impl DockerSession {
-    pub fn on_open(&mut self, conn: &Rc<Conn>) {
-        self.slot = conn.slot_index();
+    pub fn on_open(&mut self, core: &HubCore, conn: &Rc<Conn>) {
+        let shared = &core.shared;
         let filter = self.filter.take().unwrap_or_default();
         let (since, until) = (self.since, self.until);
         let (replay, last_seq) = match since {
-            Some(since) => self.shared.sequencer.replay_where(|e| {
+            Some(since) => shared.sequencer.replay_where(|e| {
                 e.docker.as_ref().is_some_and(|d| {
                     d.keys.time >= since
                         && until.is_none_or(|u| d.keys.time <= u)
                         && filter.matches(&d.keys)
                 })
             }),
-            None => (Vec::new(), self.shared.sequencer.last_seq()),
+            None => (Vec::new(), shared.sequencer.last_seq()),
         };
         for ev in &replay {
             let docker = ev.docker.as_ref().expect("kept only container events");
             conn.send_tagged(docker.frame.clone(), ev.seq);
         }
         if since.is_some() {
-            self.shared.stats.replay_requests.fetch_add(1, Relaxed);
-            self.shared
+            shared.stats.replay_requests.fetch_add(1, Relaxed);
+            shared
                 .stats
                 .replayed_events
                 .fetch_add(replay.len() as u64, Relaxed);
         }
-        self.core.add_docker(DockerSubscriber {
+        core.add_docker(DockerSubscriber {
             conn: conn.clone(),
             filter,
             min_seq: last_seq,
@@ -148,14 +140,14 @@ impl DockerSession {
         }
     }
 
-    pub fn on_message(&mut self, _kind: MessageKind, _payload: &mut [u8], conn: &Rc<Conn>) {
+    pub fn on_message(&mut self, conn: &Rc<Conn>) {
         conn.send(error_reply(
             "bad_message",
             "/events/ws only sends; filters are set in the URL",
         ));
     }
 
-    pub fn on_close(&mut self) {
-        self.core.remove_docker(self.slot);
+    pub fn on_close(&mut self, core: &HubCore, conn: &Conn) {
+        core.remove_docker(conn.slot_index());
     }
 }

@@ -28,7 +28,7 @@ use crate::hub::Shared;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
-use crate::runtime::{App, Conn, CoreInfo, Handler, Route, Stats};
+use crate::runtime::{App, Conn, CoreInfo, Route, Stats};
 
 /// The hub application on one core.
 pub struct HubApp {
@@ -156,36 +156,40 @@ impl App for HubApp {
     fn on_shutdown(&self) {
         self.core.drain();
     }
-}
 
-impl Handler for HubHandler {
-    fn on_open(&mut self, conn: &Rc<Conn>) {
-        match self {
-            HubHandler::Subscriber(s) => s.on_open(conn),
-            HubHandler::Docker(d) => d.on_open(conn),
-            HubHandler::Publisher(p) => p.on_open(conn),
+    fn on_open(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {
+        match handler {
+            HubHandler::Subscriber(s) => s.on_open(&self.core, conn),
+            HubHandler::Docker(d) => d.on_open(&self.core, conn),
+            HubHandler::Publisher(p) => p.on_open(&self.core),
         }
     }
 
-    fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
-        match self {
-            HubHandler::Subscriber(s) => s.on_message(kind, payload, conn),
-            HubHandler::Docker(d) => d.on_message(kind, payload, conn),
-            HubHandler::Publisher(p) => p.on_message(kind, payload, conn),
+    fn on_message(
+        &self,
+        handler: &mut HubHandler,
+        kind: MessageKind,
+        payload: &mut [u8],
+        conn: &Rc<Conn>,
+    ) {
+        match handler {
+            HubHandler::Subscriber(s) => s.on_message(&self.core, kind, payload, conn),
+            HubHandler::Docker(d) => d.on_message(conn),
+            HubHandler::Publisher(p) => p.on_message(&self.core, kind, payload, conn),
         }
     }
 
-    fn on_input_end(&mut self, _conn: &Rc<Conn>) {
-        if let HubHandler::Publisher(p) = self {
-            p.on_input_end();
+    fn on_input_end(&self, handler: &mut HubHandler, _conn: &Rc<Conn>) {
+        if let HubHandler::Publisher(p) = handler {
+            p.on_input_end(&self.core);
         }
     }
 
-    fn on_close(&mut self, conn: &Rc<Conn>) {
-        match self {
-            HubHandler::Subscriber(s) => s.on_close(conn),
-            HubHandler::Docker(d) => d.on_close(),
-            HubHandler::Publisher(p) => p.on_close(),
+    fn on_close(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {
+        match handler {
+            HubHandler::Subscriber(s) => s.on_close(&self.core, conn),
+            HubHandler::Docker(d) => d.on_close(&self.core, conn),
+            HubHandler::Publisher(p) => p.on_close(&self.core),
         }
     }
 }
@@ -198,4 +202,18 @@ pub(crate) fn error_reply(code: &str, message: &str) -> bytes::Bytes {
     crate::proto::http::push_json_string(&mut body, message);
     body.push('}');
     crate::hub::event::reply("system", "error", &body)
+}
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// Every idle subscriber holds a handler (inside the reactor's session)
+    /// and a row of the core's subscriber table; the C scenario's bytes per
+    /// connection are mostly these and the connection itself.
+    #[test]
+    fn per_connection_state_stays_within_its_budget() {
+        assert!(size_of::<super::HubHandler>() <= 24);
+        assert!(size_of::<crate::runtime::ws::Session<super::HubHandler>>() <= 40);
+        assert!(size_of::<crate::hub::core::Subscriber>() <= 48);
+    }
 }

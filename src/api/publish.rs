@@ -10,9 +10,9 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 use super::{error_reply, HubApp, HubHandler};
+use crate::hub::core::HubCore;
 use crate::hub::event::{reply, Prepared};
 use crate::hub::ingest::parse_events;
 use crate::hub::Shared;
@@ -117,9 +117,7 @@ pub fn upgrade(app: &HubApp, req: &Request) -> Route<HubHandler> {
     Route::Upgrade {
         accept,
         handler: HubHandler::Publisher(PublisherSession {
-            shared: app.shared.clone(),
-            core: app.core.id,
-            principal,
+            principal: principal as u32,
             ack,
             unflushed: false,
         }),
@@ -128,28 +126,32 @@ pub fn upgrade(app: &HubApp, req: &Request) -> Route<HubHandler> {
 
 /// A publisher WebSocket: each text message is an event or an array.
 pub struct PublisherSession {
-    shared: Arc<Shared>,
-    core: usize,
-    principal: usize,
+    principal: u32,
     /// Answer each accepted message with its ids and seqs.
     ack: bool,
     unflushed: bool,
 }
 
 impl PublisherSession {
-    pub fn on_open(&mut self, _conn: &Rc<Conn>) {
-        self.shared.stats.cores[self.core]
+    pub fn on_open(&mut self, core: &HubCore) {
+        core.shared.stats.cores[core.id]
             .publishers
             .fetch_add(1, Relaxed);
     }
 
-    pub fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
+    pub fn on_message(
+        &mut self,
+        core: &HubCore,
+        kind: MessageKind,
+        payload: &mut [u8],
+        conn: &Rc<Conn>,
+    ) {
         if kind == MessageKind::Binary {
             conn.send(error_reply("invalid_event", "send events as text messages"));
             return;
         }
         let text = std::str::from_utf8(payload).expect("text messages are valid UTF-8");
-        match publish_text(&self.shared, self.principal, text) {
+        match publish_text(&core.shared, self.principal as usize, text) {
             Ok(events) => {
                 self.unflushed = true;
                 if self.ack {
@@ -165,15 +167,15 @@ impl PublisherSession {
         }
     }
 
-    pub fn on_input_end(&mut self) {
+    pub fn on_input_end(&mut self, core: &HubCore) {
         if std::mem::take(&mut self.unflushed) {
-            self.shared.sequencer.flush();
+            core.shared.sequencer.flush();
         }
     }
 
-    pub fn on_close(&mut self) {
-        self.on_input_end();
-        self.shared.stats.cores[self.core]
+    pub fn on_close(&mut self, core: &HubCore) {
+        self.on_input_end(core);
+        core.shared.stats.cores[core.id]
             .publishers
             .fetch_sub(1, Relaxed);
     }

@@ -20,15 +20,15 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::{error_reply, HubApp, HubHandler};
 use crate::hub::channels::{ChannelSet, GLOBAL, HEALTH};
-use crate::hub::core::{HubCore, Subscriber};
+use crate::hub::client_id;
+use crate::hub::core::{HubCore, Subscriber, SubscriberInfo};
 use crate::hub::event::reply;
 use crate::hub::ip_limits::{IpRefusal, IpSlot};
 use crate::hub::metrics::Refusal;
-use crate::hub::{ClientRef, Shared};
+use crate::hub::Shared;
 use crate::proto::http::{push_json_string, Request, Response};
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
@@ -75,13 +75,10 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
     Route::Upgrade {
         accept,
         handler: HubHandler::Subscriber(SubscriberSession {
-            core: app.core.clone(),
-            client_id: Uuid::new_v4(),
-            slot: u32::MAX,
-            principal: principal as u32,
             opening: Some(Box::new(Opening {
                 initial: channels,
                 since,
+                principal: principal as u32,
             })),
             _ip: ip_slot,
         }),
@@ -116,25 +113,22 @@ pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Response> 
         })
 }
 
-/// A subscriber connection. Kept small, since every idle subscriber holds
-/// one: its channels and replay position live in the core's subscriber
-/// table, what only opening needs is dropped once open.
+/// A subscriber connection. Kept to two pointers, since every idle
+/// subscriber holds one: who it is and what it receives live in the core's
+/// subscriber table (by the connection's slot), what only opening needs is
+/// dropped once open, and the core comes with each call.
 pub struct SubscriberSession {
-    core: Rc<HubCore>,
-    client_id: Uuid,
-    /// The connection's slot, once open.
-    slot: u32,
-    principal: u32,
     /// What the request asked for, until the connection opens.
     opening: Option<Box<Opening>>,
     /// Held while the connection lives (the per-IP rule).
     _ip: IpSlot,
 }
 
-/// A subscription request's channels and replay start.
+/// A subscription request: channels, replay start, and who asked.
 struct Opening {
     initial: ChannelSet,
     since: Option<u64>,
+    principal: u32,
 }
 
 /// The message telling a client its subscriptions changed.
@@ -164,32 +158,27 @@ struct ClientMessage {
 }
 
 impl SubscriberSession {
-    pub fn on_open(&mut self, conn: &Rc<Conn>) {
+    pub fn on_open(&mut self, core: &HubCore, conn: &Rc<Conn>) {
         let Some(opening) = self.opening.take() else {
             return;
         };
-        let Opening { initial, since } = *opening;
-        let shared = &self.core.shared;
-        self.slot = conn.slot_index() as u32;
+        let Opening {
+            initial,
+            since,
+            principal,
+        } = *opening;
+        let shared = &core.shared;
+        let client_id = client_id::new(core.id, conn.slot_index() as u32);
         let resume = shared.sequencer.resume(since);
-        self.core.add(Subscriber {
+        core.add(Subscriber {
             conn: conn.clone(),
-            client_id: self.client_id,
-            principal: self.principal as usize,
+            client_id,
+            principal,
             channels: initial,
             min_seq: resume.last_seq,
         });
-        shared.set_client(
-            self.client_id,
-            Some(ClientRef {
-                core: self.core.id as u32,
-                slot: self.slot,
-                principal: self.principal,
-            }),
-        );
         let body = format!(
-            "\"body\":{{\"client_id\":\"{}\",\"subscriptions\":{}}}",
-            self.client_id,
+            "\"body\":{{\"client_id\":\"{client_id}\",\"subscriptions\":{}}}",
             shared.channels.json_list(initial)
         );
         conn.send(reply(
@@ -221,7 +210,13 @@ impl SubscriberSession {
         shared.stats.replayed_events.fetch_add(replayed, Relaxed);
     }
 
-    pub fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>) {
+    pub fn on_message(
+        &mut self,
+        core: &HubCore,
+        kind: MessageKind,
+        payload: &mut [u8],
+        conn: &Rc<Conn>,
+    ) {
         if kind == MessageKind::Binary {
             conn.send(error_reply(
                 "bad_message",
@@ -238,15 +233,15 @@ impl SubscriberSession {
                 ))
             }
         };
-        let channels = self
-            .core
-            .channels_of(self.slot as usize, self.client_id)
-            .unwrap_or(ChannelSet::EMPTY);
+        let Some(me) = core.subscriber(conn.slot_index()) else {
+            return;
+        };
+        let channels = me.channels;
         match (msg.action.as_deref(), msg.event_type.as_deref(), msg.message.as_deref(), msg.kind.as_deref()) {
-            (Some(action @ ("subscribe" | "unsubscribe")), ..) => self.change(action, msg.event_types, channels, conn),
+            (Some(action @ ("subscribe" | "unsubscribe")), ..) => self.change(core, &me, action, msg.event_types, conn),
             (Some(other), ..) => conn.send(error_reply("bad_message", &format!("unknown action {other:?}: use subscribe or unsubscribe"))),
             (_, _, _, Some("client-id")) | (_, Some("system"), Some("client-id"), _) => {
-                let id = self.client_id;
+                let id = me.client_id;
                 conn.send(reply("system", "client-id", &format!("\"body\":{{\"client-id\":\"{id}\",\"client_id\":\"{id}\"}}")));
             }
             (_, Some("health"), Some("ping"), _) if channels.contains(HEALTH) => {
@@ -256,7 +251,7 @@ impl SubscriberSession {
                     Some(other) => extra.push_str(&other.to_string()),
                     None => extra.push_str("null"),
                 }
-                extra.push_str(&format!(",\"client_id\":\"{}\"", self.client_id));
+                extra.push_str(&format!(",\"client_id\":\"{}\"", me.client_id));
                 conn.send(reply("health", "pong", &extra));
             }
             (_, Some("health"), Some("ping"), _) => {
@@ -271,25 +266,27 @@ impl SubscriberSession {
 
     /// An in-band subscribe or unsubscribe.
     fn change(
-        &mut self,
+        &self,
+        core: &HubCore,
+        me: &SubscriberInfo,
         action: &str,
         names: Option<Vec<String>>,
-        current: ChannelSet,
         conn: &Rc<Conn>,
     ) {
+        let current = me.channels;
         let Some(names) = names.filter(|n| !n.is_empty()) else {
             return conn.send(error_reply(
                 "bad_message",
                 "event_types must be a non-empty list of channels",
             ));
         };
-        let shared = &self.core.shared;
+        let shared = &core.shared;
         let set = match shared.channels.parse(names.iter().map(String::as_str)) {
             Ok(s) => s,
             Err(e) => return conn.send(error_reply("unknown_channel", &e.to_string())),
         };
         let next = if action == "subscribe" {
-            let who = shared.auth.principal(self.principal as usize);
+            let who = shared.auth.principal(me.principal as usize);
             if let Some(denied) = set.minus(who.subscribe).iter().next() {
                 let msg = format!(
                     "principal {:?} may not subscribe to {:?}",
@@ -308,13 +305,11 @@ impl SubscriberSession {
             }
             current.minus(set)
         };
-        self.core
-            .set_channels(self.slot as usize, self.client_id, next);
+        core.set_channels(conn.slot_index(), next);
         conn.send(subscriptions_reply(shared, action, next));
     }
 
-    pub fn on_close(&mut self, _conn: &Rc<Conn>) {
-        self.core.remove(self.slot as usize);
-        self.core.shared.set_client(self.client_id, None);
+    pub fn on_close(&mut self, core: &HubCore, conn: &Conn) {
+        core.remove(conn.slot_index());
     }
 }

@@ -2,9 +2,11 @@
 //! [...]}`: removes channels from a connection that may live on another
 //! core.
 //!
-//! The client table says which core and slot hold the connection; the
-//! change is sent to that core as a command and the answer awaited, so the
-//! index is only ever touched by its own core.
+//! The client id says which core and slot hold the connection (see
+//! [`crate::hub::client_id`]); the change is sent to that core as a command
+//! and the answer awaited, so the subscriber table and index are only ever
+//! touched by their own core, which also checks the whole id and the
+//! principal.
 
 use serde::Deserialize;
 use uuid::Uuid;
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use super::subscribe::subscriptions_reply;
 use super::{HubApp, HubHandler};
 use crate::hub::channels::GLOBAL;
+use crate::hub::client_id;
 use crate::hub::core::HubCore;
 use crate::hub::metrics::Refusal;
 use crate::hub::sequencer::CoreMsg;
@@ -55,38 +58,46 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
     if remove.contains(GLOBAL) {
         return app.bad_request("bad_request", "the global channel cannot be removed");
     }
-    let Some(client) = app.shared.client(&client_id) else {
-        return not_found(app, client_id);
-    };
-    if client.principal as usize != principal {
-        return app.forbidden("the subscription belongs to another principal");
-    }
+    let (at_core, slot) = client_id::locate(&client_id);
     let (tx, rx) = flume::bounded(1);
     let command = move |core: &HubCore| {
-        let result = core
-            .channels_of(client.slot as usize, client_id)
-            .and_then(|current| {
-                let next = current.minus(remove);
-                let conn = core.set_channels(client.slot as usize, client_id, next)?;
-                conn.send(subscriptions_reply(&core.shared, "unsubscribe", next));
-                Some(core.shared.channels.json_list(next))
-            });
+        let result = match core.subscriber(slot as usize) {
+            Some(sub) if sub.client_id != client_id => Err(Unsubscribe::NotFound),
+            None => Err(Unsubscribe::NotFound),
+            Some(sub) if sub.principal as usize != principal => Err(Unsubscribe::Forbidden),
+            Some(sub) => {
+                let next = sub.channels.minus(remove);
+                if let Some(conn) = core.set_channels(slot as usize, next) {
+                    conn.send(subscriptions_reply(&core.shared, "unsubscribe", next));
+                }
+                Ok(core.shared.channels.json_list(next))
+            }
+        };
         let _ = tx.send(result);
     };
     if !app
         .shared
         .sequencer
-        .send_to(client.core as usize, CoreMsg::Command(Box::new(command)))
+        .send_to(at_core, CoreMsg::Command(Box::new(command)))
     {
         return not_found(app, client_id);
     }
     match rx.recv_async().await {
-        Ok(Some(remaining)) => Route::Respond(Response::json(
+        Ok(Ok(remaining)) => Route::Respond(Response::json(
             200,
             format!("{{\"message\":\"Successfully unsubscribed from event types\",\"remaining_subscriptions\":{remaining}}}"),
         )),
-        _ => not_found(app, client_id),
+        Ok(Err(Unsubscribe::Forbidden)) => {
+            app.forbidden("the subscription belongs to another principal")
+        }
+        Ok(Err(Unsubscribe::NotFound)) | Err(_) => not_found(app, client_id),
     }
+}
+
+/// Why the core holding a client id did not change its subscriptions.
+enum Unsubscribe {
+    NotFound,
+    Forbidden,
 }
 
 fn not_found(app: &HubApp, id: Uuid) -> Route<HubHandler> {

@@ -31,11 +31,19 @@ use crate::runtime::Conn;
 pub struct Subscriber {
     pub conn: Rc<Conn>,
     pub client_id: Uuid,
-    pub principal: usize,
+    pub principal: u32,
     pub channels: ChannelSet,
     /// Events up to this `seq` were sent by the replay (or predate the
     /// subscription) and are skipped live.
     pub min_seq: u64,
+}
+
+/// What a subscriber's own messages and an unsubscribe need to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    pub client_id: Uuid,
+    pub principal: u32,
+    pub channels: ChannelSet,
 }
 
 /// A `/events/ws` connection.
@@ -129,23 +137,21 @@ impl HubCore {
             .fetch_sub(1, Relaxed);
     }
 
-    /// The channels of the subscriber in `slot` if it is `client_id`.
-    pub fn channels_of(&self, slot: usize, client_id: Uuid) -> Option<ChannelSet> {
+    /// Who the subscriber in `slot` is and what it receives.
+    pub fn subscriber(&self, slot: usize) -> Option<SubscriberInfo> {
         let subs = self.subs.borrow();
-        subs.get(slot)?
-            .as_ref()
-            .filter(|s| s.client_id == client_id)
-            .map(|s| s.channels)
+        subs.get(slot)?.as_ref().map(|s| SubscriberInfo {
+            client_id: s.client_id,
+            principal: s.principal,
+            channels: s.channels,
+        })
     }
 
-    /// Replaces the channels of the subscriber in `slot` (if it is
-    /// `client_id`) and returns its connection to tell it.
-    pub fn set_channels(&self, slot: usize, client_id: Uuid, set: ChannelSet) -> Option<Rc<Conn>> {
+    /// Replaces the channels of the subscriber in `slot` and returns its
+    /// connection to tell it.
+    pub fn set_channels(&self, slot: usize, set: ChannelSet) -> Option<Rc<Conn>> {
         let mut subs = self.subs.borrow_mut();
-        let sub = subs
-            .get_mut(slot)?
-            .as_mut()
-            .filter(|s| s.client_id == client_id)?;
+        let sub = subs.get_mut(slot)?.as_mut()?;
         sub.channels = set;
         self.index.borrow_mut().set(slot, set);
         Some(sub.conn.clone())

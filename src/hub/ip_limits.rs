@@ -4,7 +4,9 @@
 //! Both are cold-path state shared by every core behind one mutex: they
 //! are touched once per connection attempt and once per close, never per
 //! event. An admitted connection holds an [`IpSlot`]; dropping it (when the
-//! connection's handler is dropped) gives the place back.
+//! connection's handler is dropped) gives the place back. Without a
+//! per-address limit there is no place to hold, and the slot is empty: every
+//! subscriber carries one, so it is a single pointer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,14 +40,19 @@ pub struct IpLimits {
     table: Mutex<HashMap<IpAddr, Entry>>,
 }
 
-/// A place held by an admitted connection.
+/// A place held by an admitted connection (none when places are unlimited).
 #[derive(Debug)]
 pub struct IpSlot {
+    _held: Option<Box<Held>>,
+}
+
+#[derive(Debug)]
+struct Held {
     limits: Arc<IpLimits>,
     ip: IpAddr,
 }
 
-impl Drop for IpSlot {
+impl Drop for Held {
     fn drop(&mut self) {
         let mut table = self.limits.table.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = table.get_mut(&self.ip) {
@@ -70,6 +77,9 @@ impl IpLimits {
     }
 
     fn admit_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<IpSlot, IpRefusal> {
+        if self.max_active == 0 && self.rate <= 0.0 {
+            return Ok(IpSlot { _held: None });
+        }
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.len() > 100_000 {
             // Forget addresses with nothing open and a full bucket.
@@ -96,15 +106,20 @@ impl IpLimits {
             }
             e.tokens -= 1.0;
         }
-        if self.max_active > 0 && e.active >= self.max_active {
+        if self.max_active == 0 {
+            return Ok(IpSlot { _held: None });
+        }
+        if e.active >= self.max_active {
             return Err(IpRefusal::Conflict {
                 max: self.max_active,
             });
         }
         e.active += 1;
         Ok(IpSlot {
-            limits: self.clone(),
-            ip,
+            _held: Some(Box::new(Held {
+                limits: self.clone(),
+                ip,
+            })),
         })
     }
 }
@@ -147,5 +162,13 @@ mod tests {
         let l = Arc::new(IpLimits::new(0, 0.0, 1));
         let slots: Vec<_> = (0..100).map(|_| l.admit(ip(1)).unwrap()).collect();
         assert_eq!(slots.len(), 100);
+        assert!(
+            slots.iter().all(|s| s._held.is_none()),
+            "nothing to give back"
+        );
+        assert!(
+            l.table.lock().unwrap().is_empty(),
+            "no per-address state kept"
+        );
     }
 }

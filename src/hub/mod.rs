@@ -9,14 +9,16 @@
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
 //! - [`docker`], [`filter_index`]: Docker-shaped container events, Docker's
 //!   filters, and their per-core bitmask index;
+//! - [`client_id`]: client ids that name their core and slot;
 //! - [`auth`], [`ip_limits`]: principals and per-IP rules;
 //! - [`metrics`]: the hub's counters.
 //!
 //! [`Shared`] is what every core shares (behind `Arc`): configuration,
-//! the sequencer, and the cold-path tables (clients by id, per-IP state).
+//! the sequencer, and the cold-path per-IP table.
 
 pub mod auth;
 pub mod channels;
+pub mod client_id;
 pub mod core;
 pub mod docker;
 pub mod event;
@@ -27,10 +29,7 @@ pub mod ip_limits;
 pub mod metrics;
 pub mod sequencer;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-use uuid::Uuid;
 
 use self::auth::Auth;
 use self::channels::Channels;
@@ -46,15 +45,6 @@ pub struct HubSettings {
     pub max_events_per_request: usize,
 }
 
-/// Where a client's connection lives (32-bit fields: the table holds one
-/// per connected subscriber).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientRef {
-    pub core: u32,
-    pub slot: u32,
-    pub principal: u32,
-}
-
 /// What every core shares.
 pub struct Shared {
     pub channels: Channels,
@@ -63,8 +53,6 @@ pub struct Shared {
     pub ip_limits: Arc<IpLimits>,
     pub sequencer: Sequencer,
     pub stats: HubStats,
-    /// Connected subscribers by client id (for cross-core unsubscribe).
-    pub clients: Mutex<HashMap<Uuid, ClientRef>>,
     receivers: Mutex<Vec<Option<flume::Receiver<CoreMsg>>>>,
 }
 
@@ -88,7 +76,6 @@ impl Shared {
             )),
             sequencer,
             stats: HubStats::new(workers),
-            clients: Mutex::new(HashMap::new()),
             receivers: Mutex::new(receivers.into_iter().map(Some).collect()),
         })
     }
@@ -98,21 +85,5 @@ impl Shared {
         self.receivers.lock().unwrap_or_else(|e| e.into_inner())[id]
             .take()
             .expect("each core takes its receiver once")
-    }
-
-    pub fn client(&self, id: &Uuid) -> Option<ClientRef> {
-        self.clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .copied()
-    }
-
-    pub fn set_client(&self, id: Uuid, at: Option<ClientRef>) {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        match at {
-            Some(r) => clients.insert(id, r),
-            None => clients.remove(&id),
-        };
     }
 }

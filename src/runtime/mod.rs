@@ -4,8 +4,8 @@
 //! its own `SO_REUSEPORT` listener, its own connections and its own
 //! application instance; nothing on the hot path crosses threads. The layers
 //! below ([`crate::proto`]) are pure; the application above is an [`App`]
-//! that turns a request head into a response or an upgrade, and a
-//! [`Handler`] that receives a connection's messages.
+//! that turns a request head into a response or an upgrade, and receives
+//! the messages of the connections it upgraded.
 //!
 //! - [`listener`]: binding every worker's listener up front;
 //! - [`worker`]: one core: driver choice, accept loop, janitor, shutdown;
@@ -83,9 +83,15 @@ pub enum Route<H> {
 /// `route` is async because answering may need another core (the hub
 /// routes an unsubscribe to the core that holds the connection). The
 /// runtime is single-threaded per core, so the futures need not be `Send`.
+///
+/// A connection's own state is a [`Self::Handler`], held by the reactor
+/// beside the socket and passed to the hooks below together with the
+/// application. Keeping the per-core context here rather than in each
+/// handler keeps an idle connection small: a handler need not hold a
+/// reference to anything its core already has.
 #[allow(async_fn_in_trait)]
 pub trait App: 'static {
-    type Handler: Handler;
+    type Handler: 'static;
     /// Decides what to do with a request and its body (already read, at
     /// most `Settings::max_body_bytes`).
     async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<Self::Handler>;
@@ -95,19 +101,21 @@ pub trait App: 'static {
     /// Called on shutdown before every connection is sent its close frame:
     /// the place to queue what must still reach the clients.
     fn on_shutdown(&self) {}
-}
-
-/// A WebSocket connection's application side.
-pub trait Handler: 'static {
     /// The upgrade is done; frames sent now follow the 101 response.
-    fn on_open(&mut self, _conn: &Rc<Conn>) {}
+    fn on_open(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
     /// A complete data message (text is valid UTF-8).
-    fn on_message(&mut self, kind: MessageKind, payload: &mut [u8], conn: &Rc<Conn>);
+    fn on_message(
+        &self,
+        handler: &mut Self::Handler,
+        kind: MessageKind,
+        payload: &mut [u8],
+        conn: &Rc<Conn>,
+    );
     /// Every complete message of one read has been handled: the place to
     /// flush work batched across those messages.
-    fn on_input_end(&mut self, _conn: &Rc<Conn>) {}
+    fn on_input_end(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
     /// The connection is gone.
-    fn on_close(&mut self, _conn: &Rc<Conn>) {}
+    fn on_close(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
 }
 
 /// Binds the listeners, calls `ready` with the bound address, runs one

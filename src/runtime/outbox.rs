@@ -35,8 +35,15 @@ pub struct Outbox {
     last_written_tag: u64,
     /// Bytes of the front frame already written.
     head_written: u32,
-    /// Bytes queued and not yet written.
-    bytes: usize,
+    /// Bytes queued and not yet written, saturating at 4 GiB (it is only
+    /// compared with queue limits far below that; 32 bits keep every
+    /// connection's state 8 bytes smaller).
+    bytes: u32,
+}
+
+/// A frame's length as counted in [`Outbox::bytes`].
+fn len32(frame: &[u8]) -> u32 {
+    u32::try_from(frame.len()).unwrap_or(u32::MAX)
 }
 
 impl Outbox {
@@ -47,7 +54,7 @@ impl Outbox {
 
     /// Queues a frame with a tag (non-zero) that says which event it is.
     pub fn push_tagged(&mut self, frame: Bytes, tag: u64) {
-        self.bytes += frame.len();
+        self.bytes = self.bytes.saturating_add(len32(&frame));
         self.frames.push_back((frame, tag));
     }
 
@@ -66,7 +73,7 @@ impl Outbox {
 
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
     }
 
     /// Drops every frame not yet started, keeping a partly written front
@@ -75,7 +82,7 @@ impl Outbox {
         let keep = usize::from(self.head_written > 0);
         while self.frames.len() > keep {
             let (f, _) = self.frames.pop_back().expect("len checked");
-            self.bytes -= f.len();
+            self.bytes = self.bytes.saturating_sub(len32(&f));
         }
     }
 
@@ -123,7 +130,9 @@ impl Outbox {
     }
 
     fn advance(&mut self, mut n: usize) {
-        self.bytes -= n;
+        self.bytes = self
+            .bytes
+            .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
         while n > 0 {
             let (front, tag) = self.frames.front().expect("wrote no more than was queued");
             let left = front.len() - self.head_written as usize;

@@ -27,7 +27,7 @@ use super::http::recv;
 use super::reactor::Readiness;
 use super::stats::{bump, drop_one};
 use super::worker::Core;
-use super::{App, Handler};
+use super::App;
 use crate::proto::handshake::switching_protocols;
 use crate::proto::{close_frame, frame, Decoded, Event, Opcode, ProtocolError, Reader, Role};
 
@@ -80,7 +80,7 @@ pub(crate) fn open<A: App>(
     core.registry.insert(conn.clone());
     bump(&core.stats().upgraded);
     bump(&core.stats().open);
-    handler.on_open(&conn);
+    core.app.on_open(&mut handler, &conn);
     let session = Session {
         fd,
         partial: None,
@@ -110,7 +110,7 @@ pub(crate) fn step<A: App>(core: &Core<A>, slot: u32, io: Readiness) {
 /// Ends a connection: the handler closes, the slot is freed, the socket
 /// closed (which also takes it out of the epoll set).
 pub(crate) fn finish<A: App>(core: &Core<A>, conn: &Rc<Conn>, mut session: Session<A::Handler>) {
-    session.handler.on_close(conn);
+    core.app.on_close(&mut session.handler, conn);
     conn.retire();
     core.registry.remove(conn);
     drop_one(&core.stats().open);
@@ -125,7 +125,7 @@ pub(crate) fn input_and_end<A: App>(
     bytes: &mut [u8],
 ) -> bool {
     let flow = input(core, conn, session, bytes);
-    session.handler.on_input_end(conn);
+    core.app.on_input_end(&mut session.handler, conn);
     flow == Flow::Continue
 }
 
@@ -182,7 +182,7 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, session: &mut Session<A:
             Ok(n) => {
                 conn.touch();
                 let flow = input(core, conn, session, &mut buf[..n]);
-                session.handler.on_input_end(conn);
+                core.app.on_input_end(&mut session.handler, conn);
                 if flow == Flow::Finished {
                     return Flow::Finished;
                 }
@@ -255,7 +255,7 @@ fn decode_all<A: App>(
                 match event {
                     Event::Message(kind, payload) => {
                         if conn.is_open() {
-                            handler.on_message(kind, payload, conn);
+                            core.app.on_message(handler, kind, payload, conn);
                         }
                     }
                     Event::Ping(payload) => {
