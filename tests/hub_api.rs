@@ -1100,7 +1100,11 @@ fn rest_unsubscribe_refusals() {
 
     // An id that names the live subscriber's core and slot (its last six
     // bytes) but not its random part finds nothing either.
-    let forged = format!("{}{}", if id.starts_with('0') { '1' } else { '0' }, &id[1..]);
+    let forged = format!(
+        "{}{}",
+        if id.starts_with('0') { '1' } else { '0' },
+        &id[1..]
+    );
     let forged = json!({"client_id": forged, "event_types": ["pdfm"]});
     assert_error(
         &post_unsubscribe(addr, ADMIN_TOKEN, &forged.to_string()),

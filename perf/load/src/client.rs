@@ -1,14 +1,13 @@
 //! The load tool's WebSocket client side, on eventhub's own sans-IO codec
-//! (`Reader` in the client role, `masked_frame`): subscribers that measure
-//! every delivery and publishers that pace themselves.
+//! (`Reader` in the client role, `masked_frame`): connecting, what a
+//! subscriber counts of every delivery (read by [`crate::readers`]), and
+//! publishers that pace themselves.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventhub::proto::{masked_frame, Decoded, Event, Opcode, Reader, Role};
+use eventhub::proto::{masked_frame, Opcode};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -89,7 +88,6 @@ pub async fn connect(
 
 /// What one subscriber saw.
 pub struct SubscriberStats {
-    pub latency_ns: Histogram<u64>,
     pub received: u64,
     pub gaps: u64,
     pub duplicates: u64,
@@ -107,14 +105,23 @@ pub struct Subscriber {
     expects_confirmation: bool,
 }
 
-/// The unsigned integer after `key` in `text`.
+/// The unsigned integer after `key` in `text` (run for three keys of
+/// every message, so a vectorized search and no string conversion).
 fn field(text: &[u8], key: &[u8]) -> Option<u64> {
-    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
-    let digits = text[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&text[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    let at = memchr::memmem::find(text, key)? + key.len();
+    let digits = text[at..].iter().take_while(|b| b.is_ascii_digit());
+    let mut value: u64 = 0;
+    let mut any = false;
+    for d in digits {
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        any = true;
+    }
+    any.then_some(value)
+}
+
+/// A latency histogram: 1 µs to 60 s, three significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram bounds")
 }
 
 impl Subscriber {
@@ -126,8 +133,6 @@ impl Subscriber {
     ) -> Subscriber {
         Subscriber {
             stats: SubscriberStats {
-                latency_ns: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
-                    .expect("histogram bounds"),
                 received: 0,
                 gaps: 0,
                 duplicates: 0,
@@ -140,7 +145,11 @@ impl Subscriber {
         }
     }
 
-    fn on_text(&mut self, text: &[u8], now: u64) {
+    /// Counts a message that arrived at `now` (CLOCK_MONOTONIC ns); its
+    /// latency goes to `latency` (one histogram per reader thread rather
+    /// than per subscriber: a few kilobytes touched per message instead of
+    /// one histogram's worth per socket), unless this is a slow consumer.
+    pub fn on_text(&mut self, text: &[u8], now: u64, latency: &mut Histogram<u64>) {
         let (Some(t), Some(n), Some(p)) = (
             field(text, b"\"t\":"),
             field(text, b"\"n\":"),
@@ -148,10 +157,9 @@ impl Subscriber {
         ) else {
             return; // the confirmation or another hub message
         };
-        let _ = self
-            .stats
-            .latency_ns
-            .record(now.saturating_sub(t).max(1_000));
+        if !self.stats.slow {
+            let _ = latency.record(now.saturating_sub(t).max(1_000));
+        }
         self.stats.received += 1;
         let Some(last) = self.last.get_mut(p as usize) else {
             return;
@@ -168,93 +176,21 @@ impl Subscriber {
         }
     }
 
-    /// Reads until it has `expected` events (or is told to stop).
-    pub async fn run(
-        mut self,
-        up: Upgraded,
-        expected: u64,
-        out: Arc<Mutex<Vec<SubscriberStats>>>,
-        done: Arc<AtomicU64>,
-        stop: Arc<AtomicBool>,
-    ) {
-        let Upgraded { stream, leftover } = up;
-        let (mut rd, mut wr) = stream.into_split();
-        let mut reader = Reader::new(Role::Client, 64 << 20);
-        let mut buf = leftover;
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut confirmed = !self.expects_confirmation;
-        let mut finished = false;
-        'outer: while !stop.load(Relaxed) {
-            let mut used = 0;
-            loop {
-                match reader.decode(&mut buf[used..]) {
-                    Ok(Decoded::NeedMore) => break,
-                    Ok(Decoded::Consumed(n)) => used += n,
-                    Ok(Decoded::Event(n, ev)) => {
-                        used += n;
-                        match ev {
-                            Event::Message(_, payload) => {
-                                confirmed = true;
-                                self.on_text(payload, monotonic_ns());
-                            }
-                            Event::Ping(p) => {
-                                let pong = masked_frame(true, Opcode::Pong, p, [1, 2, 3, 4]);
-                                let _ = wr.write_all(&pong).await;
-                            }
-                            Event::Pong(_) => {}
-                            Event::Close(c) => {
-                                self.stats.close_code = Some(c.map_or(1005, |(code, _)| code.0));
-                                break 'outer;
-                            }
-                        }
-                    }
-                    Err(_) => break 'outer,
-                }
-            }
-            buf.drain(..used);
-            if !finished && self.stats.received >= expected {
-                finished = true;
-                done.fetch_add(1, Relaxed);
-            }
-            if self.stats.slow && confirmed {
-                // A slow consumer: stop reading, hold the socket open.
-                while !stop.load(Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                break;
-            }
-            match tokio::time::timeout(Duration::from_millis(100), rd.read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-                Err(_) => {}
-            }
-        }
-        if self.stats.slow {
-            // Read what is left, to see the server's close code.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while self.stats.close_code.is_none() && tokio::time::Instant::now() < deadline {
-                match tokio::time::timeout(Duration::from_millis(200), rd.read(&mut chunk)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-                    Err(_) => continue,
-                }
-                let mut used = 0;
-                while let Ok(d) = reader.decode(&mut buf[used..]) {
-                    match d {
-                        Decoded::NeedMore => break,
-                        Decoded::Consumed(n) => used += n,
-                        Decoded::Event(n, ev) => {
-                            used += n;
-                            if let Event::Close(c) = ev {
-                                self.stats.close_code = Some(c.map_or(1005, |(code, _)| code.0));
-                            }
-                        }
-                    }
-                }
-                buf.drain(..used);
-            }
-        }
-        out.lock().expect("stats lock").push(self.stats);
+    /// The server sends a message (the confirmation) before any event.
+    pub fn expects_confirmation(&self) -> bool {
+        self.expects_confirmation
+    }
+
+    pub fn stats(&self) -> &SubscriberStats {
+        &self.stats
+    }
+
+    pub fn set_close_code(&mut self, code: u16) {
+        self.stats.close_code = Some(code);
+    }
+
+    pub fn into_stats(self) -> SubscriberStats {
+        self.stats
     }
 }
 
@@ -335,14 +271,26 @@ mod tests {
             (Some(123), Some(7), Some(9))
         );
         assert_eq!(field(env, b"\"q\":"), None);
+        assert_eq!(field(br#"{"t":x}"#, b"\"t\":"), None, "no digits");
+        assert_eq!(
+            field(br#"{"t":99999999999999999999}"#, b"\"t\":"),
+            None,
+            "overflow"
+        );
     }
 
     #[test]
     fn gaps_duplicates_and_disorder_are_counted() {
         let mut s = Subscriber::new(0, false, 1, true);
+        let mut latency = latency_histogram();
         for n in [1u64, 2, 2, 5, 4] {
-            s.on_text(format!(r#"{{"t":1,"n":{n},"p":0}}"#).as_bytes(), 10_000);
+            s.on_text(
+                format!(r#"{{"t":1,"n":{n},"p":0}}"#).as_bytes(),
+                10_000,
+                &mut latency,
+            );
         }
+        assert_eq!(latency.len(), 5);
         assert_eq!(
             (
                 s.stats.received,

@@ -19,16 +19,18 @@
 //! address.
 
 mod client;
+mod readers;
 mod report;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use client::{connect, Subscriber, SubscriberStats};
+use client::{connect, Subscriber};
+use readers::Progress;
 use report::{proc_cpu_ns, proc_rss_bytes, Report};
 
 /// What kind of server is driven.
@@ -89,7 +91,7 @@ pub struct Args {
     /// Seconds to wait for every delivery after the last publish.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// Client threads.
+    /// Threads reading the subscribers.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Label of this run in the report.
@@ -103,8 +105,9 @@ pub struct Args {
 fn main() {
     let args = Args::parse();
     raise_nofile_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
+    // Connecting and publishing; the subscribers are read by their own
+    // threads (`--threads`).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -158,12 +161,14 @@ async fn run(args: &Args) -> Report {
     } else {
         0
     };
-    let stats = Arc::new(Mutex::new(Vec::<SubscriberStats>::new()));
     let expected_total = args.publishers as u64 * args.count;
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Progress {
+        expected: expected_total,
+        done: Arc::new(AtomicU64::new(0)),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
     let gap = Duration::from_secs_f64(1.0 / f64::from(args.ramp_per_s.max(1)));
-    let mut handles = Vec::new();
+    let mut subs = Vec::new();
     let mut connect_errors = 0usize;
     let mut slow_connected = 0usize;
     for i in 0..args.subscribers {
@@ -180,13 +185,7 @@ async fn run(args: &Args) -> Report {
             Ok(stream) => {
                 slow_connected += usize::from(slow);
                 let sub = Subscriber::new(i, slow, args.publishers, args.kind == Kind::Eventhub);
-                handles.push(tokio::spawn(sub.run(
-                    stream,
-                    expected_total,
-                    stats.clone(),
-                    done.clone(),
-                    stop.clone(),
-                )));
+                subs.push((stream, sub));
             }
             Err(e) => {
                 connect_errors += 1;
@@ -199,7 +198,14 @@ async fn run(args: &Args) -> Report {
             tokio::time::sleep(gap * 100).await;
         }
     }
-    let connected = handles.len();
+    let connected = subs.len();
+    let readers = match readers::spawn(subs, args.threads, &progress) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("eventhub-load: cannot start the readers: {e}");
+            std::process::exit(2);
+        }
+    };
     // Let every confirmation arrive (and the server settle).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut report = Report::new(&args.label, args, connected, connect_errors);
@@ -210,9 +216,9 @@ async fn run(args: &Args) -> Report {
             report.rss_per_connection = Some(a.saturating_sub(b) as f64 / connected.max(1) as f64);
             report.rss_total = Some(a);
         }
-        stop.store(true, Relaxed);
-        for h in handles {
-            h.abort();
+        progress.stop.store(true, Relaxed);
+        for r in readers {
+            let _ = r.join();
         }
         return report;
     }
@@ -256,19 +262,22 @@ async fn run(args: &Args) -> Report {
     // Wait for the healthy subscribers to have everything.
     let healthy = connected - slow_connected;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    while (done.load(Relaxed) as usize) < healthy && Instant::now() < deadline {
+    while (progress.done.load(Relaxed) as usize) < healthy && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
     let cpu_end = args.server_pid.and_then(proc_cpu_ns);
-    stop.store(true, Relaxed);
-    for h in handles {
-        let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
-    }
+    progress.stop.store(true, Relaxed);
+    let seen: Vec<_> = readers
+        .into_iter()
+        .map(|r| r.join().expect("a reader thread panicked"))
+        .collect();
     report.published = published;
     report.publish_seconds = publish_done.as_secs_f64();
     report.elapsed_seconds = elapsed.as_secs_f64();
     report.server_cpu_ns = cpu_start.zip(cpu_end).map(|(a, b)| b.saturating_sub(a));
-    report.take_stats(&stats.lock().expect("stats lock"), expected_total);
+    for s in &seen {
+        report.take_stats(s, expected_total);
+    }
     report
 }

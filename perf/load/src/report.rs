@@ -5,7 +5,8 @@
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use crate::client::SubscriberStats;
+use crate::client::latency_histogram;
+use crate::readers::Seen;
 use crate::Args;
 
 /// utime + stime of a process, in nanoseconds.
@@ -75,22 +76,21 @@ impl Report {
             disorder: 0,
             slow_subscribers: 0,
             slow_closed_1013: 0,
-            latency: Histogram::new_with_bounds(1_000, 60_000_000_000, 3)
-                .expect("histogram bounds"),
+            latency: latency_histogram(),
         }
     }
 
     /// Folds in every subscriber; slow ones count only for their close code.
-    pub fn take_stats(&mut self, stats: &[SubscriberStats], per_subscriber: u64) {
-        for s in stats {
+    pub fn take_stats(&mut self, seen: &Seen, per_subscriber: u64) {
+        self.latency
+            .add(&seen.latency_ns)
+            .expect("same histogram bounds");
+        for s in &seen.subscribers {
             if s.slow {
                 self.slow_subscribers += 1;
                 self.slow_closed_1013 += usize::from(s.close_code == Some(1013));
                 continue;
             }
-            self.latency
-                .add(&s.latency_ns)
-                .expect("same histogram bounds");
             self.deliveries += s.received;
             self.expected += per_subscriber;
             self.gaps += s.gaps;

@@ -1,0 +1,283 @@
+//! The subscribers' reading side: plain threads, each with an
+//! edge-triggered epoll set over its share of the sockets.
+//!
+//! Why not tokio tasks: a tokio read costs two syscalls per message (the
+//! read, then the one that returns `EAGAIN` and re-arms readiness) plus a
+//! timer, and in scenario A2 the tool spent as much CPU per message as the
+//! server did; since one event's deliveries are read one socket after the
+//! other, the tool's own cost was most of the latency it reported. Here a
+//! read that does not fill the buffer is taken to have drained the socket
+//! (with edge triggering, bytes that arrive later bring a new edge), so a
+//! burst costs one read. Every message is stamped when its read returns, so
+//! the latency is what a client sees.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use eventhub::proto::{masked_frame, Decoded, Event, Opcode, Reader, Role};
+
+use hdrhistogram::Histogram;
+
+use crate::client::{latency_histogram, monotonic_ns, Subscriber, SubscriberStats, Upgraded};
+
+/// Bytes asked for by one read.
+const READ_SIZE: usize = 64 * 1024;
+/// How often a waiting thread looks at the stop flag.
+const WAIT_MS: i32 = 50;
+/// How long slow consumers are read, after the run, to see their close code.
+const CLOSE_CODE_WAIT: Duration = Duration::from_secs(2);
+
+/// One subscriber socket and its decoding state.
+struct Reading {
+    fd: OwnedFd,
+    sub: Subscriber,
+    reader: Reader,
+    buf: Vec<u8>,
+    /// The first message arrived, or none is expected before events (a
+    /// slow consumer stops reading from then on).
+    confirmed: bool,
+    /// Counted in `done`.
+    finished: bool,
+    /// The server closed, or the socket failed: nothing more to read.
+    ended: bool,
+}
+
+/// What a thread shares with the run.
+#[derive(Clone)]
+pub struct Progress {
+    /// Events each subscriber should receive.
+    pub expected: u64,
+    /// Subscribers that received all of them.
+    pub done: Arc<AtomicU64>,
+    /// Set when the run is over.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a reader thread saw: each subscriber's counts, and the latency of
+/// every delivery to its healthy subscribers.
+pub struct Seen {
+    pub subscribers: Vec<SubscriberStats>,
+    pub latency_ns: Histogram<u64>,
+}
+
+/// Starts `threads` readers over `subs` (dealt round-robin); each returns
+/// what it saw when `stop` is set.
+pub fn spawn(
+    subs: Vec<(Upgraded, Subscriber)>,
+    threads: usize,
+    progress: &Progress,
+) -> io::Result<Vec<JoinHandle<Seen>>> {
+    let threads = threads.max(1);
+    let mut shares: Vec<Vec<Reading>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, (up, sub)) in subs.into_iter().enumerate() {
+        let fd: OwnedFd = up.stream.into_std()?.into();
+        shares[i % threads].push(Reading {
+            fd,
+            confirmed: !sub.expects_confirmation(),
+            sub,
+            reader: Reader::new(Role::Client, 64 << 20),
+            buf: up.leftover,
+            finished: false,
+            ended: false,
+        });
+    }
+    shares
+        .into_iter()
+        .enumerate()
+        .map(|(i, share)| {
+            let progress = progress.clone();
+            std::thread::Builder::new()
+                .name(format!("reader-{i}"))
+                .spawn(move || run(share, &progress))
+        })
+        .collect()
+}
+
+/// A thread: reads until stopped, then reads the slow consumers' closes.
+fn run(mut share: Vec<Reading>, progress: &Progress) -> Seen {
+    let mut latency = latency_histogram();
+    let epoll = Epoll::new().expect("epoll_create1");
+    for (i, r) in share.iter_mut().enumerate() {
+        // Bytes that came with the 101.
+        r.decode(&[], progress, &mut latency);
+        epoll.add(&r.fd, i).expect("epoll_ctl add");
+    }
+    let mut chunk = vec![0u8; READ_SIZE];
+    let mut ready = Vec::with_capacity(256);
+    while !progress.stop.load(Relaxed) {
+        epoll.wait(&mut ready, WAIT_MS);
+        for &i in &ready {
+            let r = &mut share[i];
+            if r.sub.stats().slow && r.confirmed {
+                continue; // a slow consumer: it stopped reading
+            }
+            r.read_burst(&mut chunk, progress, &mut latency);
+        }
+    }
+    // The slow consumers: read what the server sent them, to see how it
+    // closed them. A first read of each reopens its window; the rest comes
+    // with the edges that follow.
+    let deadline = Instant::now() + CLOSE_CODE_WAIT;
+    for r in share.iter_mut().filter(|r| r.sub.stats().slow) {
+        r.read_burst(&mut chunk, progress, &mut latency);
+    }
+    let waiting = |share: &[Reading]| {
+        share
+            .iter()
+            .any(|r| r.sub.stats().slow && !r.ended && r.sub.stats().close_code.is_none())
+    };
+    while waiting(&share) && Instant::now() < deadline {
+        epoll.wait(&mut ready, 10);
+        for &i in &ready {
+            if share[i].sub.stats().slow {
+                share[i].read_burst(&mut chunk, progress, &mut latency);
+            }
+        }
+    }
+    Seen {
+        subscribers: share.into_iter().map(|r| r.sub.into_stats()).collect(),
+        latency_ns: latency,
+    }
+}
+
+impl Reading {
+    /// Reads until a read comes back short (the socket is drained).
+    fn read_burst(&mut self, chunk: &mut [u8], progress: &Progress, latency: &mut Histogram<u64>) {
+        while !self.ended {
+            // SAFETY: recv into a buffer this function owns for the call.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    chunk.as_mut_ptr().cast(),
+                    chunk.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                let n = n as usize;
+                self.decode(&chunk[..n], progress, latency);
+                if n < chunk.len() {
+                    return;
+                }
+                continue;
+            }
+            if n < 0 {
+                match io::Error::last_os_error().kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => {}
+                }
+            }
+            self.ended = true;
+        }
+    }
+
+    /// Decodes `fresh` after what was kept from before.
+    fn decode(&mut self, fresh: &[u8], progress: &Progress, latency: &mut Histogram<u64>) {
+        let now = monotonic_ns();
+        self.buf.extend_from_slice(fresh);
+        let mut used = 0;
+        loop {
+            match self.reader.decode(&mut self.buf[used..]) {
+                Ok(Decoded::NeedMore) => break,
+                Ok(Decoded::Consumed(n)) => used += n,
+                Ok(Decoded::Event(n, ev)) => {
+                    used += n;
+                    match ev {
+                        Event::Message(_, payload) => {
+                            self.confirmed = true;
+                            self.sub.on_text(payload, now, latency);
+                        }
+                        Event::Ping(p) => {
+                            let pong = masked_frame(true, Opcode::Pong, p, [1, 2, 3, 4]);
+                            // SAFETY: send from a live buffer; a full socket
+                            // only loses this pong.
+                            unsafe {
+                                libc::send(
+                                    self.fd.as_raw_fd(),
+                                    pong.as_ptr().cast(),
+                                    pong.len(),
+                                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                                )
+                            };
+                        }
+                        Event::Pong(_) => {}
+                        Event::Close(c) => {
+                            self.sub.set_close_code(c.map_or(1005, |(code, _)| code.0));
+                            self.ended = true;
+                            break;
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.ended = true;
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..used);
+        if !self.finished && self.sub.stats().received >= progress.expected {
+            self.finished = true;
+            progress.done.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// An edge-triggered epoll set whose events carry an index.
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall; the descriptor is owned on success.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        Ok(Epoll(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }))
+    }
+
+    fn add(&self, fd: &OwnedFd, index: usize) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: index as u64,
+        };
+        // SAFETY: both descriptors are open; the event is read by the call.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` and fills `ready` with the indexes.
+    fn wait(&self, ready: &mut Vec<usize>, timeout_ms: i32) {
+        ready.clear();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 256];
+        // SAFETY: the array outlives the call, its length is passed.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                timeout_ms,
+            )
+        };
+        for ev in events.iter().take(n.max(0) as usize) {
+            ready.push(ev.u64 as usize);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Runs the load tool (`perf/load`, binary `eventhub-load`) briefly against
+//! the real hub, so that the figures `perf/compare.sh` prints keep coming
+//! from a tool that works: every delivery counted and checked, slow
+//! consumers seen closed with 1013, idle connections' memory measured, and
+//! a failing exit status when deliveries go missing.
+//!
+//! The tool is built (in this test's profile) by `cargo build -p
+//! eventhub-load` on first use: a workspace test run does not build other
+//! packages' binaries for this one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+use common::Server;
+
+const TOKEN: &str = "load-token-0123456789abcdef";
+
+fn config(send_queue_bytes: usize) -> String {
+    format!(
+        r#"[hub]
+max_connections_per_ip = 0
+connect_rate_per_ip = 0.0
+[limits]
+send_queue_bytes = {send_queue_bytes}
+[[principals]]
+name = "load"
+token = "{TOKEN}"
+admin = true
+publish = ["*"]
+"#
+    )
+}
+
+/// The `eventhub-load` binary next to this test's `eventhub`, built once.
+fn load_tool() -> &'static Path {
+    static TOOL: OnceLock<PathBuf> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_BIN_EXE_eventhub"))
+            .parent()
+            .expect("the binary has a directory");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-q", "-p", "eventhub-load"]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p eventhub-load failed");
+        dir.join("eventhub-load")
+    })
+}
+
+/// One run at a time: the tests run in parallel threads, and two load runs
+/// on a small machine could starve a healthy subscriber into being closed
+/// as a slow one.
+static RUN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Runs the tool against `server` with `args` (split on spaces); returns its
+/// output and the JSON report.
+fn run_load(server: &Server, args: &str) -> (Output, Value) {
+    let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let json = tempfile_path();
+    let out = Command::new(load_tool())
+        .args(["--addr", &server.addr.to_string(), "--token", TOKEN])
+        .args(["--server-pid", &server.pid().to_string()])
+        .arg("--json")
+        .arg(&json)
+        .args(args.split_whitespace())
+        .output()
+        .expect("run eventhub-load");
+    let report = std::fs::read_to_string(&json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    let _ = std::fs::remove_file(&json);
+    (out, report)
+}
+
+fn tempfile_path() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "eventhub-load-test-{}-{}.json",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn explain(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn every_delivery_is_counted_with_its_latency_and_the_servers_cpu() {
+    let server = Server::hub(2, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --subscribers 20 --rate 500 --count 200 --threads 2",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["subscribers"], 20, "{report}");
+    assert_eq!(report["published"], 200, "{report}");
+    assert_eq!(report["expected"], 4000, "{report}");
+    assert_eq!(report["deliveries"], 4000, "{report}");
+    for check in ["gaps", "duplicates", "disorder", "slow_subscribers"] {
+        assert_eq!(report[check], 0, "{check}: {report}");
+    }
+    let p50 = report["latency_us"]["p50"].as_f64().unwrap_or(0.0);
+    let max = report["latency_us"]["max"].as_f64().unwrap_or(0.0);
+    assert!(p50 > 0.0 && max >= p50, "{report}");
+    assert!(
+        report["server_cpu_us_per_delivery"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("deliveries      4000/4000"), "{table}");
+}
+
+#[test]
+fn slow_consumers_are_counted_apart_and_seen_closed_with_1013() {
+    let server = Server::hub(2, &config(256 * 1024));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --subscribers 10 --slow-percent 20 --rate 1000 --count 3000 --size 4096",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["slow_subscribers"], 2, "{report}");
+    assert_eq!(report["slow_closed_1013"], 2, "{report}");
+    assert_eq!(report["expected"], 8 * 3000, "{report}");
+    assert_eq!(report["deliveries"], 8 * 3000, "{report}");
+}
+
+#[test]
+fn idle_connections_get_a_memory_figure() {
+    let server = Server::hub(2, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --subscribers 200 --idle --idle-hold-s 1",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["subscribers"], 200, "{report}");
+    assert_eq!(report["connect_errors"], 0, "{report}");
+    assert!(
+        report["rss_bytes_per_connection"].as_f64().is_some(),
+        "{report}"
+    );
+}
+
+#[test]
+fn missing_deliveries_fail_the_run() {
+    // Driven as a peer, the tool publishes bare bodies, which the hub
+    // refuses as events: nothing is delivered, and the tool must say so
+    // with its exit status.
+    let server = Server::hub(1, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind peer --subscribers 5 --rate 200 --count 20 --timeout 2",
+    );
+    assert!(!out.status.success(), "{}", explain(&out));
+    assert_eq!(report["deliveries"], 0, "{report}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loss"),
+        "{}",
+        explain(&out)
+    );
+}
