@@ -80,6 +80,7 @@ pub fn settings(config: &Config, max_message_bytes: u64) -> Settings {
         workers: config.worker_count(),
         driver: config.server.driver,
         pin_workers: config.server.pin_workers,
+        balance_connections: config.server.balance_connections,
         limits: config.limits.clone(),
         max_message_bytes,
         max_body_bytes: config.limits.max_body_bytes,

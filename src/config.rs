@@ -81,6 +81,7 @@ pub struct ServerConfig {
     pub workers: usize,
     pub driver: DriverChoice,
     pub pin_workers: bool,
+    pub balance_connections: bool,
     pub log: String,
 }
 

@@ -1,6 +1,6 @@
 //! Fan-out across cores against real `eventhub serve` processes: every
 //! subscriber on every core gets exactly its channels' events, once and in
-//! `seq` order; a slow consumer is closed with 1013 and resumes without
+//! `seq` order; connections are spread evenly over the cores; a slow consumer is closed with 1013 and resumes without
 //! loss; SIGTERM delivers every accepted event before closing with 1001;
 //! and the Events Hub guide's `wscat` command works as written.
 //!
@@ -253,6 +253,34 @@ fn every_subscriber_on_every_core_receives_each_matching_event_once_in_order() {
 // ---------------------------------------------------------------------------
 // 2. Slow consumer
 // ---------------------------------------------------------------------------
+
+/// The kernel picks each connection's core by a hash, which leaves cores
+/// uneven (57/43 of 100 is common); the hub moves upgraded connections to
+/// the least loaded core, and moved connections work like any other.
+#[test]
+fn upgraded_connections_are_spread_evenly_over_the_cores_and_all_receive() {
+    let hub = Server::hub(2, &format!("[hub]\nchannels = [\"alerts\"]\n{PRINCIPALS}"));
+    let mut subs: Vec<Ws> = (0..100u8)
+        .map(|i| subscriber(&hub, 2 + i, "pdfm", usize::from(i)))
+        .collect();
+    let text = metrics(hub.addr, ADMIN);
+    let (core0, core1) = (subscribers_on(&text, 0), subscribers_on(&text, 1));
+    assert_eq!(core0 + core1, 100, "{text}");
+    assert!(
+        core0.abs_diff(core1) <= 2,
+        "cores hold {core0} and {core1} subscribers"
+    );
+    let seqs = post_events(
+        hub.addr,
+        PRODUCER,
+        r#"{"event_type":"pdfm","message":"to-all"}"#,
+    );
+    for (i, c) in subs.iter_mut().enumerate() {
+        let got = read_json(c);
+        assert_eq!(got["message"], "to-all", "subscriber {i}: {got}");
+        assert_eq!(seq(&got), seqs[0], "subscriber {i}");
+    }
+}
 
 /// Reads `c` until the event with `last` arrives; returns every event seq.
 fn read_through(c: &mut Ws, last: u64, who: &str) -> Vec<u64> {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use super::balance::Handoff;
 use super::stats::bump;
 use super::worker::Core;
 use super::{App, Route};
@@ -51,7 +52,16 @@ pub(crate) async fn serve_connection<A: App>(
         match dup(stream.as_raw_fd()) {
             Ok(fd) => {
                 drop(stream);
-                super::reactor::adopt(&core, fd, &accept, handler, leftover);
+                let conn = Handoff {
+                    fd,
+                    accept,
+                    handler,
+                    leftover,
+                };
+                match core.balancer.place(core.id, conn) {
+                    Some(h) => super::reactor::adopt(&core, h.fd, &h.accept, h.handler, h.leftover),
+                    None => bump(&core.stats().handed_off),
+                }
             }
             Err(e) => log::warn!("worker {}: cannot keep a connection: {e}", core.id),
         }

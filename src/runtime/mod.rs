@@ -12,10 +12,12 @@
 //! - [`http`]: reading a request head under a deadline, answering errors;
 //! - [`reactor`]: every upgraded connection of a core, one epoll set, one
 //!   task;
+//! - [`balance`]: moving upgraded connections to less loaded cores;
 //! - [`ws`]: one WebSocket connection's steps (read, decode, write, close);
 //! - [`conn`], [`outbox`]: per-connection state and the vectored writer;
 //! - [`registry`], [`clock`], [`stats`]: bookkeeping.
 
+pub mod balance;
 pub mod clock;
 pub mod conn;
 pub mod http;
@@ -46,6 +48,8 @@ pub struct Settings {
     pub workers: usize,
     pub driver: DriverChoice,
     pub pin_workers: bool,
+    /// Move upgraded connections to less loaded cores ([`balance`]).
+    pub balance_connections: bool,
     pub limits: LimitsConfig,
     /// Largest message a client may send (the reader closes with 1009).
     pub max_message_bytes: u64,
@@ -91,7 +95,8 @@ pub enum Route<H> {
 /// reference to anything its core already has.
 #[allow(async_fn_in_trait)]
 pub trait App: 'static {
-    type Handler: 'static;
+    /// `Send`: a handler may move to another core with its connection.
+    type Handler: Send + 'static;
     /// Decides what to do with a request and its body (already read, at
     /// most `Settings::max_body_bytes`).
     async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<Self::Handler>;

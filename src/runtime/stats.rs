@@ -23,6 +23,8 @@ pub struct CoreStats {
     pub protocol_errors: AtomicU64,
     /// Connections dropped by a timeout (idle, write, close).
     pub timeouts: AtomicU64,
+    /// Upgraded connections passed to a less loaded core.
+    pub handed_off: AtomicU64,
 }
 
 /// A counter's name, type, help text and place in [`CoreStats`].
@@ -48,7 +50,7 @@ impl Stats {
 
     /// Adds the Prometheus text of these counters to `out`.
     pub fn render(&self, out: &mut String) {
-        let metrics: [MetricDef; 6] = [
+        let metrics: [MetricDef; 7] = [
             (
                 "eventhub_connections_accepted_total",
                 "counter",
@@ -84,6 +86,12 @@ impl Stats {
                 "counter",
                 "connections dropped by a timeout",
                 |c| &c.timeouts,
+            ),
+            (
+                "eventhub_connections_handed_off_total",
+                "counter",
+                "upgraded connections passed to a less loaded core",
+                |c| &c.handed_off,
             ),
         ];
         for (name, kind, help, get) in metrics {

@@ -6,6 +6,9 @@
 //! whichever the config or `EVENTHUB_DRIVER` forces. Every worker logs
 //! which one it runs.
 //!
+//! Each core also adopts the connections other cores hand it
+//! ([`super::balance`]).
+//!
 //! The janitor is one timer per core, not one per connection: once a second
 //! it walks the core's connections and sends pings to the quiet ones, closes
 //! the idle ones, and drops those whose socket has refused bytes, or whose
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use monoio::net::TcpListener;
 
+use super::balance::{Balancer, Handoff};
 use super::clock::{age_ms, now_ms, now_s, stamp};
 use super::conn::{Conn, Phase};
 use super::listener::bind_all;
@@ -56,6 +60,8 @@ pub(crate) struct Core<A: App> {
     pub(crate) read_buf: RefCell<Box<[u8]>>,
     /// Shutting down: no new upgrades.
     pub(crate) draining: Cell<bool>,
+    /// Where upgraded connections go when another core has fewer.
+    pub(crate) balancer: Arc<Balancer<A::Handler>>,
 }
 
 impl<A: App> Core<A> {
@@ -99,19 +105,27 @@ where
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..settings.workers).map(|_| flume::bounded(4)).unzip();
     let senders = Arc::new(senders);
+    let (balancer, inboxes) = Balancer::new(stats.clone(), settings.balance_connections);
+    let balancer = Arc::new(balancer);
     spawn_signal_thread(senders.clone())?;
     let mut handles = Vec::new();
-    for (id, (listener, ctrl)) in listeners.into_iter().zip(receivers).enumerate() {
+    let per_worker = listeners.into_iter().zip(receivers).zip(inboxes);
+    for (id, ((listener, ctrl), inbox)) in per_worker.enumerate() {
         let (settings, stats, make_app, senders) = (
             settings.clone(),
             stats.clone(),
             make_app.clone(),
             senders.clone(),
         );
+        let channels = WorkerChannels {
+            ctrl,
+            inbox,
+            balancer: balancer.clone(),
+        };
         let handle = thread::Builder::new()
             .name(format!("eventhub-w{id}"))
             .spawn(move || {
-                let result = run_worker(id, driver, listener, settings, stats, ctrl, make_app);
+                let result = run_worker(id, driver, listener, settings, stats, channels, make_app);
                 if let Err(e) = &result {
                     log::error!("worker {id} failed: {e}");
                     broadcast(&senders, Control::Shutdown);
@@ -192,13 +206,21 @@ fn resolve_driver(configured: DriverChoice) -> io::Result<DriverChoice> {
     }
 }
 
+/// What connects a worker to the others.
+struct WorkerChannels<H> {
+    ctrl: flume::Receiver<Control>,
+    /// Connections handed to this worker.
+    inbox: flume::Receiver<Handoff<H>>,
+    balancer: Arc<Balancer<H>>,
+}
+
 fn run_worker<A, F>(
     id: usize,
     driver: DriverChoice,
     listener: std::net::TcpListener,
     settings: Arc<Settings>,
     stats: Arc<Stats>,
-    ctrl: flume::Receiver<Control>,
+    channels: WorkerChannels<A::Handler>,
     make_app: Arc<F>,
 ) -> io::Result<()>
 where
@@ -232,8 +254,10 @@ where
             sessions: RefCell::default(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
             draining: Cell::new(false),
+            balancer: channels.balancer,
         });
-        serve_core(core, listener, ctrl).await
+        monoio::spawn(adopt_handoffs(core.clone(), channels.inbox));
+        serve_core(core, listener, channels.ctrl).await
     };
     match driver {
         DriverChoice::Epoll => {
@@ -294,6 +318,17 @@ async fn serve_core<A: App>(
         core.registry.len()
     );
     Ok(())
+}
+
+/// Adopts the connections other cores hand over (dropped while shutting
+/// down: the client sees its connection closed and reconnects elsewhere).
+async fn adopt_handoffs<A: App>(core: Rc<Core<A>>, inbox: flume::Receiver<Handoff<A::Handler>>) {
+    while let Ok(h) = inbox.recv_async().await {
+        core.balancer.arrived(core.id);
+        if !core.draining.get() {
+            reactor::adopt(&core, h.fd, &h.accept, h.handler, h.leftover);
+        }
+    }
 }
 
 /// Pings, idle closes and the timeouts, for every connection of the core.
