@@ -37,26 +37,38 @@ if [[ " $SERVERS " == *" node-ws "* && ! -d perf/peers/node/node_modules ]]; the
     npm install --silent --no-audit --no-fund --prefix perf/peers/node >/dev/null || exit 1
 fi
 
-cat >"$OUT/bench.toml" <<TOML
+# The hub's config per scenario: a 1 MiB send queue (B's bursts reach a few
+# hundred KB per subscriber), except in E, where the non-readers should be
+# closed within the run: 64 KiB of queue and a 64 KiB socket buffer (128 KiB
+# of kernel memory) hold about 7 s of E's events (a healthy subscriber never
+# queues that much).
+write_config() {
+    local queue=$1 sndbuf=$2
+    cat <<TOML
 [hub]
 # Benchmarks connect many clients from few addresses.
 max_connections_per_ip = 0
 connect_rate_per_ip = 0.0
 [limits]
-send_queue_bytes = 1048576
+send_queue_bytes = $queue
+socket_send_buffer_bytes = $sndbuf
 [[principals]]
 name = "bench"
 token = "$TOKEN"
 admin = true
 publish = ["*"]
 TOML
+}
+write_config 1048576 262144 >"$OUT/bench.toml"
+write_config 65536 65536 >"$OUT/bench-e.toml"
 
 server_pid=""
 start_server() {
-    local name=$1
+    local name=$1 config=$OUT/bench.toml
+    [[ $2 == E ]] && config=$OUT/bench-e.toml
     local log="$OUT/server-$name.log"
     case $name in
-        eventhub) target/release/eventhub serve --listen 127.0.0.1:$PORT --workers "$WORKERS" --config "$OUT/bench.toml" >"$log" 2>&1 & ;;
+        eventhub) target/release/eventhub serve --listen 127.0.0.1:$PORT --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
         tokio-tungstenite) target/release/peer-tokio-tungstenite --listen 127.0.0.1:$PORT --threads "$WORKERS" >"$log" 2>&1 & ;;
         fastwebsockets) target/release/peer-fastwebsockets --listen 127.0.0.1:$PORT --threads "$WORKERS" >"$log" 2>&1 & ;;
         node-ws) (ulimit -n "$(ulimit -Hn)"; exec node perf/peers/node/server.js --listen 127.0.0.1:$PORT) >"$log" 2>&1 & ;;
@@ -95,7 +107,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 status=0
 for scenario in $SCENARIOS; do
     for server in $SERVERS; do
-        start_server "$server" || { status=1; continue; }
+        start_server "$server" "$scenario" || { status=1; continue; }
         kind=peer
         [[ $server == eventhub ]] && kind=eventhub
         # shellcheck disable=SC2046

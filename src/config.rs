@@ -98,6 +98,7 @@ pub struct LimitsConfig {
     pub close_timeout_s: u64,
     pub shutdown_timeout_s: u64,
     pub send_queue_bytes: usize,
+    pub socket_send_buffer_bytes: usize,
     pub max_body_bytes: usize,
     pub max_connection_age_s: u64,
 }
@@ -217,6 +218,12 @@ impl Config {
         }
         if l.send_queue_bytes < 1024 {
             return invalid("limits.send_queue_bytes", "must be at least 1024");
+        }
+        if l.socket_send_buffer_bytes > (1 << 30) {
+            return invalid(
+                "limits.socket_send_buffer_bytes",
+                "must be at most 1073741824 (0 leaves it to the kernel)",
+            );
         }
         Ok(())
     }

@@ -311,6 +311,50 @@ fn assert_contiguous(seqs: &[u64], from: u64, to: u64, who: &str) {
     }
 }
 
+/// `limits.socket_send_buffer_bytes` caps what the kernel holds for a
+/// subscriber that stops reading: left to autotuning, the send buffer of a
+/// loopback connection grows to `tcp_wmem`'s maximum (4 MiB here) and 2 MB
+/// of events vanish into it without the hub's queue noticing.
+#[test]
+fn a_stalled_reader_is_closed_once_its_capped_socket_buffer_and_queue_are_full() {
+    let config = format!(
+        "[hub]\nchannels = [\"alerts\"]\n\
+         [limits]\nsend_queue_bytes = 65536\nsocket_send_buffer_bytes = 65536\n\
+         write_timeout_s = 120\nclose_timeout_s = 120\nidle_timeout_s = 600\nping_interval_s = 300\n\
+         {PRINCIPALS}"
+    );
+    let hub = Server::hub(1, &config);
+    let mut stalled = subscriber(&hub, 2, "pdfm", 0);
+    let pad = "x".repeat(4000);
+    let mut published = 0usize;
+    let mut closed = false;
+    for round in 0..128u64 {
+        let evs: Vec<Value> = (0..4)
+            .map(|k| json!({"event_type": "pdfm", "message": format!("big-{round}-{k}"), "body": {"pad": pad}}))
+            .collect();
+        post_events(hub.addr, PRODUCER, &Value::Array(evs).to_string());
+        published += 4 * 4000;
+        let text = metrics(hub.addr, ADMIN);
+        if metric_sum(&text, "eventhub_slow_consumer_closes_total") > 0 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "not closed after {published} bytes of events to a subscriber that reads nothing"
+    );
+    // What its socket held, then the close.
+    let code = loop {
+        match read_incoming(&mut stalled) {
+            Ok(Incoming::Json(_)) => {}
+            Ok(Incoming::Close(c)) => break c.map(|(code, _)| code),
+            Err(e) => panic!("connection failed before its close frame: {e}"),
+        }
+    };
+    assert_eq!(code, Some(1013));
+}
+
 #[test]
 fn subscriber_that_stops_reading_is_closed_with_1013_while_others_keep_receiving_and_resumes_without_loss(
 ) {

@@ -126,7 +126,7 @@ fn every_delivery_is_counted_with_its_latency_and_the_servers_cpu() {
 }
 
 #[test]
-fn slow_consumers_are_counted_apart_and_seen_closed_with_1013() {
+fn slow_consumers_are_counted_apart_and_seen_closed_with_1013_as_metrics_count() {
     let server = Server::hub(2, &config(256 * 1024));
     let (out, report) = run_load(
         &server,
@@ -135,6 +135,10 @@ fn slow_consumers_are_counted_apart_and_seen_closed_with_1013() {
     assert!(out.status.success(), "{}", explain(&out));
     assert_eq!(report["slow_subscribers"], 2, "{report}");
     assert_eq!(report["slow_closed_1013"], 2, "{report}");
+    assert_eq!(
+        report["server_slow_consumer_closes"], 2,
+        "every close the subscribers saw is counted in /metrics: {report}"
+    );
     assert_eq!(report["expected"], 8 * 3000, "{report}");
     assert_eq!(report["deliveries"], 8 * 3000, "{report}");
 }

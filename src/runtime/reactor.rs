@@ -156,9 +156,11 @@ impl EpollSet {
     }
 }
 
-/// Hands an upgraded connection to the core's reactor: it gets its slot,
-/// its 101 response and `on_open`, its first input (`leftover`, read with
-/// the request), and its place in the epoll set.
+/// Hands an upgraded connection to the core's reactor: it gets its send
+/// buffer size (`limits.socket_send_buffer_bytes`, which bounds what a
+/// reader that stalls pins in the kernel), its slot, its 101 response and
+/// `on_open`, its first input (`leftover`, read with the request), and its
+/// place in the epoll set.
 pub(crate) fn adopt<A: App>(
     core: &Core<A>,
     fd: OwnedFd,
@@ -166,6 +168,12 @@ pub(crate) fn adopt<A: App>(
     handler: A::Handler,
     leftover: Vec<u8>,
 ) {
+    let sndbuf = core.settings.limits.socket_send_buffer_bytes;
+    if sndbuf > 0 {
+        if let Err(e) = socket2::SockRef::from(&fd).set_send_buffer_size(sndbuf) {
+            log::debug!("worker {}: SO_SNDBUF {sndbuf}: {e}", core.id);
+        }
+    }
     let (conn, mut session) = ws::open(core, fd, accept, handler);
     let slot = conn.slot();
     let mut alive = true;

@@ -86,6 +86,32 @@ pub async fn connect(
     }
 }
 
+/// The sum of a metric family's samples in eventhub's `/metrics` (read
+/// with `token`, which must be an admin's); `None` if it cannot be read.
+pub async fn metric_sum(addr: SocketAddr, token: &str, name: &str) -> Option<u64> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut resp))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&resp);
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let prefix = format!("{name}{{");
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with(&prefix) || l.split_whitespace().next() == Some(name))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
 /// What one subscriber saw.
 pub struct SubscriberStats {
     pub received: u64,

@@ -279,5 +279,9 @@ async fn run(args: &Args) -> Report {
     for s in &seen {
         report.take_stats(s, expected_total);
     }
+    if args.kind == Kind::Eventhub && slow_connected > 0 {
+        let name = "eventhub_slow_consumer_closes_total";
+        report.server_slow_closes = client::metric_sum(args.addr, &args.token, name).await;
+    }
     report
 }

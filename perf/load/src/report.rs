@@ -51,6 +51,9 @@ pub struct Report {
     pub disorder: u64,
     pub slow_subscribers: usize,
     pub slow_closed_1013: usize,
+    /// eventhub's own count of slow-consumer closes (`/metrics`), to set
+    /// beside what the subscribers saw.
+    pub server_slow_closes: Option<u64>,
     pub latency: Histogram<u64>,
 }
 
@@ -76,6 +79,7 @@ impl Report {
             disorder: 0,
             slow_subscribers: 0,
             slow_closed_1013: 0,
+            server_slow_closes: None,
             latency: latency_histogram(),
         }
     }
@@ -132,7 +136,7 @@ impl Report {
             );
         }
         format!(
-            "{:<22} subs {:>5} pubs {:>2} rate {:>7} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}",
+            "{:<22} subs {:>5} pubs {:>2} rate {:>7} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{}",
             self.label,
             self.connected,
             self.publishers,
@@ -151,6 +155,8 @@ impl Report {
             self.disorder,
             self.slow_subscribers,
             self.slow_closed_1013,
+            self.server_slow_closes
+                .map_or(String::new(), |n| format!(" (server counted {n})")),
         )
     }
 
@@ -175,6 +181,7 @@ impl Report {
             "rss_bytes_per_connection": self.rss_per_connection,
             "gaps": self.gaps, "duplicates": self.duplicates, "disorder": self.disorder,
             "slow_subscribers": self.slow_subscribers, "slow_closed_1013": self.slow_closed_1013,
+            "server_slow_consumer_closes": self.server_slow_closes,
         })
     }
 }
