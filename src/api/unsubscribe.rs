@@ -61,8 +61,10 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
     let (at_core, slot) = client_id::locate(&client_id);
     let (tx, rx) = flume::bounded(1);
     let command = move |core: &HubCore| {
-        let result = match core.subscriber(slot as usize) {
-            Some(sub) if sub.client_id != client_id => Err(Unsubscribe::NotFound),
+        let found = core
+            .subscriber(slot as usize)
+            .filter(|sub| sub.client_id == client_id);
+        let result = match found {
             None => Err(Unsubscribe::NotFound),
             Some(sub) if sub.principal as usize != principal => Err(Unsubscribe::Forbidden),
             Some(sub) => {

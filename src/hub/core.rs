@@ -5,9 +5,9 @@
 //! subscriber lives in the slot its connection has in the core's registry,
 //! so the index's bit positions, the subscriber table and the connection
 //! table all use one number. Fan-out walks the index row of each event's
-//! channel and queues the event's shared frame on each match; the
-//! connections' own tasks then write everything queued, many frames per
-//! `sendmsg`, once the fan-out yields.
+//! channel and queues the event's shared frame on each match; the core's
+//! reactor then writes everything queued to each connection, many frames
+//! per `sendmsg`, once the fan-out yields.
 
 use std::cell::RefCell;
 use std::rc::Rc;

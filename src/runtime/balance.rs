@@ -41,7 +41,8 @@ pub(crate) struct Balancer<H> {
 
 impl<H> Balancer<H> {
     /// A balancer for `stats.cores.len()` cores and their inboxes; when not
-    /// `enabled`, every connection stays where it was accepted.
+    /// `enabled` (or with one core), every connection stays where it was
+    /// accepted.
     pub(crate) fn new(
         stats: Arc<Stats>,
         enabled: bool,
@@ -51,8 +52,8 @@ impl<H> Balancer<H> {
         let balancer = Balancer {
             inboxes,
             incoming,
+            enabled: enabled && stats.cores.len() > 1,
             stats,
-            enabled,
         };
         (balancer, receivers)
     }

@@ -41,9 +41,9 @@ pub struct Outbox {
     bytes: u32,
 }
 
-/// A frame's length as counted in [`Outbox::bytes`].
-fn len32(frame: &[u8]) -> u32 {
-    u32::try_from(frame.len()).unwrap_or(u32::MAX)
+/// A length as counted in [`Outbox::bytes`].
+fn len32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 impl Outbox {
@@ -54,7 +54,7 @@ impl Outbox {
 
     /// Queues a frame with a tag (non-zero) that says which event it is.
     pub fn push_tagged(&mut self, frame: Bytes, tag: u64) {
-        self.bytes = self.bytes.saturating_add(len32(&frame));
+        self.bytes = self.bytes.saturating_add(len32(frame.len()));
         self.frames.push_back((frame, tag));
     }
 
@@ -82,7 +82,7 @@ impl Outbox {
         let keep = usize::from(self.head_written > 0);
         while self.frames.len() > keep {
             let (f, _) = self.frames.pop_back().expect("len checked");
-            self.bytes = self.bytes.saturating_sub(len32(&f));
+            self.bytes = self.bytes.saturating_sub(len32(f.len()));
         }
     }
 
@@ -130,9 +130,7 @@ impl Outbox {
     }
 
     fn advance(&mut self, mut n: usize) {
-        self.bytes = self
-            .bytes
-            .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+        self.bytes = self.bytes.saturating_sub(len32(n));
         while n > 0 {
             let (front, tag) = self.frames.front().expect("wrote no more than was queued");
             let left = front.len() - self.head_written as usize;

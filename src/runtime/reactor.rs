@@ -3,7 +3,7 @@
 //! Once its handshake is done, a connection has no task and no future of
 //! its own: its descriptor joins the core's epoll set (edge-triggered,
 //! registered once for reads and writes), and its state is a [`Conn`] and a
-//! boxed [`Session`] in the core's tables. One reactor task per core waits
+//! [`Session`] held inline in the core's slot table. One reactor task per core waits
 //! for that set through the monoio driver (a poll of the epoll descriptor,
 //! on io_uring or on epoll) and for the core's [`ReadyList`], on which a
 //! connection is put when frames are queued for it or the janitor gives up
