@@ -23,6 +23,8 @@ pub mod cli;
 pub mod config;
 pub mod echo;
 pub mod hub;
-pub mod proto;
 pub mod runtime;
+
+/// The protocol layer, a crate of its own (`eventhub-proto`).
+pub use eventhub_proto as proto;
 pub mod sources;

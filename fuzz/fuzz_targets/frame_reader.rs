@@ -4,7 +4,7 @@
 //! (for short inputs) a byte at a time.
 #![no_main]
 
-use eventhub::proto::{Decoded, Event, Reader, Role};
+use eventhub_proto::{Decoded, Event, Reader, Role};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, PartialEq)]

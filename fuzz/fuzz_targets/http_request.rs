@@ -5,8 +5,8 @@
 //! 400 to 505.
 #![no_main]
 
-use eventhub::proto::handshake::{check_upgrade, switching_protocols};
-use eventhub::proto::http::{parse_head, HeadLimits};
+use eventhub_proto::handshake::{check_upgrade, switching_protocols};
+use eventhub_proto::http::{parse_head, HeadLimits};
 use libfuzzer_sys::fuzz_target;
 
 /// Prefix lengths to try: all of them for short inputs, otherwise 33 spread out

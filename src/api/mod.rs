@@ -196,11 +196,10 @@ impl App for HubApp {
 
 /// An error message on the `system` channel, for a socket that goes on.
 pub(crate) fn error_reply(code: &str, message: &str) -> bytes::Bytes {
-    let mut body = String::from("\"body\":{\"error\":");
-    crate::proto::http::push_json_string(&mut body, code);
-    body.push_str(",\"message\":");
-    crate::proto::http::push_json_string(&mut body, message);
-    body.push('}');
+    let body = format!(
+        "\"body\":{}",
+        crate::proto::json::error_object(code, message)
+    );
     crate::hub::event::reply("system", "error", &body)
 }
 #[cfg(test)]

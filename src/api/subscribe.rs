@@ -29,7 +29,8 @@ use crate::hub::event::reply;
 use crate::hub::ip_limits::{IpRefusal, IpSlot};
 use crate::hub::metrics::Refusal;
 use crate::hub::Shared;
-use crate::proto::http::{push_json_string, Request, Response};
+use crate::proto::http::{Request, Response};
+use crate::proto::json::push_string as push_json_string;
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
 

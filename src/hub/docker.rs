@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::proto::http::push_json_string;
+use crate::proto::json::push_string as push_json_string;
 
 /// The two container actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -19,7 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::channels::ChannelId;
 use super::docker::{ContainerEvent, DockerKeys};
-use crate::proto::http::push_json_string;
+use crate::proto::json::push_string as push_json_string;
 use crate::proto::{HeaderBuf, Opcode};
 
 /// A sequenced event, ready to send.

@@ -121,6 +121,20 @@ pub trait App: 'static {
     fn on_input_end(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
     /// The connection is gone.
     fn on_close(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
+    /// Called by the core's janitor on every tick (twice a second): the
+    /// place for the application's own timers (deadlines it keeps per
+    /// connection, sampled gauges), so that it needs no timer of its own.
+    fn on_tick(&self) {}
+}
+
+/// Runs `task` on the calling core's runtime, beside its connections: the
+/// application's long-lived tasks (a fan-out loop fed by a channel) start
+/// here, from [`App::start`], without naming the runtime underneath.
+pub fn spawn<F>(task: F)
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    monoio::spawn(task);
 }
 
 /// Binds the listeners, calls `ready` with the bound address, runs one

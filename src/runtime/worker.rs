@@ -345,6 +345,7 @@ async fn janitor<A: App>(core: Rc<Core<A>>) {
     let ping_frame = frame(Opcode::Ping, b"");
     loop {
         monoio::time::sleep(JANITOR_TICK).await;
+        core.app.on_tick();
         let (now, now_s) = (stamp(), now_s());
         core.registry.for_each(|c: &Rc<Conn>| {
             if c.is_dead() {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use eventhub::proto::{masked_frame, Decoded, Event, Opcode, Reader, Role};
+use eventhub_proto::{masked_frame, Decoded, Event, Opcode, Reader, Role};
 
 use hdrhistogram::Histogram;
 

@@ -17,6 +17,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod json;
 pub mod mask;
 pub mod reader;
 pub mod utf8;

@@ -302,13 +302,7 @@ impl Response {
 
     /// The API's error shape: `{"error": code, "message": text}`.
     pub fn error(status: u16, code: &str, message: &str) -> Response {
-        let mut body = String::with_capacity(32 + code.len() + message.len());
-        body.push_str("{\"error\":");
-        push_json_string(&mut body, code);
-        body.push_str(",\"message\":");
-        push_json_string(&mut body, message);
-        body.push('}');
-        Response::json(status, body)
+        Response::json(status, crate::json::error_object(code, message))
     }
 
     /// Adds a header.
@@ -341,25 +335,6 @@ impl Response {
         out.extend_from_slice(&self.body);
         out
     }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

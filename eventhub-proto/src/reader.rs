@@ -241,7 +241,7 @@ fn parse_close(payload: &[u8]) -> Result<Option<(CloseCode, &str)>, ProtocolErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::frame::masked_frame;
+    use crate::frame::masked_frame;
 
     const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
@@ -361,7 +361,7 @@ mod tests {
     }
 
     fn frame_bytes(op: Opcode, payload: &[u8]) -> Vec<u8> {
-        crate::proto::frame(op, payload).to_vec()
+        crate::frame(op, payload).to_vec()
     }
 
     // 2. Pings and pongs

@@ -133,7 +133,7 @@ fn has_token(value: &str, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::http::{parse_head, HeadLimits};
+    use crate::http::{parse_head, HeadLimits};
 
     fn req(extra: &str, method: &str, version: &str) -> Request {
         let mut head = format!("{method} /ws {version}\r\nHost: localhost\r\n");
