@@ -20,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    raise_nofile_limit();
+    runtime::raise_nofile_limit();
     match cli.command {
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
@@ -38,23 +38,6 @@ fn main() -> ExitCode {
                 let _ = std::io::stdout().flush();
             });
             finish(result)
-        }
-    }
-}
-
-/// Lifts the soft open-file limit to the hard one: every connection is a
-/// descriptor, and the default soft limit (often 1024) is far below what a
-/// hub serves. The hard limit is the operator's (systemd's LimitNOFILE).
-fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

@@ -212,7 +212,6 @@ mod tests {
     #[test]
     fn per_connection_state_stays_within_its_budget() {
         assert!(size_of::<super::HubHandler>() <= 24);
-        assert!(size_of::<crate::runtime::ws::Session<super::HubHandler>>() <= 40);
         assert!(size_of::<crate::hub::core::Subscriber>() <= 48);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::runtime::stats::{family, per_core};
+use crate::runtime::{family, per_core};
 
 /// Why a request was refused, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,54 +1,99 @@
-//! The state of one WebSocket connection that outlives a single poll: its
-//! send queue, its close phase and its timers.
+//! The state of one WebSocket connection that the application, the janitor
+//! and the reactor share: its send queue, its protocol session, its write
+//! timer; and the core's ready list, on which a connection with work for
+//! the reactor is put.
 //!
-//! A [`Conn`] is shared (by `Rc`, inside one core) between the core's
-//! reactor, the core's janitor (pings, idle and write timeouts) and the
-//! application (which queues frames and asks for closes). Everyone else
-//! only queues and marks the connection ready; the reactor alone does I/O.
-//! Times are milliseconds on the core's clock, to keep the struct small: an
-//! idle connection's memory is mostly this struct.
+//! Runtime layer: imports the outbox, the clock, [`super::sys`] and the
+//! protocol crate's [`Session`], which decides every protocol question
+//! (open or closing, what to answer, when a deadline has passed). A
+//! [`Conn`] is shared (by `Rc`, inside one core) between the core's
+//! reactor, its janitor and the application (which queues frames and asks
+//! for closes); only the reactor does I/O. The session and the queue sit
+//! behind one `RefCell`, borrowed only for the length of one call and never
+//! across a call into the application.
+//!
+//! An idle connection's memory is mostly this struct, so it is kept to
+//! mimalloc's 112-byte class with its `Rc` counts: the ready list is the
+//! core's (one per thread, not a pointer per connection), and times are
+//! 32-bit millisecond stamps.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
-use std::rc::Rc;
+use std::task::Waker;
 
 use bytes::Bytes;
 
 use super::clock::{now_s, stamp, Stamp};
 use super::outbox::{Flush, Outbox};
-use super::reactor::ReadyList;
-use crate::proto::{close_frame, CloseCode};
+use super::sys;
+use crate::proto::{CloseCode, Session, SessionConfig, Timeout};
 
-/// Where a connection is in the close handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Messages flow both ways.
-    Open,
-    /// We sent a close frame at this time and wait for the peer's.
-    CloseSent(Stamp),
-    /// The peer closed first; our reply is queued, then the TCP close.
-    ReplyQueued(Stamp),
+/// Connections with work for the reactor, by slot, and the reactor's waker.
+#[derive(Default)]
+pub(super) struct ReadyList {
+    slots: RefCell<Vec<u32>>,
+    waker: Cell<Option<Waker>>,
+}
+
+thread_local! {
+    /// The ready list of the core running on this thread.
+    static READY: ReadyList = ReadyList::default();
+}
+
+impl ReadyList {
+    /// Runs `f` on this core's ready list.
+    pub(super) fn with<R>(f: impl FnOnce(&ReadyList) -> R) -> R {
+        READY.with(f)
+    }
+
+    /// Adds a slot and wakes the reactor (callers push a slot once until
+    /// the reactor takes it: see `Conn::wake`).
+    fn push(&self, slot: u32) {
+        self.slots.borrow_mut().push(slot);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.borrow().is_empty()
+    }
+
+    /// Moves the slots into `into` (emptied first), keeping both buffers.
+    pub(super) fn take_into(&self, into: &mut Vec<u32>) {
+        into.clear();
+        std::mem::swap(&mut *self.slots.borrow_mut(), into);
+    }
+
+    pub(super) fn register(&self, waker: &Waker) {
+        let w = self.waker.take();
+        match w {
+            Some(w) if w.will_wake(waker) => self.waker.set(Some(w)),
+            _ => self.waker.set(Some(waker.clone())),
+        }
+    }
+}
+
+/// What travels on the connection: the frames not yet written and the
+/// protocol state that decides what may still be sent.
+#[derive(Debug)]
+struct Wire {
+    out: Outbox,
+    session: Session,
 }
 
 /// A connection as seen by the application and the janitor.
 pub struct Conn {
     fd: RawFd,
-    out: RefCell<Outbox>,
-    /// Where the connection goes when it has work for the reactor.
-    ready: Rc<ReadyList>,
+    wire: RefCell<Wire>,
     /// Already on the ready list.
     marked: Cell<bool>,
-    phase: Cell<Phase>,
-    /// When the last bytes arrived from the peer.
-    last_rx: Cell<Stamp>,
-    /// When the connection was opened, in seconds on the core clock.
-    opened_s: u32,
-    /// A ping was sent and no bytes have arrived since.
-    ping_outstanding: Cell<bool>,
-    /// Since when the socket refuses bytes (0 when it does not).
-    blocked_since: Cell<Stamp>,
     /// Given up on (by the janitor) or finished: the reactor drops it.
     dead: Cell<bool>,
+    /// When the connection was opened, in seconds on the core clock.
+    opened_s: u32,
+    /// Since when the socket refuses bytes (0 when it does not).
+    blocked_since: Cell<Stamp>,
     /// Index in the core's registry.
     slot: Cell<u32>,
 }
@@ -57,25 +102,23 @@ impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
             .field("fd", &self.fd)
-            .field("phase", &self.phase.get())
+            .field("phase", &self.wire.borrow().session.phase())
             .finish()
     }
 }
 
 impl Conn {
-    pub(crate) fn new(fd: RawFd, ready: Rc<ReadyList>) -> Conn {
-        let now = stamp();
+    pub(super) fn new(fd: RawFd) -> Conn {
         Conn {
             fd,
-            out: RefCell::new(Outbox::default()),
-            ready,
+            wire: RefCell::new(Wire {
+                out: Outbox::default(),
+                session: Session::new(stamp()),
+            }),
             marked: Cell::new(false),
-            phase: Cell::new(Phase::Open),
-            last_rx: Cell::new(now),
-            opened_s: now_s(),
-            ping_outstanding: Cell::new(false),
-            blocked_since: Cell::new(0),
             dead: Cell::new(false),
+            opened_s: now_s(),
+            blocked_since: Cell::new(0),
             slot: Cell::new(u32::MAX),
         }
     }
@@ -83,24 +126,22 @@ impl Conn {
     /// Queues a frame (a complete, pre-serialized WebSocket frame) unless the
     /// connection is closing.
     pub fn send(&self, frame: Bytes) {
-        if self.is_open() {
-            self.out.borrow_mut().push(frame);
-            self.wake();
-        }
+        self.send_tagged(frame, 0);
     }
 
     /// Queues a frame tagged with the event's sequence number, so that a
     /// slow-consumer close can say which event was the last one sent.
     pub fn send_tagged(&self, frame: Bytes, seq: u64) {
-        if self.is_open() {
-            self.out.borrow_mut().push_tagged(frame, seq);
-            self.wake();
+        if !self.is_open() {
+            return;
         }
+        self.wire.borrow_mut().out.push_tagged(frame, seq);
+        self.wake();
     }
 
     /// The sequence number of the last tagged frame sent (or being sent).
     pub fn last_sent_seq(&self) -> u64 {
-        self.out.borrow().last_sent_tag()
+        self.wire.borrow().out.last_sent_tag()
     }
 
     /// This connection's slot on its core: stable while it lives, dense, and
@@ -111,14 +152,15 @@ impl Conn {
 
     /// Bytes queued and not yet written.
     pub fn queued_bytes(&self) -> usize {
-        self.out.borrow().queued_bytes()
+        self.wire.borrow().out.queued_bytes()
     }
 
     /// Starts the close handshake after everything already queued.
     pub fn close(&self, code: CloseCode, reason: &str) {
-        if self.phase.get() == Phase::Open {
-            self.out.borrow_mut().push(close_frame(code, reason));
-            self.phase.set(Phase::CloseSent(stamp()));
+        let mut wire = self.wire.borrow_mut();
+        if let Some(frame) = wire.session.close(code, reason, stamp()) {
+            wire.out.push(frame);
+            drop(wire);
             self.wake();
         }
     }
@@ -127,20 +169,20 @@ impl Conn {
     /// consumer: waiting behind its backlog is what it cannot do). `reason`
     /// is given the sequence number of the last event sent.
     pub fn close_now(&self, code: CloseCode, reason: impl FnOnce(u64) -> String) {
-        if self.phase.get() == Phase::Open {
-            self.out.borrow_mut().drop_unsent();
-            let last = self.last_sent_seq();
-            self.close(code, &reason(last));
+        if !self.is_open() {
+            return;
         }
-    }
-
-    pub fn phase(&self) -> Phase {
-        self.phase.get()
+        let last = {
+            let mut wire = self.wire.borrow_mut();
+            wire.out.drop_unsent();
+            wire.out.last_sent_tag()
+        };
+        self.close(code, &reason(last));
     }
 
     /// Open for messages: no close started and not given up on.
     pub fn is_open(&self) -> bool {
-        self.phase.get() == Phase::Open && !self.dead.get()
+        !self.dead.get() && self.wire.borrow().session.is_open()
     }
 
     /// Seconds on the core clock when the connection opened.
@@ -148,31 +190,62 @@ impl Conn {
         self.opened_s
     }
 
-    pub(crate) fn set_phase(&self, phase: Phase) {
-        self.phase.set(phase);
+    /// Runs `f` on the protocol session (which must not call back into this
+    /// connection).
+    pub(super) fn session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        f(&mut self.wire.borrow_mut().session)
     }
 
-    pub(crate) fn slot(&self) -> u32 {
+    /// Whether the transport should be closed now (see
+    /// [`Session::is_done`]).
+    pub(super) fn is_done(&self) -> bool {
+        let wire = self.wire.borrow();
+        self.dead.get() || wire.session.is_done(!wire.out.is_empty())
+    }
+
+    /// Acts on a passed deadline of the session: queues its ping or idle
+    /// close; says whether the connection timed out (idle, or a closing
+    /// handshake given up).
+    pub(super) fn on_timeout(&self, config: &SessionConfig, now: Stamp) -> bool {
+        let timeout = self.session(|s| s.on_timeout(config, now));
+        match timeout {
+            Timeout::None => false,
+            Timeout::Ping(frame) => {
+                self.push_control(frame);
+                false
+            }
+            Timeout::Idle(frame) => {
+                self.push_control(frame);
+                true
+            }
+            Timeout::GiveUp => {
+                self.kill();
+                true
+            }
+        }
+    }
+
+    pub(super) fn slot(&self) -> u32 {
         self.slot.get()
     }
 
-    pub(crate) fn set_slot(&self, slot: u32) {
+    pub(super) fn set_slot(&self, slot: u32) {
         self.slot.set(slot);
     }
 
-    pub(crate) fn has_output(&self) -> bool {
-        !self.out.borrow().is_empty()
+    pub(super) fn has_output(&self) -> bool {
+        !self.wire.borrow().out.is_empty()
     }
 
     /// The last write found the socket full (and no write since succeeded):
     /// writing again only makes sense once the socket says it is writable.
-    pub(crate) fn write_blocked(&self) -> bool {
+    pub(super) fn write_blocked(&self) -> bool {
         self.blocked_since.get() != 0
     }
 
     /// Writes what the socket takes; records when it started refusing.
-    pub(crate) fn flush(&self) -> std::io::Result<Flush> {
-        let r = self.out.borrow_mut().flush(self.fd)?;
+    pub(super) fn flush(&self) -> std::io::Result<Flush> {
+        let r = self.wire.borrow_mut().out.flush(self.fd)?;
         match r {
             Flush::Done => self.blocked_since.set(0),
             Flush::Blocked if self.blocked_since.get() == 0 => {
@@ -183,67 +256,48 @@ impl Conn {
         Ok(r)
     }
 
-    /// Queues a frame even while closing (pong and close replies).
-    pub(crate) fn push_control(&self, frame: Bytes) {
-        self.out.borrow_mut().push(frame);
-    }
-
-    pub(crate) fn touch(&self) {
-        self.last_rx.set(stamp());
-        self.ping_outstanding.set(false);
-    }
-
-    pub(crate) fn last_rx(&self) -> Stamp {
-        self.last_rx.get()
-    }
-
-    pub(crate) fn ping_outstanding(&self) -> bool {
-        self.ping_outstanding.get()
-    }
-
-    /// Queues a ping from the janitor and marks it outstanding.
-    pub(crate) fn send_ping(&self, ping: Bytes) {
-        self.ping_outstanding.set(true);
-        self.push_control(ping);
+    /// Queues a frame even while closing (pongs, close replies, the
+    /// session's own frames) and marks the connection ready.
+    pub(super) fn push_control(&self, frame: Bytes) {
+        self.wire.borrow_mut().out.push(frame);
         self.wake();
     }
 
-    pub(crate) fn blocked_since(&self) -> Stamp {
+    pub(super) fn blocked_since(&self) -> Stamp {
         self.blocked_since.get()
     }
 
-    pub(crate) fn is_dead(&self) -> bool {
+    pub(super) fn is_dead(&self) -> bool {
         self.dead.get()
     }
 
     /// Gives up on the connection: the reactor finishes it, and the
     /// socket is shut so that nothing more is read or written.
-    pub(crate) fn kill(&self) {
+    pub(super) fn kill(&self) {
         if self.dead.replace(true) {
             return;
         }
-        // SAFETY: shutdown on an fd this connection owns; it stays open
-        // until the reactor has removed the connection.
-        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        // The fd stays open until the reactor has removed the connection.
+        sys::shutdown(self.fd, libc::SHUT_RDWR);
         self.wake();
     }
 
     /// The reactor is done with the connection: nothing more is queued
     /// and what was is dropped (the application may still hold it).
-    pub(crate) fn retire(&self) {
+    pub(super) fn retire(&self) {
         self.dead.set(true);
-        self.out.replace(Outbox::default());
+        self.wire.borrow_mut().out = Outbox::default();
     }
 
     /// Taken off the ready list by the reactor.
-    pub(crate) fn unmark(&self) {
+    pub(super) fn unmark(&self) {
         self.marked.set(false);
     }
 
     /// Puts the connection on its core's ready list (once).
-    pub(crate) fn wake(&self) {
+    pub(super) fn wake(&self) {
         if !self.marked.replace(true) {
-            self.ready.push(self.slot.get());
+            ReadyList::with(|r| r.push(self.slot.get()));
         }
     }
 }
@@ -258,5 +312,32 @@ mod tests {
     #[test]
     fn a_connection_fits_the_112_byte_allocation_class() {
         assert!(std::mem::size_of::<Conn>() + 2 * std::mem::size_of::<usize>() <= 112);
+    }
+
+    #[test]
+    fn ready_list_hands_over_every_pushed_slot_once_per_wake() {
+        let (a, b) = (Conn::new(-1), Conn::new(-1));
+        a.set_slot(3);
+        b.set_slot(1);
+        a.wake();
+        b.wake();
+        a.wake();
+        let mut got = vec![99];
+        ReadyList::with(|r| r.take_into(&mut got));
+        assert_eq!(got, vec![3, 1]);
+        assert!(ReadyList::with(ReadyList::is_empty));
+    }
+
+    #[test]
+    fn a_closing_connection_refuses_data_but_sends_its_close_first() {
+        let c = Conn::new(-1);
+        c.send(Bytes::from_static(b"a"));
+        c.close(CloseCode::NORMAL, "bye");
+        assert!(!c.is_open());
+        let queued = c.queued_bytes();
+        c.send(Bytes::from_static(b"refused"));
+        assert_eq!(c.queued_bytes(), queued);
+        c.close(CloseCode::GOING_AWAY, "second close is ignored");
+        assert_eq!(c.queued_bytes(), queued);
     }
 }

@@ -2,6 +2,10 @@
 //! a size bound, then either answer and close or hand over to the WebSocket
 //! loop.
 //!
+//! Runtime layer: imports the core, the balancer, [`super::ws::adopt`],
+//! [`super::sys`] and the protocol crate's head parser. It runs as a monoio
+//! task per accepted connection, for the length of the HTTP phase only.
+//!
 //! Reads wait for readiness and then take what the socket has with a
 //! non-blocking `recv`; writes are non-blocking `send`s that wait for
 //! writability when the socket is full. An error response is followed by a
@@ -11,16 +15,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use super::app::{App, Route};
 use super::balance::Handoff;
+use super::core::Core;
 use super::stats::bump;
-use super::worker::Core;
-use super::{App, Route};
+use super::sys;
+use super::ws::adopt;
 use crate::proto::http::{parse_head, HeadLimits, HttpError, Request, Response};
 
 /// How long an answered connection is drained before it is dropped.
@@ -40,7 +46,7 @@ enum HeadError {
 /// head, routing, error responses) is large, and a future's size is that of
 /// its largest state. Boxing it keeps the long-lived state, the WebSocket
 /// loop, as small as it can be for every idle connection.
-pub(crate) async fn serve_connection<A: App>(
+pub(super) async fn serve_connection<A: App>(
     core: Rc<Core<A>>,
     stream: TcpStream,
     peer: SocketAddr,
@@ -49,7 +55,7 @@ pub(crate) async fn serve_connection<A: App>(
     if let Some((accept, handler, leftover)) = upgrade {
         // The reactor gets a descriptor of its own; monoio's goes with the
         // stream (so no driver state outlives this task).
-        match dup(stream.as_raw_fd()) {
+        match sys::dup(stream.as_raw_fd()) {
             Ok(fd) => {
                 drop(stream);
                 let conn = Handoff {
@@ -59,7 +65,7 @@ pub(crate) async fn serve_connection<A: App>(
                     leftover,
                 };
                 match core.balancer.place(core.id, conn) {
-                    Some(h) => super::reactor::adopt(&core, h.fd, &h.accept, h.handler, h.leftover),
+                    Some(h) => adopt(&core, h.fd, &h.accept, h.handler, h.leftover),
                     None => bump(&core.stats().handed_off),
                 }
             }
@@ -156,7 +162,7 @@ async fn recv_some(stream: &TcpStream, buf: &mut Vec<u8>) -> Result<(), HeadErro
         buf.reserve(1024);
     }
     loop {
-        match recv_into_spare(fd, buf) {
+        match sys::recv_into_spare(fd, buf) {
             Ok(0) => return Err(HeadError::Closed),
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -182,9 +188,7 @@ async fn respond<A: App>(core: &Core<A>, stream: &TcpStream, resp: Response) {
     if !matches!(sent, Ok(Ok(()))) {
         return;
     }
-    let fd = stream.as_raw_fd();
-    // SAFETY: shutdown of our own, open fd.
-    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    sys::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
     let _ = monoio::time::timeout(LINGER, drain(stream)).await;
 }
 
@@ -192,7 +196,7 @@ async fn respond<A: App>(core: &Core<A>, stream: &TcpStream, resp: Response) {
 async fn drain(stream: &TcpStream) {
     let mut scratch = [0u8; 1024];
     loop {
-        match recv(stream.as_raw_fd(), &mut scratch) {
+        match sys::recv(stream.as_raw_fd(), &mut scratch) {
             Ok(0) => return,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -207,66 +211,14 @@ async fn drain(stream: &TcpStream) {
 }
 
 /// Sends all of `bytes`, waiting for writability as needed.
-pub(crate) async fn send_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    let fd = stream.as_raw_fd();
+async fn send_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
-        // SAFETY: sending from a live slice on our own fd.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n >= 0 {
-            bytes = &bytes[n as usize..];
-            continue;
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock => stream.writable(false).await?,
-            io::ErrorKind::Interrupted => {}
-            _ => return Err(err),
+        match sys::send(stream.as_raw_fd(), bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable(false).await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(())
-}
-
-/// A second descriptor for an open socket.
-fn dup(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fd is open for the duration of the call (its stream is alive).
-    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
-}
-
-/// One non-blocking `recv` into `buf`.
-pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: receiving into a live, writable slice on our own fd.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// One non-blocking `recv` into the spare capacity of `buf`.
-fn recv_into_spare(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: recv writes at most spare.len() bytes into uninitialized
-    // capacity; we then extend the length by exactly what it wrote.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel initialized the first n bytes of the spare capacity.
-    unsafe { buf.set_len(buf.len() + n as usize) };
-    Ok(n as usize)
 }

@@ -1,5 +1,7 @@
 //! A connection's send queue and its vectored writer.
 //!
+//! Runtime layer: imports [`super::sys`] for the `sendmsg` itself.
+//!
 //! Frames are queued as `Bytes` (a shared, pre-serialized frame costs a
 //! refcount, not a copy) and written with one non-blocking `sendmsg` over as
 //! many of them as fit an iovec array. The write is a plain syscall with
@@ -9,10 +11,12 @@
 //! socket is full the connection waits for writability and tries again.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 
 use bytes::Bytes;
+
+use super::sys;
 
 /// Frames gathered into one `sendmsg`.
 const MAX_IOVECS: usize = 64;
@@ -89,37 +93,22 @@ impl Outbox {
     /// Writes as much as the socket takes.
     pub fn flush(&mut self, fd: RawFd) -> io::Result<Flush> {
         while !self.frames.is_empty() {
-            // SAFETY: iovec is plain data; an all-zero iovec is valid.
-            let mut iov: [libc::iovec; MAX_IOVECS] = unsafe { std::mem::zeroed() };
-            let mut count = 0;
-            for (i, (f, _)) in self.frames.iter().take(MAX_IOVECS).enumerate() {
-                let s = if i == 0 {
-                    &f[self.head_written as usize..]
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = self.frames.len().min(MAX_IOVECS);
+            for (i, (f, _)) in self.frames.iter().take(count).enumerate() {
+                let start = if i == 0 {
+                    self.head_written as usize
                 } else {
-                    &f[..]
+                    0
                 };
-                iov[count] = libc::iovec {
-                    iov_base: s.as_ptr() as *mut libc::c_void,
-                    iov_len: s.len(),
-                };
-                count += 1;
+                iov[i] = IoSlice::new(&f[start..]);
             }
-            // SAFETY: msghdr is plain data; zero is a valid empty header.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = count as _;
-            // SAFETY: every iovec points into a `Bytes` owned by
-            // `self.frames`, alive and unchanged for the duration of the call.
-            let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(err),
-                }
+            match sys::sendmsg(fd, &iov[..count]) {
+                Ok(n) => self.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            self.advance(n as usize);
         }
         // An emptied queue gives its buffer back: most connections are idle
         // most of the time, and a buffer kept by each would also leave holes

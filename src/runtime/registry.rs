@@ -1,5 +1,7 @@
 //! The connections of one core, for the janitor and for shutdown.
 //!
+//! Runtime layer: imports only [`super::conn`].
+//!
 //! A slab of `Rc<Conn>` with a free list: inserting and removing are O(1)
 //! and a connection's slot number is stable, so the application can use it
 //! as an index of its own (the hub's subscriber bit rows do).
@@ -10,7 +12,7 @@ use std::rc::Rc;
 use super::conn::Conn;
 
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(super) struct Registry {
     slots: RefCell<Vec<Option<Rc<Conn>>>>,
     free: RefCell<Vec<u32>>,
     live: Cell<usize>,
@@ -73,15 +75,15 @@ mod tests {
     #[test]
     fn slots_are_reused_after_removal() {
         let r = Registry::default();
-        let a = Rc::new(Conn::new(-1, Rc::default()));
-        let b = Rc::new(Conn::new(-1, Rc::default()));
+        let a = Rc::new(Conn::new(-1));
+        let b = Rc::new(Conn::new(-1));
         r.insert(a.clone());
         r.insert(b.clone());
         assert_eq!((a.slot(), b.slot(), r.len()), (0, 1, 2));
         r.remove(&a);
         r.remove(&a);
         assert_eq!(r.len(), 1);
-        let c = Rc::new(Conn::new(-1, Rc::default()));
+        let c = Rc::new(Conn::new(-1));
         r.insert(c.clone());
         assert_eq!(c.slot(), 0);
         let mut seen = 0;

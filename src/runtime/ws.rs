@@ -1,35 +1,29 @@
-//! One WebSocket connection's steps: opening it, handling what its socket
-//! reported, and finishing it. The core's reactor calls these; nothing here
-//! waits.
+//! One WebSocket connection's steps: adopting it, handling what its socket
+//! reported (recv -> session -> queue -> flush), and finishing it. The
+//! core's reactor calls these; nothing here waits.
 //!
-//! Reading receives into the core's shared buffer and decodes in place;
-//! only a frame or message left unfinished at the end of a read is kept,
-//! with its reader state, in a box the connection frees as soon as it
-//! completes. So an idle connection owns no read buffer and no reader.
-//!
-//! Closing follows RFC 6455 section 7: a close frame from the peer is
-//! answered with one carrying the same code, after which the server closes
-//! the TCP connection; a close we start (protocol error, idle timeout,
-//! shutdown) waits for the peer's close frame, bounded by the janitor's
-//! close timeout. After a protocol error the rest of the input is discarded
-//! and the reader starts over, so that the peer's close frame can still be
-//! recognized.
+//! Runtime layer: imports the core, the connection, [`super::sys`] and the
+//! protocol session. Every protocol decision (what a frame means, what to
+//! answer, when the closing handshake is over) is the session's; this file
+//! moves bytes between the socket, the session, the application and the
+//! send queue. Reading receives into the core's shared buffer and decodes
+//! in place; only a frame or message left unfinished at the end of a read
+//! is kept, by the session, until the next read.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::app::App;
 use super::clock::stamp;
-use super::conn::{Conn, Phase};
-use super::http::recv;
-use super::reactor::Readiness;
+use super::conn::Conn;
+use super::core::{Core, Slot};
 use super::stats::{bump, drop_one};
-use super::worker::Core;
-use super::App;
+use super::sys::{self, Readiness};
 use crate::proto::handshake::switching_protocols;
-use crate::proto::{close_frame, frame, Decoded, Event, Opcode, ProtocolError, Reader, Role};
+use crate::proto::Received;
 
 /// Reads taken in a row before other connections get a turn.
 const READS_PER_WAKE: usize = 4;
@@ -41,92 +35,77 @@ enum Flow {
     Finished,
 }
 
-/// A connection's state that only the reactor touches: its socket, its
-/// reader and its application handler.
-pub(crate) struct Session<H> {
-    fd: OwnedFd,
-    /// Input that spans reads; `None` between messages.
-    partial: Option<Box<Partial>>,
-    handler: H,
-    /// The socket may hold input not yet read (the read budget ran out, or
-    /// reading is paused behind a full send queue): with edge-triggered
-    /// readiness, no new event will say so.
-    read_pending: bool,
-}
-
-/// A frame or fragmented message that did not end with the read that
-/// brought its start: the reader's state and the unfinished frame's bytes.
-struct Partial {
-    reader: Reader,
-    bytes: Vec<u8>,
-}
-
-impl<H> Session<H> {
-    pub(crate) fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-/// Starts an upgraded connection: registers it, queues the 101 response and
-/// lets the handler open.
-pub(crate) fn open<A: App>(
+/// Hands an upgraded connection to the core's reactor: it gets its send
+/// buffer size (`limits.socket_send_buffer_bytes`, which bounds what a
+/// reader that stalls pins in the kernel), its slot, its 101 response and
+/// `on_open`, its first input (`leftover`, read with the request), and its
+/// place in the epoll set.
+pub(super) fn adopt<A: App>(
     core: &Core<A>,
     fd: OwnedFd,
     accept: &str,
     mut handler: A::Handler,
-) -> (Rc<Conn>, Session<A::Handler>) {
-    let conn = Rc::new(Conn::new(fd.as_raw_fd(), core.ready.clone()));
-    conn.push_control(Bytes::from(switching_protocols(accept)));
+    leftover: Vec<u8>,
+) {
+    let sndbuf = core.settings.limits.socket_send_buffer_bytes;
+    if sndbuf > 0 {
+        if let Err(e) = socket2::SockRef::from(&fd).set_send_buffer_size(sndbuf) {
+            log::debug!("worker {}: SO_SNDBUF {sndbuf}: {e}", core.id);
+        }
+    }
+    let conn = Rc::new(Conn::new(fd.as_raw_fd()));
     core.registry.insert(conn.clone());
+    conn.push_control(Bytes::from(switching_protocols(accept)));
     bump(&core.stats().upgraded);
     bump(&core.stats().open);
     core.app.on_open(&mut handler, &conn);
-    let session = Session {
+    let mut slot = Slot {
         fd,
-        partial: None,
         handler,
         read_pending: false,
     };
-    (conn, session)
+    let mut alive = true;
+    if !leftover.is_empty() {
+        let mut first = leftover;
+        alive = input(core, &conn, &mut slot, &mut first) == Flow::Continue;
+    }
+    if let Err(e) = core.epoll.add(slot.fd(), conn.slot()) {
+        log::warn!("worker {}: cannot watch a connection: {e}", core.id);
+        alive = false;
+    }
+    if !alive {
+        finish(core, &conn, slot);
+        return;
+    }
+    core.set_slot(conn.slot(), slot);
+    conn.wake();
 }
 
 /// Handles what the socket of `slot` reported, or the work queued for it;
 /// finishes the connection when it is over.
-pub(crate) fn step<A: App>(core: &Core<A>, slot: u32, io: Readiness) {
+pub(super) fn step<A: App>(core: &Core<A>, slot: u32, io: Readiness) {
     let Some(conn) = core.registry.get(slot) else {
         return;
     };
-    let Some(mut session) = core.take_session(slot) else {
+    let Some(mut state) = core.take_slot(slot) else {
         return;
     };
     conn.unmark();
-    if advance(core, &conn, &mut session, io) == Flow::Continue {
-        core.set_session(slot, session);
+    if advance(core, &conn, &mut state, io) == Flow::Continue {
+        core.set_slot(slot, state);
     } else {
-        finish(core, &conn, session);
+        finish(core, &conn, state);
     }
 }
 
 /// Ends a connection: the handler closes, the slot is freed, the socket
-/// closed (which also takes it out of the epoll set).
-pub(crate) fn finish<A: App>(core: &Core<A>, conn: &Rc<Conn>, mut session: Session<A::Handler>) {
-    core.app.on_close(&mut session.handler, conn);
+/// closed (dropping `state` closes it, which also takes it out of the
+/// epoll set).
+fn finish<A: App>(core: &Core<A>, conn: &Rc<Conn>, mut state: Slot<A::Handler>) {
+    core.app.on_close(&mut state.handler, conn);
     conn.retire();
     core.registry.remove(conn);
     drop_one(&core.stats().open);
-}
-
-/// Decodes input that came with the request; false if that ended the
-/// connection.
-pub(crate) fn input_and_end<A: App>(
-    core: &Core<A>,
-    conn: &Rc<Conn>,
-    session: &mut Session<A::Handler>,
-    bytes: &mut [u8],
-) -> bool {
-    let flow = input(core, conn, session, bytes);
-    core.app.on_input_end(&mut session.handler, conn);
-    flow == Flow::Continue
 }
 
 /// Reads if there is input and reading is allowed, then writes what is
@@ -134,18 +113,18 @@ pub(crate) fn input_and_end<A: App>(
 fn advance<A: App>(
     core: &Core<A>,
     conn: &Rc<Conn>,
-    session: &mut Session<A::Handler>,
+    state: &mut Slot<A::Handler>,
     io: Readiness,
 ) -> Flow {
     if conn.is_dead() {
         return Flow::Finished;
     }
     if io.read {
-        session.read_pending = true;
+        state.read_pending = true;
     }
-    if session.read_pending && may_read(core, conn) {
-        session.read_pending = false;
-        if on_readable(core, conn, session) == Flow::Finished {
+    if state.read_pending && may_read(core, conn) {
+        state.read_pending = false;
+        if on_readable(core, conn, state) == Flow::Finished {
             return Flow::Finished;
         }
     }
@@ -153,37 +132,32 @@ fn advance<A: App>(
         if conn.flush().is_err() {
             return Flow::Finished;
         }
-        if session.read_pending && may_read(core, conn) {
+        if state.read_pending && may_read(core, conn) {
             // The queue drained below the bound: read what waited.
             conn.wake();
         }
     }
-    let replied = matches!(conn.phase(), Phase::ReplyQueued(_)) && !conn.has_output();
-    if replied || conn.is_dead() {
+    if conn.is_done() {
         return Flow::Finished;
     }
     Flow::Continue
 }
 
-/// Reading pauses while the peer's close is being answered, and while so
-/// much is queued that a client sending without reading could grow its
-/// queue without bound.
+/// Reading pauses when the session wants no more input, and while so much
+/// is queued that a client sending without reading could grow its queue
+/// without bound.
 fn may_read<A: App>(core: &Core<A>, conn: &Conn) -> bool {
-    !matches!(conn.phase(), Phase::ReplyQueued(_))
-        && conn.queued_bytes() < core.settings.limits.send_queue_bytes
+    conn.session(|s| s.may_read()) && conn.queued_bytes() < core.settings.limits.send_queue_bytes
 }
 
 /// Takes what the socket has, a few reads at most, and decodes it.
-fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, session: &mut Session<A::Handler>) -> Flow {
+fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Handler>) -> Flow {
     let mut buf = core.read_buf.borrow_mut();
     for _ in 0..READS_PER_WAKE {
-        match recv(session.fd(), &mut buf) {
+        match sys::recv(state.fd(), &mut buf) {
             Ok(0) => return Flow::Finished,
             Ok(n) => {
-                conn.touch();
-                let flow = input(core, conn, session, &mut buf[..n]);
-                core.app.on_input_end(&mut session.handler, conn);
-                if flow == Flow::Finished {
+                if input(core, conn, state, &mut buf[..n]) == Flow::Finished {
                     return Flow::Finished;
                 }
                 if n < buf.len() {
@@ -196,105 +170,43 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, session: &mut Session<A:
         }
     }
     // The budget ran out with the buffer full every time: more may wait.
-    session.read_pending = true;
+    state.read_pending = true;
     conn.wake();
     Flow::Continue
 }
 
-/// Decodes `fresh` bytes, after any kept from before; keeps what is left
-/// unfinished.
+/// Runs one read's bytes through the session: messages to the
+/// application, replies and closes to the queue; then tells the
+/// application the read is over.
 fn input<A: App>(
     core: &Core<A>,
     conn: &Rc<Conn>,
-    session: &mut Session<A::Handler>,
+    state: &mut Slot<A::Handler>,
     fresh: &mut [u8],
 ) -> Flow {
-    let handler = &mut session.handler;
-    match session.partial.as_deref_mut() {
-        Some(p) => {
-            p.bytes.extend_from_slice(fresh);
-            let (used, flow) = decode_all(core, conn, &mut p.reader, handler, &mut p.bytes);
-            p.bytes.drain(..used);
-            if p.bytes.is_empty() && p.reader.is_idle() {
-                session.partial = None;
-            }
-            flow
-        }
-        None => {
-            let mut reader = Reader::new(Role::Server, core.settings.max_message_bytes);
-            let (used, flow) = decode_all(core, conn, &mut reader, handler, fresh);
-            let rest = &fresh[used..];
-            if !rest.is_empty() || !reader.is_idle() {
-                session.partial = Some(Box::new(Partial {
-                    reader,
-                    bytes: rest.to_vec(),
-                }));
-            }
-            flow
-        }
-    }
-}
-
-/// Decodes every complete frame at the front of `buf`; returns the bytes
-/// used.
-fn decode_all<A: App>(
-    core: &Core<A>,
-    conn: &Rc<Conn>,
-    reader: &mut Reader,
-    handler: &mut A::Handler,
-    buf: &mut [u8],
-) -> (usize, Flow) {
-    let mut used = 0;
+    let now = stamp();
+    let mut input = conn.session(|s| s.input(&core.session, fresh, now));
+    let mut flow = Flow::Continue;
     loop {
-        let decoded = reader.decode(&mut buf[used..]);
-        match decoded {
-            Ok(Decoded::NeedMore) => return (used, Flow::Continue),
-            Ok(Decoded::Consumed(n)) => used += n,
-            Ok(Decoded::Event(n, event)) => {
-                used += n;
-                match event {
-                    Event::Message(kind, payload) => {
-                        if conn.is_open() {
-                            core.app.on_message(handler, kind, payload, conn);
-                        }
-                    }
-                    Event::Ping(payload) => {
-                        if conn.is_open() {
-                            conn.push_control(frame(Opcode::Pong, payload));
-                        }
-                    }
-                    Event::Pong(_) => {}
-                    Event::Close(close) => {
-                        if !conn.is_open() {
-                            // The answer to our close: the handshake is done.
-                            return (buf.len(), Flow::Finished);
-                        }
-                        let reply = match close {
-                            Some((code, _)) => close_frame(code, ""),
-                            None => frame(Opcode::Close, b""),
-                        };
-                        conn.push_control(reply);
-                        conn.set_phase(Phase::ReplyQueued(stamp()));
-                        return (buf.len(), Flow::Continue);
-                    }
-                }
+        match conn.session(|s| s.next(&mut input, now)) {
+            Received::End => break,
+            Received::Nothing => {}
+            Received::Message(kind, payload) => {
+                core.app.on_message(&mut state.handler, kind, payload, conn)
             }
-            Err(e) => return (buf.len(), fail(core, conn, reader, &e)),
+            Received::Reply(frame) => conn.push_control(frame),
+            Received::Violation(close, e) => {
+                bump(&core.stats().protocol_errors);
+                log::debug!("worker {}: protocol error: {e}", core.id);
+                conn.push_control(close);
+            }
+            Received::Finished => {
+                flow = Flow::Finished;
+                break;
+            }
         }
     }
-}
-
-/// A protocol violation: close with its code, or give up if already closing.
-fn fail<A: App>(core: &Core<A>, conn: &Conn, reader: &mut Reader, e: &ProtocolError) -> Flow {
-    if !conn.is_open() {
-        return Flow::Finished;
-    }
-    bump(&core.stats().protocol_errors);
-    conn.close(e.close_code(), &e.to_string());
-    if e.is_in_close_frame() {
-        // The peer already sent its close: ours ends the handshake.
-        conn.set_phase(Phase::ReplyQueued(stamp()));
-    }
-    *reader = Reader::new(Role::Server, core.settings.max_message_bytes);
-    Flow::Continue
+    conn.session(|s| s.keep(input));
+    core.app.on_input_end(&mut state.handler, conn);
+    flow
 }

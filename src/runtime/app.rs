@@ -1,0 +1,96 @@
+//! What the runtime asks of the application above it, and what it gives it.
+//!
+//! Runtime layer: imports the connection ([`super::conn::Conn`]), the
+//! config's limits and the protocol crate's request and response types.
+//! This is the whole contract between the shell and an application (the hub
+//! or the echo server): an [`App`] per core, a [`Route`] per request, the
+//! hooks of each upgraded connection, a tick.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::conn::Conn;
+use super::stats::Stats;
+use crate::config::{DriverChoice, LimitsConfig};
+use crate::proto::http::{Request, Response};
+use crate::proto::MessageKind;
+
+/// What the shell needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub driver: DriverChoice,
+    pub pin_workers: bool,
+    /// Move upgraded connections to less loaded cores.
+    pub balance_connections: bool,
+    pub limits: LimitsConfig,
+    /// Largest message a client may send (the reader closes with 1009).
+    pub max_message_bytes: u64,
+    /// Largest request body; larger is refused with 413.
+    pub max_body_bytes: usize,
+}
+
+/// What an application is given on each core.
+#[derive(Debug, Clone)]
+pub struct CoreInfo {
+    /// This core's index, 0-based.
+    pub id: usize,
+    /// The runtime counters of every core (for `/metrics`).
+    pub stats: Arc<Stats>,
+}
+
+/// The answer to a request head.
+pub enum Route<H> {
+    /// Answer with this response and close.
+    Respond(Response),
+    /// Switch protocols (`accept` is `Sec-WebSocket-Accept`) and hand the
+    /// connection to `handler`.
+    Upgrade { accept: String, handler: H },
+}
+
+/// An application, one instance per core.
+///
+/// `route` is async because answering may need another core (the hub
+/// routes an unsubscribe to the core that holds the connection). The
+/// runtime is single-threaded per core, so the futures need not be `Send`.
+///
+/// A connection's own state is a [`Self::Handler`], held by the reactor
+/// beside the socket and passed to the hooks below together with the
+/// application. Keeping the per-core context here rather than in each
+/// handler keeps an idle connection small: a handler need not hold a
+/// reference to anything its core already has.
+#[allow(async_fn_in_trait)]
+pub trait App: 'static {
+    /// `Send`: a handler may move to another core with its connection.
+    type Handler: Send + 'static;
+    /// Decides what to do with a request and its body (already read, at
+    /// most `Settings::max_body_bytes`).
+    async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<Self::Handler>;
+    /// Called once on the core's runtime, before the first connection:
+    /// the place to start the application's own tasks ([`super::spawn`]).
+    fn start(self: &Rc<Self>) {}
+    /// Called on shutdown before every connection is sent its close frame:
+    /// the place to queue what must still reach the clients.
+    fn on_shutdown(&self) {}
+    /// The upgrade is done; frames sent now follow the 101 response.
+    fn on_open(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
+    /// A complete data message (text is valid UTF-8).
+    fn on_message(
+        &self,
+        handler: &mut Self::Handler,
+        kind: MessageKind,
+        payload: &mut [u8],
+        conn: &Rc<Conn>,
+    );
+    /// Every complete message of one read has been handled: the place to
+    /// flush work batched across those messages.
+    fn on_input_end(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
+    /// The connection is gone.
+    fn on_close(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
+    /// Called by the core's janitor on every tick (twice a second): the
+    /// place for the application's own timers (deadlines it keeps per
+    /// connection, sampled gauges), so that it needs no timer of its own.
+    fn on_tick(&self) {}
+}
