@@ -1,0 +1,193 @@
+//! The server process: `eventhub echo` or `eventhub serve` as a child
+//! process with its config in a temporary file, its address read from its
+//! stdout, its log from its stderr; stopped by signal or on drop.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::TIMEOUT;
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A running `eventhub` process; killed (SIGKILL) on drop if still alive.
+pub struct Server {
+    child: Child,
+    /// The address it listens on, as printed on its stdout.
+    pub addr: SocketAddr,
+    /// Everything it wrote to stderr so far (its log).
+    log: Arc<Mutex<Vec<u8>>>,
+    config: Option<PathBuf>,
+    exit: Option<ExitStatus>,
+}
+
+impl Server {
+    /// `eventhub echo --listen 127.0.0.1:0 --workers N`, with `config` (TOML
+    /// text) written to a temporary file and passed as `--config` if given.
+    pub fn echo(workers: usize, config: Option<&str>) -> Server {
+        let workers = workers.to_string();
+        Server::start(
+            &["echo", "--listen", "127.0.0.1:0", "--workers", &workers],
+            config,
+        )
+    }
+
+    /// `eventhub serve --listen 127.0.0.1:0 --workers N --config FILE`, with
+    /// `config` (TOML text) written to a temporary file.
+    pub fn hub(workers: usize, config: &str) -> Server {
+        let workers = workers.to_string();
+        Server::start(
+            &["serve", "--listen", "127.0.0.1:0", "--workers", &workers],
+            Some(config),
+        )
+    }
+
+    /// Starts the binary with `args` (plus `--config FILE` when `config` is
+    /// given) and waits for the line on stdout that names its address.
+    pub fn start(args: &[&str], config: Option<&str>) -> Server {
+        let config_path = config.map(write_temp_config);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));
+        cmd.args(args);
+        if let Some(path) = &config_path {
+            cmd.arg("--config").arg(path);
+        }
+        cmd.env_remove("EVENTHUB_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn the eventhub binary");
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            config: config_path,
+            exit: None,
+        };
+        let line = match rx.recv_timeout(TIMEOUT) {
+            Ok(Some(Ok(line))) => line,
+            Ok(_) => panic!(
+                "eventhub exited before announcing its address; stderr:\n{}",
+                server.log_text()
+            ),
+            Err(_) => panic!(
+                "eventhub did not announce its address within {TIMEOUT:?}; stderr:\n{}",
+                server.log_text()
+            ),
+        };
+        server.addr = parse_listening_line(&line)
+            .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
+        server
+    }
+
+    /// `ws://ADDR/`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server logged to stderr so far.
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn signal_term(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM): {}", io::Error::last_os_error());
+    }
+
+    /// Waits (up to `timeout`) for the process to exit and returns its
+    /// status; panics if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.exit {
+            return status;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.exit = Some(status);
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "eventhub still running {timeout:?} after being asked to stop; stderr:\n{}",
+                    self.log_text()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.exit.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some(path) = &self.config {
+            let _ = std::fs::remove_file(path);
+        }
+        if thread::panicking() {
+            eprintln!("--- eventhub stderr ---\n{}", self.log_text());
+        }
+    }
+}
+
+/// `eventhub echo listening on ws://127.0.0.1:PORT (N workers)` or
+/// `eventhub listening on http://127.0.0.1:PORT (N workers)` → the address.
+fn parse_listening_line(line: &str) -> Option<SocketAddr> {
+    let rest = line
+        .split_once("ws://")
+        .or_else(|| line.split_once("http://"))?
+        .1;
+    let addr = rest.split_whitespace().next()?;
+    addr.trim_end_matches('/').parse().ok()
+}
+
+fn write_temp_config(text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!(
+        "eventhub-test-{}-{}.toml",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, text).expect("write the temporary config");
+    path
+}
