@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crate::hub::auth::AuthError;
 use crate::hub::core::HubCore;
+use crate::hub::mailbox::Inbox;
 use crate::hub::metrics::Refusal;
 use crate::hub::Shared;
 use crate::proto::handshake::check_upgrade;
@@ -33,15 +34,18 @@ use crate::runtime::{App, Conn, CoreInfo, Route, Stats};
 /// The hub application on one core.
 pub struct HubApp {
     core: Rc<HubCore>,
+    inbox: Rc<Inbox>,
     shared: Arc<Shared>,
     runtime_stats: Arc<Stats>,
 }
 
 impl HubApp {
     pub fn new(info: CoreInfo, shared: Arc<Shared>) -> HubApp {
+        let core = Rc::new(HubCore::new(info.id, shared.clone()));
         let rx = shared.take_receiver(info.id);
         HubApp {
-            core: Rc::new(HubCore::new(info.id, shared.clone(), rx)),
+            inbox: Rc::new(Inbox::new(core.clone(), rx)),
+            core,
             shared,
             runtime_stats: info.stats,
         }
@@ -149,12 +153,12 @@ impl App for HubApp {
     }
 
     fn start(self: &Rc<Self>) {
-        monoio::spawn(self.core.clone().run());
+        monoio::spawn(self.inbox.clone().run());
         monoio::spawn(self.core.clone().sample_queues());
     }
 
     fn on_shutdown(&self) {
-        self.core.drain();
+        self.inbox.drain();
     }
 
     fn on_open(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {

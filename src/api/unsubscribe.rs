@@ -17,7 +17,6 @@ use crate::hub::channels::GLOBAL;
 use crate::hub::client_id;
 use crate::hub::core::HubCore;
 use crate::hub::metrics::Refusal;
-use crate::hub::sequencer::CoreMsg;
 use crate::proto::http::{Request, Response};
 use crate::runtime::Route;
 
@@ -77,11 +76,7 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
         };
         let _ = tx.send(result);
     };
-    if !app
-        .shared
-        .sequencer
-        .send_to(at_core, CoreMsg::Command(Box::new(command)))
-    {
+    if !app.shared.mailbox.send_command(at_core, Box::new(command)) {
         return not_found(app, client_id);
     }
     match rx.recv_async().await {

@@ -22,7 +22,6 @@ use super::docker::DockerFilter;
 use super::event::EventFrame;
 use super::filter_index::FilterIndex;
 use super::index::SubscriberIndex;
-use super::sequencer::CoreMsg;
 use super::Shared;
 use crate::proto::CloseCode;
 use crate::runtime::Conn;
@@ -64,11 +63,10 @@ pub struct HubCore {
     index: RefCell<SubscriberIndex>,
     docker_subs: RefCell<Vec<Option<DockerSubscriber>>>,
     filters: RefCell<FilterIndex>,
-    rx: flume::Receiver<CoreMsg>,
 }
 
 impl HubCore {
-    pub fn new(id: usize, shared: Arc<Shared>, rx: flume::Receiver<CoreMsg>) -> HubCore {
+    pub fn new(id: usize, shared: Arc<Shared>) -> HubCore {
         let channels = shared.channels.len();
         HubCore {
             id,
@@ -77,7 +75,6 @@ impl HubCore {
             index: RefCell::new(SubscriberIndex::new(channels)),
             docker_subs: RefCell::new(Vec::new()),
             filters: RefCell::new(FilterIndex::default()),
-            rx,
         }
     }
 
@@ -209,32 +206,6 @@ impl HubCore {
         }
         conn.send_tagged(frame.clone(), seq);
         true
-    }
-
-    fn handle(&self, msg: CoreMsg) {
-        match msg {
-            CoreMsg::Batch(batch) => self.deliver(&batch),
-            CoreMsg::Command(f) => f(self),
-        }
-    }
-
-    /// The core's fan-out task: runs until the sequencer is gone.
-    pub async fn run(self: Rc<Self>) {
-        while let Ok(msg) = self.rx.recv_async().await {
-            self.handle(msg);
-            // Take whatever else arrived before yielding to the writers.
-            while let Ok(msg) = self.rx.try_recv() {
-                self.handle(msg);
-            }
-        }
-    }
-
-    /// Delivers everything already sent to this core (on shutdown, before
-    /// the close frames).
-    pub fn drain(&self) {
-        while let Ok(msg) = self.rx.try_recv() {
-            self.handle(msg);
-        }
     }
 
     /// Samples the bytes queued on this core's subscribers, once a second.

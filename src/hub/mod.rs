@@ -5,7 +5,8 @@
 //! - [`channels`]: names to ids, sets as masks;
 //! - [`event`]: events as ready-to-send frames, ids, timestamps, replies;
 //! - [`ingest`]: validation of what producers send;
-//! - [`sequencer`]: `seq`, the replay ring, batches to the cores;
+//! - [`sequencer`]: `seq` and the replay ring;
+//! - [`mailbox`]: every core's channel: batches to all, commands to one;
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
 //! - [`docker`], [`filter_index`]: Docker-shaped container events, Docker's
 //!   filters, and their per-core bitmask index;
@@ -26,16 +27,18 @@ pub mod filter_index;
 pub mod index;
 pub mod ingest;
 pub mod ip_limits;
+pub mod mailbox;
 pub mod metrics;
 pub mod sequencer;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use self::auth::Auth;
 use self::channels::Channels;
 use self::ip_limits::IpLimits;
+use self::mailbox::{CoreMsg, Mailbox};
 use self::metrics::HubStats;
-use self::sequencer::{CoreMsg, Sequencer};
+use self::sequencer::Sequencer;
 use crate::config::Config;
 
 /// The hub settings every core reads.
@@ -52,8 +55,10 @@ pub struct Shared {
     pub config: HubSettings,
     pub ip_limits: Arc<IpLimits>,
     pub sequencer: Sequencer,
+    /// Every core's channel: batches from the sequencer, commands from
+    /// other cores.
+    pub mailbox: Arc<Mailbox>,
     pub stats: HubStats,
-    receivers: Mutex<Vec<Option<flume::Receiver<CoreMsg>>>>,
 }
 
 impl Shared {
@@ -61,7 +66,8 @@ impl Shared {
     /// the caller (configured principals or a generated admin).
     pub fn new(config: &Config, auth: Auth, workers: usize) -> Result<Shared, String> {
         let channels = Channels::new(&config.hub.channels)?;
-        let (sequencer, receivers) = Sequencer::new(workers, config.hub.replay_size);
+        let mailbox = Arc::new(Mailbox::new(workers));
+        let sequencer = Sequencer::new(config.hub.replay_size, mailbox.clone());
         Ok(Shared {
             channels,
             auth,
@@ -75,15 +81,13 @@ impl Shared {
                 config.hub.connect_burst_per_ip,
             )),
             sequencer,
+            mailbox,
             stats: HubStats::new(workers),
-            receivers: Mutex::new(receivers.into_iter().map(Some).collect()),
         })
     }
 
     /// The event channel of core `id` (taken once, by that core).
     pub fn take_receiver(&self, id: usize) -> flume::Receiver<CoreMsg> {
-        self.receivers.lock().unwrap_or_else(|e| e.into_inner())[id]
-            .take()
-            .expect("each core takes its receiver once")
+        self.mailbox.take_receiver(id)
     }
 }
