@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use super::bitrow::bits;
+
 /// A channel's index.
 pub type ChannelId = u8;
 
@@ -81,15 +83,7 @@ impl ChannelSet {
 
     /// The ids in the set, ascending.
     pub fn iter(self) -> impl Iterator<Item = ChannelId> {
-        let mut bits = self.0;
-        std::iter::from_fn(move || {
-            if bits == 0 {
-                return None;
-            }
-            let id = bits.trailing_zeros() as ChannelId;
-            bits &= bits - 1;
-            Some(id)
-        })
+        bits(self.0).map(|b| b as ChannelId)
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use super::bitrow::{for_each_bit, BitRow};
 use super::docker::{Action, DockerFilter, DockerKeys};
 
 const DIMS: usize = 4;
@@ -21,29 +22,11 @@ const IMAGE: usize = 1;
 const EVENT: usize = 2;
 const LABEL: usize = 3;
 
-/// A growable bitset over slots.
-#[derive(Debug, Clone, Default)]
-struct Row(Vec<u64>);
-
-impl Row {
-    fn set(&mut self, slot: usize, on: bool) {
-        let (w, b) = (slot / 64, 1u64 << (slot % 64));
-        if on {
-            if self.0.len() <= w {
-                self.0.resize(w + 1, 0);
-            }
-            self.0[w] |= b;
-        } else if let Some(x) = self.0.get_mut(w) {
-            *x &= !b;
-        }
-    }
-}
-
 /// One dimension: interned values with their rows and reference counts.
 #[derive(Debug, Default)]
 struct Dimension {
-    values: HashMap<String, (Row, usize)>,
-    unconstrained: Row,
+    values: HashMap<String, (BitRow, usize)>,
+    unconstrained: BitRow,
 }
 
 impl Dimension {
@@ -82,8 +65,8 @@ impl Dimension {
     }
 }
 
-fn or_row(acc: &mut [u64], row: &Row) {
-    for (a, r) in acc.iter_mut().zip(&row.0) {
+fn or_row(acc: &mut [u64], row: &BitRow) {
+    for (a, r) in acc.iter_mut().zip(row.words()) {
         *a |= r;
     }
 }
@@ -125,7 +108,7 @@ impl FilterIndex {
     }
 
     /// Calls `f` with every slot whose filter matches `k`, ascending.
-    pub fn for_each_match(&mut self, k: &DockerKeys, mut f: impl FnMut(usize)) {
+    pub fn for_each_match(&mut self, k: &DockerKeys, f: impl FnMut(usize)) {
         let words = self.width.div_ceil(64);
         self.acc.clear();
         self.acc.resize(words, u64::MAX);
@@ -153,13 +136,7 @@ impl FilterIndex {
                 *a &= x;
             }
         }
-        for (w, &word) in self.acc.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                f(w * 64 + bits.trailing_zeros() as usize);
-                bits &= bits - 1;
-            }
-        }
+        for_each_bit(self.acc.iter().copied(), f);
     }
 }
 

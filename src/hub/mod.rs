@@ -7,6 +7,7 @@
 //! - [`ingest`]: validation of what producers send;
 //! - [`sequencer`]: `seq` and the replay ring;
 //! - [`mailbox`]: every core's channel: batches to all, commands to one;
+//! - [`bitrow`]: bit rows over slots and the one walk over their bits;
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
 //! - [`docker`], [`filter_index`]: Docker-shaped container events, Docker's
 //!   filters, and their per-core bitmask index;
@@ -18,6 +19,7 @@
 //! the sequencer, and the cold-path per-IP table.
 
 pub mod auth;
+pub mod bitrow;
 pub mod channels;
 pub mod client_id;
 pub mod core;
