@@ -22,6 +22,7 @@ use super::docker::DockerFilter;
 use super::event::EventFrame;
 use super::filter_index::FilterIndex;
 use super::index::SubscriberIndex;
+use super::slots::SlotTable;
 use super::Shared;
 use crate::proto::CloseCode;
 use crate::runtime::Conn;
@@ -59,9 +60,9 @@ pub struct DockerSubscriber {
 pub struct HubCore {
     pub id: usize,
     pub shared: Arc<Shared>,
-    subs: RefCell<Vec<Option<Subscriber>>>,
+    subs: RefCell<SlotTable<Subscriber>>,
     index: RefCell<SubscriberIndex>,
-    docker_subs: RefCell<Vec<Option<DockerSubscriber>>>,
+    docker_subs: RefCell<SlotTable<DockerSubscriber>>,
     filters: RefCell<FilterIndex>,
 }
 
@@ -71,9 +72,9 @@ impl HubCore {
         HubCore {
             id,
             shared,
-            subs: RefCell::new(Vec::new()),
+            subs: RefCell::new(SlotTable::default()),
             index: RefCell::new(SubscriberIndex::new(channels)),
-            docker_subs: RefCell::new(Vec::new()),
+            docker_subs: RefCell::new(SlotTable::default()),
             filters: RefCell::new(FilterIndex::default()),
         }
     }
@@ -82,11 +83,7 @@ impl HubCore {
     pub fn add(&self, sub: Subscriber) {
         let slot = sub.conn.slot_index();
         self.index.borrow_mut().set(slot, sub.channels);
-        let mut subs = self.subs.borrow_mut();
-        if subs.len() <= slot {
-            subs.resize_with(slot + 1, || None);
-        }
-        subs[slot] = Some(sub);
+        self.subs.borrow_mut().insert(slot, sub);
         self.shared.stats.cores[self.id]
             .subscribers
             .fetch_add(1, Relaxed);
@@ -95,12 +92,10 @@ impl HubCore {
     /// Removes the subscriber in `slot`.
     pub fn remove(&self, slot: usize) {
         self.index.borrow_mut().clear(slot);
-        if let Some(entry) = self.subs.borrow_mut().get_mut(slot) {
-            if entry.take().is_some() {
-                self.shared.stats.cores[self.id]
-                    .subscribers
-                    .fetch_sub(1, Relaxed);
-            }
+        if self.subs.borrow_mut().remove(slot).is_some() {
+            self.shared.stats.cores[self.id]
+                .subscribers
+                .fetch_sub(1, Relaxed);
         }
     }
 
@@ -108,11 +103,7 @@ impl HubCore {
     pub fn add_docker(&self, sub: DockerSubscriber) {
         let slot = sub.conn.slot_index();
         self.filters.borrow_mut().add(slot, &sub.filter);
-        let mut subs = self.docker_subs.borrow_mut();
-        if subs.len() <= slot {
-            subs.resize_with(slot + 1, || None);
-        }
-        subs[slot] = Some(sub);
+        self.docker_subs.borrow_mut().insert(slot, sub);
         self.shared.stats.cores[self.id]
             .docker_subscribers
             .fetch_add(1, Relaxed);
@@ -120,12 +111,7 @@ impl HubCore {
 
     /// Removes the `/events/ws` subscriber in `slot`.
     pub fn remove_docker(&self, slot: usize) {
-        let Some(sub) = self
-            .docker_subs
-            .borrow_mut()
-            .get_mut(slot)
-            .and_then(Option::take)
-        else {
+        let Some(sub) = self.docker_subs.borrow_mut().remove(slot) else {
             return;
         };
         self.filters.borrow_mut().remove(slot, &sub.filter);
@@ -137,7 +123,7 @@ impl HubCore {
     /// Who the subscriber in `slot` is and what it receives.
     pub fn subscriber(&self, slot: usize) -> Option<SubscriberInfo> {
         let subs = self.subs.borrow();
-        subs.get(slot)?.as_ref().map(|s| SubscriberInfo {
+        subs.get(slot).map(|s| SubscriberInfo {
             client_id: s.client_id,
             principal: s.principal,
             channels: s.channels,
@@ -148,7 +134,7 @@ impl HubCore {
     /// connection to tell it.
     pub fn set_channels(&self, slot: usize, set: ChannelSet) -> Option<Rc<Conn>> {
         let mut subs = self.subs.borrow_mut();
-        let sub = subs.get_mut(slot)?.as_mut()?;
+        let sub = subs.get_mut(slot)?;
         sub.channels = set;
         self.index.borrow_mut().set(slot, set);
         Some(sub.conn.clone())
@@ -164,13 +150,13 @@ impl HubCore {
         let mut delivered = 0u64;
         for ev in batch {
             index.for_each_match(ev.channel, |slot| {
-                if let Some(sub) = &subs[slot] {
+                if let Some(sub) = subs.get(slot) {
                     delivered += u64::from(self.offer(&sub.conn, sub.min_seq, ev.seq, &ev.frame));
                 }
             });
             let Some(docker) = &ev.docker else { continue };
             filters.for_each_match(&docker.keys, |slot| {
-                let Some(sub) = &docker_subs[slot] else {
+                let Some(sub) = docker_subs.get(slot) else {
                     return;
                 };
                 if sub.until.is_some_and(|until| docker.keys.time > until) {
@@ -215,15 +201,13 @@ impl HubCore {
             let hub: usize = self
                 .subs
                 .borrow()
-                .iter()
-                .flatten()
+                .values()
                 .map(|s| s.conn.queued_bytes())
                 .sum();
             let docker: usize = self
                 .docker_subs
                 .borrow()
-                .iter()
-                .flatten()
+                .values()
                 .map(|s| s.conn.queued_bytes())
                 .sum();
             let total = hub + docker;

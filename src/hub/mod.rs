@@ -9,6 +9,7 @@
 //! - [`mailbox`]: every core's channel: batches to all, commands to one;
 //! - [`bitrow`]: bit rows over slots and the one walk over their bits;
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
+//! - [`slots`]: a core's tables by connection slot;
 //! - [`docker`], [`filter_index`]: Docker-shaped container events, Docker's
 //!   filters, and their per-core bitmask index;
 //! - [`client_id`]: client ids that name their core and slot;
@@ -32,6 +33,7 @@ pub mod ip_limits;
 pub mod mailbox;
 pub mod metrics;
 pub mod sequencer;
+pub mod slots;
 
 use std::sync::Arc;
 
