@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{error_reply, HubApp, HubHandler};
 use crate::hub::channels::CONTAINER;
 use crate::hub::core::{DockerSubscriber, HubCore};
-use crate::hub::docker::DockerFilter;
+use crate::hub::docker::filter::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
 use crate::proto::http::Request;
 use crate::proto::CloseCode;

@@ -18,9 +18,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::channels::ChannelSet;
-use super::docker::DockerFilter;
+use super::docker::filter::DockerFilter;
+use super::docker::index::FilterIndex;
 use super::event::EventFrame;
-use super::filter_index::FilterIndex;
 use super::index::SubscriberIndex;
 use super::slots::SlotTable;
 use super::Shared;

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::channels::ChannelId;
-use super::docker::{ContainerEvent, DockerKeys};
+use super::docker::event::{ContainerEvent, DockerKeys};
 use crate::proto::json::push_string as push_json_string;
 use crate::proto::{HeaderBuf, Opcode};
 

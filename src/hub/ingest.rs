@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 use super::channels::{ChannelId, Channels, UnknownChannel, CONTAINER, HEALTH, SYSTEM};
-use super::docker::ContainerEvent;
+use super::docker::event::ContainerEvent;
 
 /// Longest `message` accepted.
 pub const MAX_MESSAGE_CHARS: usize = 1024;

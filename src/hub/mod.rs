@@ -10,8 +10,8 @@
 //! - [`bitrow`]: bit rows over slots and the one walk over their bits;
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
 //! - [`slots`]: a core's tables by connection slot;
-//! - [`docker`], [`filter_index`]: Docker-shaped container events, Docker's
-//!   filters, and their per-core bitmask index;
+//! - [`docker`]: Docker-shaped container events, Docker's filters, and
+//!   their per-core bitmask index;
 //! - [`client_id`]: client ids that name their core and slot;
 //! - [`auth`], [`ip_limits`]: principals and per-IP rules;
 //! - [`metrics`]: the hub's counters.
@@ -26,7 +26,6 @@ pub mod client_id;
 pub mod core;
 pub mod docker;
 pub mod event;
-pub mod filter_index;
 pub mod index;
 pub mod ingest;
 pub mod ip_limits;

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use crate::hub::channels::CONTAINER;
-use crate::hub::docker::{Action, ContainerEvent};
+use crate::hub::docker::event::{Action, ContainerEvent};
 use crate::hub::event::Prepared;
 use crate::hub::Shared;
 

@@ -10,11 +10,15 @@
 //! subscribers there are. Only the container dimension looks at its values
 //! one by one (an id prefix matches, as in Docker), and that loop is over
 //! distinct filter values, not subscribers.
+//!
+//! Layer: hub. Imports the container [`event`](super::event) keys, the
+//! [`filter`](super::filter) and the hub's [`bitrow`](crate::hub::bitrow).
 
 use std::collections::HashMap;
 
-use super::bitrow::{for_each_bit, BitRow};
-use super::docker::{Action, DockerFilter, DockerKeys};
+use super::event::{Action, DockerKeys};
+use super::filter::DockerFilter;
+use crate::hub::bitrow::{for_each_bit, BitRow};
 
 const DIMS: usize = 4;
 const CONTAINER: usize = 0;
@@ -160,7 +164,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             image: image.into(),
-            image_untagged: super::super::docker::untagged(image).into(),
+            image_untagged: super::super::event::untagged(image).into(),
             action: Some(action),
             labels: l,
             time: 0,
