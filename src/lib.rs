@@ -16,9 +16,11 @@
 //! - [`sources`]: producers beside the cores (the Docker Engine source).
 //! - [`echo`]: the echo application, the conformance target.
 //! - [`config`], [`cli`]: the TOML config with its embedded default, and
-//!   the command line over it.
+//!   the command line over it; [`channel_names`]: the rules of channel
+//!   names, a leaf the config and the hub share.
 
 pub mod api;
+pub mod channel_names;
 pub mod cli;
 pub mod config;
 pub mod echo;

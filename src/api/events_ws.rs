@@ -22,8 +22,15 @@ use crate::proto::http::Request;
 use crate::proto::CloseCode;
 use crate::runtime::{Conn, Route};
 
+/// Why the query of `/events/ws` was refused (besides its `filters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("{name} must be a Unix timestamp in seconds, e.g. {name}=1700000000")]
+    Time { name: &'static str },
+}
+
 /// Parses Docker's `since`/`until`: Unix seconds, optionally fractional.
-fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, String> {
+fn parse_time(name: &'static str, value: Option<&str>) -> Result<Option<i64>, QueryError> {
     let Some(v) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -33,9 +40,7 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, String> {
         .is_none_or(|(_, f)| f.bytes().all(|b| b.is_ascii_digit()));
     match whole.parse::<i64>() {
         Ok(secs) if valid_fraction => Ok(Some(secs)),
-        _ => Err(format!(
-            "{name} must be a Unix timestamp in seconds, e.g. {name}=1700000000"
-        )),
+        _ => Err(QueryError::Time { name }),
     }
 }
 
@@ -62,7 +67,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         None | Some("") => DockerFilter::default(),
         Some(json) => match DockerFilter::parse(json) {
             Ok(f) => f,
-            Err(e) => return app.bad_request("invalid_filters", &e),
+            Err(e) => return app.bad_request("invalid_filters", &e.to_string()),
         },
     };
     let (since, until) = match (
@@ -70,7 +75,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         parse_time("until", req.query_param("until")),
     ) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return app.bad_request("bad_request", &e),
+        (Err(e), _) | (_, Err(e)) => return app.bad_request("bad_request", &e.to_string()),
     };
     let ip_slot = match super::subscribe::admit(app, peer) {
         Ok(slot) => slot,

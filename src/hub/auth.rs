@@ -8,7 +8,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::channels::{ChannelSet, Channels};
+use super::channels::{ChannelSet, Channels, UnknownChannel};
+use crate::config::PrincipalConfig;
 use crate::proto::http::Request;
 
 /// A principal's secrets and rights.
@@ -22,32 +23,34 @@ pub struct Principal {
     pub admin: bool,
 }
 
-/// A principal as written in the config file.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrincipalConfig {
-    pub name: String,
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub token_sha256: Option<String>,
-    #[serde(default)]
-    pub api_key: Option<String>,
-    #[serde(default)]
-    pub api_key_sha256: Option<String>,
-    /// Channels it may subscribe to; `*` for all.
-    #[serde(default = "all_channels")]
-    pub subscribe: Vec<String>,
-    /// Channels it may publish to; `*` for all.
-    #[serde(default)]
-    pub publish: Vec<String>,
-    /// May read `/metrics`.
-    #[serde(default)]
-    pub admin: bool,
-}
-
-fn all_channels() -> Vec<String> {
-    vec!["*".to_string()]
+/// Why the configured principals were refused; each names the principal
+/// (`principals[i] ("name")`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrincipalError {
+    #[error("principals[{index}] ({name:?}): token must be at least 16 characters")]
+    ShortToken { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): token_sha256 must be 64 hex characters")]
+    BadTokenDigest { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): api_key must be at least 16 characters")]
+    ShortApiKey { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): api_key_sha256 must be 64 hex characters")]
+    BadApiKeyDigest { index: usize, name: String },
+    #[error(
+        "principals[{index}] ({name:?}): needs a token, token_sha256, api_key or api_key_sha256"
+    )]
+    NoSecret { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): subscribe: {channel}")]
+    Subscribe {
+        index: usize,
+        name: String,
+        channel: UnknownChannel,
+    },
+    #[error("principals[{index}] ({name:?}): publish: {channel}")]
+    Publish {
+        index: usize,
+        name: String,
+        channel: UnknownChannel,
+    },
 }
 
 /// Why a request was not authenticated.
@@ -91,47 +94,69 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl Auth {
     /// Builds the principals from the config; errors name the principal
     /// and what is wrong with it.
-    pub fn from_config(configs: &[PrincipalConfig], channels: &Channels) -> Result<Auth, String> {
+    pub fn from_config(
+        configs: &[PrincipalConfig],
+        channels: &Channels,
+    ) -> Result<Auth, PrincipalError> {
         let mut principals = Vec::new();
-        for (i, pc) in configs.iter().enumerate() {
-            let at = format!("principals[{i}] ({:?})", pc.name);
+        for (index, pc) in configs.iter().enumerate() {
+            let name = || pc.name.clone();
             let mut tokens = Vec::new();
             let mut api_keys = Vec::new();
             if let Some(t) = &pc.token {
                 if t.len() < 16 {
-                    return Err(format!("{at}: token must be at least 16 characters"));
+                    return Err(PrincipalError::ShortToken {
+                        index,
+                        name: name(),
+                    });
                 }
                 tokens.push(digest(t));
             }
             if let Some(h) = &pc.token_sha256 {
                 tokens.push(
-                    parse_hex_digest(h)
-                        .ok_or_else(|| format!("{at}: token_sha256 must be 64 hex characters"))?,
+                    parse_hex_digest(h).ok_or_else(|| PrincipalError::BadTokenDigest {
+                        index,
+                        name: name(),
+                    })?,
                 );
             }
             if let Some(k) = &pc.api_key {
                 if k.len() < 16 {
-                    return Err(format!("{at}: api_key must be at least 16 characters"));
+                    return Err(PrincipalError::ShortApiKey {
+                        index,
+                        name: name(),
+                    });
                 }
                 api_keys.push(digest(k));
             }
             if let Some(h) = &pc.api_key_sha256 {
-                api_keys
-                    .push(parse_hex_digest(h).ok_or_else(|| {
-                        format!("{at}: api_key_sha256 must be 64 hex characters")
-                    })?);
+                api_keys.push(parse_hex_digest(h).ok_or_else(|| {
+                    PrincipalError::BadApiKeyDigest {
+                        index,
+                        name: name(),
+                    }
+                })?);
             }
             if tokens.is_empty() && api_keys.is_empty() {
-                return Err(format!(
-                    "{at}: needs a token, token_sha256, api_key or api_key_sha256"
-                ));
+                return Err(PrincipalError::NoSecret {
+                    index,
+                    name: name(),
+                });
             }
             let subscribe = channels
                 .parse(pc.subscribe.iter().map(String::as_str))
-                .map_err(|e| format!("{at}: subscribe: {e}"))?;
+                .map_err(|channel| PrincipalError::Subscribe {
+                    index,
+                    name: name(),
+                    channel,
+                })?;
             let publish = channels
                 .parse(pc.publish.iter().map(String::as_str))
-                .map_err(|e| format!("{at}: publish: {e}"))?;
+                .map_err(|channel| PrincipalError::Publish {
+                    index,
+                    name: name(),
+                    channel,
+                })?;
             principals.push(Principal {
                 name: pc.name.clone(),
                 tokens,
@@ -296,7 +321,9 @@ publish = ["*"]"#,
             publish: vec![],
             admin: false,
         };
-        let e = Auth::from_config(&[pc], &Channels::new(&[]).unwrap()).unwrap_err();
+        let e = Auth::from_config(&[pc], &Channels::new(&[]).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("principals[0] (\"x\")"), "{e}");
     }
 

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 use super::channels::{ChannelId, Channels, UnknownChannel, CONTAINER, HEALTH, SYSTEM};
-use super::docker::event::ContainerEvent;
+use super::docker::event::{ContainerEvent, ContainerEventError};
 
 /// Longest `message` accepted.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
@@ -33,6 +33,11 @@ pub enum IngestError {
     TooManyEvents { count: usize, max: usize },
     #[error("event {index}: {message}")]
     InvalidEvent { index: usize, message: String },
+    #[error("event {index}: container event body: {source}")]
+    ContainerBody {
+        index: usize,
+        source: ContainerEventError,
+    },
     #[error("event {index}: {source}")]
     UnknownChannel {
         index: usize,
@@ -141,7 +146,7 @@ fn check_event<'a>(
         });
     }
     let container = ContainerEvent::from_json(raw_body)
-        .map_err(|e| invalid(format!("container event body: {e}")))?;
+        .map_err(|source| IngestError::ContainerBody { index, source })?;
     Ok(NewEvent {
         channel,
         message: if message.is_empty() {

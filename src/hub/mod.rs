@@ -37,7 +37,7 @@ pub mod slots;
 use std::sync::Arc;
 
 use self::auth::Auth;
-use self::channels::Channels;
+use self::channels::{ChannelNameError, Channels};
 use self::ip_limits::IpLimits;
 use self::mailbox::{CoreMsg, Mailbox};
 use self::metrics::HubStats;
@@ -67,7 +67,7 @@ pub struct Shared {
 impl Shared {
     /// Builds the shared state for `workers` cores; `auth` is decided by
     /// the caller (configured principals or a generated admin).
-    pub fn new(config: &Config, auth: Auth, workers: usize) -> Result<Shared, String> {
+    pub fn new(config: &Config, auth: Auth, workers: usize) -> Result<Shared, ChannelNameError> {
         let channels = Channels::new(&config.hub.channels)?;
         let mailbox = Arc::new(Mailbox::new(workers));
         let sequencer = Sequencer::new(config.hub.replay_size, mailbox.clone());

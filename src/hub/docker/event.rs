@@ -58,6 +58,29 @@ pub struct ContainerEvent {
     pub time_nano: i64,
 }
 
+/// Why a published body is not a container event in Docker's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContainerEventError {
+    /// Not the JSON of an event object (serde's message, without its
+    /// position).
+    #[error("{0}")]
+    Json(String),
+    #[error("Type must be \"container\", not {0:?}")]
+    Type(String),
+    #[error("Action must be \"start\" or \"stop\", not {0:?}")]
+    Action(String),
+    #[error("status {status:?} differs from Action {action:?}")]
+    StatusMismatch { status: String, action: String },
+    #[error("id must be non-empty and equal Actor.ID")]
+    Id,
+    #[error("Actor.Attributes.{key} must be a string, not {value}")]
+    AttributeNotAString { key: String, value: String },
+    #[error("Actor.Attributes.{0} is missing")]
+    MissingAttribute(&'static str),
+    #[error("time or timeNano is required")]
+    NoTime,
+}
+
 /// What the filter index matches an event on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DockerKeys {
@@ -104,28 +127,30 @@ struct EventIn {
 impl ContainerEvent {
     /// Checks a published body against Docker's shape; errors say what is
     /// wrong.
-    pub fn from_json(raw: &str) -> Result<ContainerEvent, String> {
+    pub fn from_json(raw: &str) -> Result<ContainerEvent, ContainerEventError> {
         let ev: EventIn = serde_json::from_str(raw).map_err(|e| {
             let msg = e.to_string();
-            msg.rfind(" at line ")
-                .map_or(msg.clone(), |i| msg[..i].to_string())
+            ContainerEventError::Json(
+                msg.rfind(" at line ")
+                    .map_or(msg.clone(), |i| msg[..i].to_string()),
+            )
         })?;
         let _ = (&ev.scope, &ev.from);
         if ev.kind != "container" {
-            return Err(format!("Type must be \"container\", not {:?}", ev.kind));
+            return Err(ContainerEventError::Type(ev.kind));
         }
         let action = Action::parse(&ev.action)
-            .ok_or_else(|| format!("Action must be \"start\" or \"stop\", not {:?}", ev.action))?;
+            .ok_or_else(|| ContainerEventError::Action(ev.action.clone()))?;
         if let Some(status) = &ev.status {
             if status != &ev.action {
-                return Err(format!(
-                    "status {status:?} differs from Action {:?}",
-                    ev.action
-                ));
+                return Err(ContainerEventError::StatusMismatch {
+                    status: status.clone(),
+                    action: ev.action,
+                });
             }
         }
         if ev.id.is_empty() || ev.actor.id != ev.id {
-            return Err("id must be non-empty and equal Actor.ID".into());
+            return Err(ContainerEventError::Id);
         }
         let mut attributes = BTreeMap::new();
         for (k, v) in ev.actor.attributes {
@@ -134,22 +159,23 @@ impl ContainerEvent {
                     attributes.insert(k, s);
                 }
                 other => {
-                    return Err(format!(
-                        "Actor.Attributes.{k} must be a string, not {other}"
-                    ))
+                    return Err(ContainerEventError::AttributeNotAString {
+                        key: k,
+                        value: other.to_string(),
+                    })
                 }
             }
         }
         for required in ["name", "image"] {
             if !attributes.contains_key(required) {
-                return Err(format!("Actor.Attributes.{required} is missing"));
+                return Err(ContainerEventError::MissingAttribute(required));
             }
         }
         let (time, time_nano) = match (ev.time, ev.time_nano) {
             (Some(t), Some(n)) => (t as i64, n as i64),
             (Some(t), None) => (t as i64, (t * 1e9) as i64),
             (None, Some(n)) => ((n / 1e9) as i64, n as i64),
-            (None, None) => return Err("time or timeNano is required".into()),
+            (None, None) => return Err(ContainerEventError::NoTime),
         };
         Ok(ContainerEvent {
             id: ev.id,
@@ -254,7 +280,7 @@ mod tests {
 
     #[test]
     fn engine_die_is_not_a_hub_action() {
-        let e = ContainerEvent::from_json(DIE).unwrap_err();
+        let e = ContainerEvent::from_json(DIE).unwrap_err().to_string();
         assert!(e.contains("Action must be \"start\" or \"stop\""), "{e}");
     }
 
@@ -284,7 +310,7 @@ mod tests {
             (r#"{"Type":"container"}"#, "missing field"),
         ];
         for (json, want) in bad {
-            let e = ContainerEvent::from_json(json).unwrap_err();
+            let e = ContainerEvent::from_json(json).unwrap_err().to_string();
             assert!(e.contains(want), "{json}: {e}");
         }
     }

@@ -8,6 +8,29 @@ use serde_json::Value;
 
 use super::event::{Action, DockerKeys};
 
+/// Why a `filters` parameter was refused; each names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("filters is not valid JSON: {0}")]
+    Json(String),
+    #[error("filters must be a JSON object such as {{\"event\":[\"start\"]}}")]
+    NotAnObject,
+    #[error("unknown filter {0:?}: valid filters are container, image, event, label")]
+    UnknownFilter(String),
+    #[error("filter {key:?}: values must be strings, not {value}")]
+    NotAString { key: String, value: String },
+    #[error("filter {key:?}: {{\"{name}\": {value}}} must map to true")]
+    NotTrue {
+        key: String,
+        name: String,
+        value: String,
+    },
+    #[error("filter {key:?}: expected a list of strings or an object of true, not {value}")]
+    WrongType { key: String, value: String },
+    #[error("invalid event {0:?}: valid values are start and stop")]
+    InvalidEvent(String),
+}
+
 /// A parsed `filters` parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DockerFilter {
@@ -20,27 +43,26 @@ pub struct DockerFilter {
 impl DockerFilter {
     /// Parses Docker's `filters` JSON: `{"key":{"value":true}}` or
     /// `{"key":["value"]}`, keys `container`, `image`, `event`, `label`.
-    pub fn parse(json: &str) -> Result<DockerFilter, String> {
+    pub fn parse(json: &str) -> Result<DockerFilter, FilterError> {
         let value: Value =
-            serde_json::from_str(json).map_err(|e| format!("filters is not valid JSON: {e}"))?;
+            serde_json::from_str(json).map_err(|e| FilterError::Json(e.to_string()))?;
         let Value::Object(map) = value else {
-            return Err("filters must be a JSON object such as {\"event\":[\"start\"]}".into());
+            return Err(FilterError::NotAnObject);
         };
         let mut f = DockerFilter::default();
         for (key, values) in map {
             if !["container", "image", "event", "label"].contains(&key.as_str()) {
-                return Err(format!(
-                    "unknown filter {key:?}: valid filters are container, image, event, label"
-                ));
+                return Err(FilterError::UnknownFilter(key));
             }
             let list: Vec<String> = match values {
                 Value::Array(items) => items
                     .into_iter()
                     .map(|v| match v {
                         Value::String(s) => Ok(s),
-                        other => Err(format!(
-                            "filter {key:?}: values must be strings, not {other}"
-                        )),
+                        other => Err(FilterError::NotAString {
+                            key: key.clone(),
+                            value: other.to_string(),
+                        }),
                     })
                     .collect::<Result<_, _>>()?,
                 Value::Object(m) => m
@@ -48,15 +70,18 @@ impl DockerFilter {
                     .filter_map(|(v, on)| match on {
                         Value::Bool(true) => Some(Ok(v)),
                         Value::Bool(false) => None,
-                        other => Some(Err(format!(
-                            "filter {key:?}: {{\"{v}\": {other}}} must map to true"
-                        ))),
+                        other => Some(Err(FilterError::NotTrue {
+                            key: key.clone(),
+                            name: v,
+                            value: other.to_string(),
+                        })),
                     })
                     .collect::<Result<_, _>>()?,
                 other => {
-                    return Err(format!(
-                    "filter {key:?}: expected a list of strings or an object of true, not {other}"
-                ))
+                    return Err(FilterError::WrongType {
+                        key,
+                        value: other.to_string(),
+                    })
                 }
             };
             match key.as_str() {
@@ -67,17 +92,11 @@ impl DockerFilter {
                     f.event = list
                         .iter()
                         .map(|v| {
-                            Action::parse(v).ok_or_else(|| {
-                                format!("invalid event {v:?}: valid values are start and stop")
-                            })
+                            Action::parse(v).ok_or_else(|| FilterError::InvalidEvent(v.clone()))
                         })
                         .collect::<Result<_, _>>()?
                 }
-                other => {
-                    return Err(format!(
-                    "unknown filter {other:?}: valid filters are container, image, event, label"
-                ))
-                }
+                _ => return Err(FilterError::UnknownFilter(key)),
             }
         }
         Ok(f)
@@ -124,7 +143,7 @@ mod tests {
             .unwrap();
         assert_eq!(a, b);
         assert_eq!(a.event, vec![Action::Stop]);
-        let err = |j: &str| DockerFilter::parse(j).unwrap_err();
+        let err = |j: &str| DockerFilter::parse(j).unwrap_err().to_string();
         assert!(err("{").contains("not valid JSON"));
         assert!(err("[1]").contains("must be a JSON object"));
         assert!(err(r#"{"colour":["red"]}"#).contains("unknown filter \"colour\""));

@@ -15,6 +15,6 @@ pub mod event;
 pub mod filter;
 pub mod index;
 
-pub use event::{untagged, Action, ContainerEvent, DockerKeys};
-pub use filter::DockerFilter;
+pub use event::{untagged, Action, ContainerEvent, ContainerEventError, DockerKeys};
+pub use filter::{DockerFilter, FilterError};
 pub use index::FilterIndex;
