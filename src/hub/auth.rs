@@ -5,10 +5,17 @@
 //! taken as is. A presented secret is hashed once and compared with every
 //! stored digest in constant time, so neither the comparison nor the order
 //! of the principals tells an attacker how close a guess was.
+//!
+//! A principal's rights are asked of it here ([`Principal::may_subscribe`],
+//! [`Principal::may_publish`], [`Principal::may_unsubscribe`]), by every
+//! route that subscribes, publishes or changes a subscription.
+//!
+//! Layer: hub. Imports the hub's [`channels`](super::channels), the
+//! config's [`PrincipalConfig`] and the protocol crate's request head.
 
 use sha2::{Digest, Sha256};
 
-use super::channels::{ChannelSet, Channels, UnknownChannel};
+use super::channels::{ChannelId, ChannelSet, Channels, UnknownChannel, GLOBAL};
 use crate::config::PrincipalConfig;
 use crate::proto::http::Request;
 
@@ -21,6 +28,46 @@ pub struct Principal {
     pub subscribe: ChannelSet,
     pub publish: ChannelSet,
     pub admin: bool,
+}
+
+/// The rule every subscription change follows: `global` stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the global channel cannot be removed")]
+pub struct GlobalIsPermanent;
+
+impl Principal {
+    /// Whether it may subscribe to every channel of `set`; if not, the
+    /// first channel it may not.
+    pub fn may_subscribe(&self, set: ChannelSet) -> Result<(), ChannelId> {
+        match set.minus(self.subscribe).iter().next() {
+            Some(denied) => Err(denied),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether it may publish to `channel`.
+    pub fn may_publish(&self, channel: ChannelId) -> Result<(), ChannelId> {
+        if self.publish.contains(channel) {
+            Ok(())
+        } else {
+            Err(channel)
+        }
+    }
+
+    /// Whether it may publish at all (the publisher socket needs this).
+    pub fn may_publish_anywhere(&self) -> bool {
+        !self.publish.is_empty()
+    }
+
+    /// Whether it may drop the channels of `set` from a subscription:
+    /// any but `global`, for every principal.
+    pub fn may_unsubscribe(&self, set: ChannelSet) -> Result<(), GlobalIsPermanent> {
+        if set.contains(GLOBAL) {
+            Err(GlobalIsPermanent)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Why the configured principals were refused; each names the principal
@@ -161,7 +208,7 @@ impl Auth {
                 name: pc.name.clone(),
                 tokens,
                 api_keys,
-                subscribe: subscribe.union(ChannelSet::only(super::channels::GLOBAL)),
+                subscribe: subscribe.union(ChannelSet::only(GLOBAL)),
                 publish,
                 admin: pc.admin,
             });

@@ -5,6 +5,7 @@
 //! - [`channels`]: names to ids, sets as masks;
 //! - [`event`]: events as ready-to-send frames, ids, timestamps, replies;
 //! - [`ingest`]: validation of what producers send;
+//! - [`publish`]: the one way events enter: rights, frames, sequencing;
 //! - [`sequencer`]: `seq` and the replay ring;
 //! - [`mailbox`]: every core's channel: batches to all, commands to one;
 //! - [`bitrow`]: bit rows over slots and the one walk over their bits;
@@ -31,6 +32,7 @@ pub mod ingest;
 pub mod ip_limits;
 pub mod mailbox;
 pub mod metrics;
+pub mod publish;
 pub mod sequencer;
 pub mod slots;
 
