@@ -13,8 +13,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{error_reply, HubApp, HubHandler};
-use crate::hub::channels::CONTAINER;
+use super::replies::error_reply;
+use super::{HubApp, HubHandler};
+use crate::hub::channels::{ChannelSet, CONTAINER};
 use crate::hub::core::{DockerSubscriber, HubCore};
 use crate::hub::docker::filter::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
@@ -57,7 +58,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         Err(resp) => return Route::Respond(resp),
     };
     let who = app.shared.auth.principal(principal);
-    if !who.subscribe.contains(CONTAINER) {
+    if who.may_subscribe(ChannelSet::only(CONTAINER)).is_err() {
         return app.forbidden(&format!(
             "principal {:?} may not subscribe to container events",
             who.name

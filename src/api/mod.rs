@@ -14,6 +14,7 @@
 
 pub mod events_ws;
 pub mod publish;
+pub mod replies;
 pub mod subscribe;
 pub mod unsubscribe;
 
@@ -125,7 +126,7 @@ impl App for HubApp {
             _ => req.path.as_str(),
         };
         match (req.method.as_str(), path) {
-            ("GET", "/healthz") => Route::Respond(Response::json(200, r#"{"status":"ok"}"#.into())),
+            ("GET", "/healthz") => Route::Respond(Response::json(200, replies::HEALTHY.into())),
             ("GET", "/metrics") => self.metrics(req),
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer),
             ("GET", "/events/ws") => events_ws::route(self, req, peer),
@@ -198,14 +199,6 @@ impl App for HubApp {
     }
 }
 
-/// An error message on the `system` channel, for a socket that goes on.
-pub(crate) fn error_reply(code: &str, message: &str) -> bytes::Bytes {
-    let body = format!(
-        "\"body\":{}",
-        crate::proto::json::error_object(code, message)
-    );
-    crate::hub::event::reply("system", "error", &body)
-}
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;

@@ -11,9 +11,8 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::subscribe::subscriptions_reply;
+use super::replies;
 use super::{HubApp, HubHandler};
-use crate::hub::channels::GLOBAL;
 use crate::hub::client_id;
 use crate::hub::core::HubCore;
 use crate::hub::metrics::Refusal;
@@ -54,8 +53,8 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
         Ok(set) => set,
         Err(e) => return app.bad_request("unknown_channel", &e.to_string()),
     };
-    if remove.contains(GLOBAL) {
-        return app.bad_request("bad_request", "the global channel cannot be removed");
+    if let Err(e) = app.shared.auth.principal(principal).may_unsubscribe(remove) {
+        return app.bad_request("bad_request", &e.to_string());
     }
     let (at_core, slot) = client_id::locate(&client_id);
     let (tx, rx) = flume::bounded(1);
@@ -69,9 +68,9 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
             Some(sub) => {
                 let next = sub.channels.minus(remove);
                 if let Some(conn) = core.set_channels(slot as usize, next) {
-                    conn.send(subscriptions_reply(&core.shared, "unsubscribe", next));
+                    conn.send(replies::subscriptions(&core.shared, "unsubscribe", next));
                 }
-                Ok(core.shared.channels.json_list(next))
+                Ok(next)
             }
         };
         let _ = tx.send(result);
@@ -82,7 +81,7 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
     match rx.recv_async().await {
         Ok(Ok(remaining)) => Route::Respond(Response::json(
             200,
-            format!("{{\"message\":\"Successfully unsubscribed from event types\",\"remaining_subscriptions\":{remaining}}}"),
+            replies::unsubscribed(&app.shared, remaining),
         )),
         Ok(Err(Unsubscribe::Forbidden)) => {
             app.forbidden("the subscription belongs to another principal")
