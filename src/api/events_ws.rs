@@ -6,12 +6,17 @@
 //! key, a value of the wrong type or an invalid event value is a 400 naming
 //! the problem), `since`/`until` (Unix seconds), then the per-IP rules.
 //! After it: the events of the replay ring with `time >= since` that match,
-//! then live ones; past `until` the connection is closed with 1000.
+//! then live ones (none after `until`). Once `until` has passed, the
+//! core's tick closes the connection with 1000 "until reached"
+//! ([`HubCore::on_tick`]); no timer is kept per connection.
+//!
+//! Layer: API. Imports the hub (principal rights, the Docker filter, the
+//! core's subscriber table, the sequencer's replay), the API's
+//! [`replies`](super::replies) and the runtime's connection and route.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::replies::error_reply;
 use super::{HubApp, HubHandler};
@@ -20,7 +25,6 @@ use crate::hub::core::{DockerSubscriber, HubCore};
 use crate::hub::docker::filter::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
 use crate::proto::http::Request;
-use crate::proto::CloseCode;
 use crate::runtime::{Conn, Route};
 
 /// Why the query of `/events/ws` was refused (besides its `filters`).
@@ -43,12 +47,6 @@ fn parse_time(name: &'static str, value: Option<&str>) -> Result<Option<i64>, Qu
         Ok(secs) if valid_fraction => Ok(Some(secs)),
         _ => Err(QueryError::Time { name }),
     }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `GET /events/ws`.
@@ -134,16 +132,6 @@ impl DockerSession {
             min_seq: last_seq,
             until,
         });
-        if let Some(until) = until {
-            let wait = until.saturating_sub(now_secs());
-            let conn = conn.clone();
-            monoio::spawn(async move {
-                if wait > 0 {
-                    monoio::time::sleep(Duration::from_secs(wait as u64 + 1)).await;
-                }
-                conn.close(CloseCode::NORMAL, "until reached");
-            });
-        }
     }
 
     pub fn on_message(&mut self, conn: &Rc<Conn>) {

@@ -154,8 +154,11 @@ impl App for HubApp {
     }
 
     fn start(self: &Rc<Self>) {
-        monoio::spawn(self.inbox.clone().run());
-        monoio::spawn(self.core.clone().sample_queues());
+        crate::runtime::spawn(self.inbox.clone().run());
+    }
+
+    fn on_tick(&self) {
+        self.core.on_tick();
     }
 
     fn on_shutdown(&self) {

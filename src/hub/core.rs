@@ -9,11 +9,11 @@
 //! reactor then writes everything queued to each connection, many frames
 //! per `sendmsg`, once the fan-out yields.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
@@ -64,6 +64,18 @@ pub struct HubCore {
     index: RefCell<SubscriberIndex>,
     docker_subs: RefCell<SlotTable<DockerSubscriber>>,
     filters: RefCell<FilterIndex>,
+    /// `/events/ws` subscribers with an `until` (the tick looks at none
+    /// while there are none).
+    with_until: Cell<usize>,
+    /// Ticks of the core's janitor so far.
+    ticks: Cell<u64>,
+}
+
+/// Seconds since the epoch (Docker's `since`/`until` are in these).
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl HubCore {
@@ -76,6 +88,8 @@ impl HubCore {
             index: RefCell::new(SubscriberIndex::new(channels)),
             docker_subs: RefCell::new(SlotTable::default()),
             filters: RefCell::new(FilterIndex::default()),
+            with_until: Cell::new(0),
+            ticks: Cell::new(0),
         }
     }
 
@@ -103,6 +117,9 @@ impl HubCore {
     pub fn add_docker(&self, sub: DockerSubscriber) {
         let slot = sub.conn.slot_index();
         self.filters.borrow_mut().add(slot, &sub.filter);
+        if sub.until.is_some() {
+            self.with_until.set(self.with_until.get() + 1);
+        }
         self.docker_subs.borrow_mut().insert(slot, sub);
         self.shared.stats.cores[self.id]
             .docker_subscribers
@@ -115,6 +132,9 @@ impl HubCore {
             return;
         };
         self.filters.borrow_mut().remove(slot, &sub.filter);
+        if sub.until.is_some() {
+            self.with_until.set(self.with_until.get() - 1);
+        }
         self.shared.stats.cores[self.id]
             .docker_subscribers
             .fetch_sub(1, Relaxed);
@@ -194,26 +214,48 @@ impl HubCore {
         true
     }
 
-    /// Samples the bytes queued on this core's subscribers, once a second.
-    pub async fn sample_queues(self: Rc<Self>) {
-        loop {
-            monoio::time::sleep(Duration::from_secs(1)).await;
-            let hub: usize = self
-                .subs
-                .borrow()
-                .values()
-                .map(|s| s.conn.queued_bytes())
-                .sum();
-            let docker: usize = self
-                .docker_subs
-                .borrow()
-                .values()
-                .map(|s| s.conn.queued_bytes())
-                .sum();
-            let total = hub + docker;
-            self.shared.stats.cores[self.id]
-                .queue_bytes
-                .store(total as u64, Relaxed);
+    /// The core's timed work, called on each tick of its janitor (twice a
+    /// second): the queued-bytes gauge every second tick, and the close
+    /// (1000, "until reached") of each `/events/ws` subscriber whose
+    /// `until` has passed.
+    pub fn on_tick(&self) {
+        let ticks = self.ticks.get() + 1;
+        self.ticks.set(ticks);
+        if ticks % 2 == 0 {
+            self.sample_queues();
         }
+        if self.with_until.get() > 0 {
+            self.close_past_until(now_secs());
+        }
+    }
+
+    /// Closes the `/events/ws` subscribers whose `until` is before `now`
+    /// (seconds); a closing one is skipped by fan-out and leaves the table
+    /// when its connection is gone.
+    fn close_past_until(&self, now: i64) {
+        for sub in self.docker_subs.borrow().values() {
+            if sub.until.is_some_and(|until| now > until) {
+                sub.conn.close(CloseCode::NORMAL, "until reached");
+            }
+        }
+    }
+
+    /// Samples the bytes queued on this core's subscribers.
+    fn sample_queues(&self) {
+        let hub: usize = self
+            .subs
+            .borrow()
+            .values()
+            .map(|s| s.conn.queued_bytes())
+            .sum();
+        let docker: usize = self
+            .docker_subs
+            .borrow()
+            .values()
+            .map(|s| s.conn.queued_bytes())
+            .sum();
+        self.shared.stats.cores[self.id]
+            .queue_bytes
+            .store((hub + docker) as u64, Relaxed);
     }
 }
