@@ -11,6 +11,14 @@
 //! | `POST /v1/events`, `GET /v1/ws/publish` | [`publish`] |
 //! | `GET /events/ws` (Docker-style container events) | [`events_ws`] |
 //! | `GET /healthz`, `GET /metrics` | here |
+//!
+//! Every JSON shape the API sends that is not an event is built in
+//! [`replies`].
+//!
+//! Layer: API, over the hub, the runtime's `App` surface and the protocol
+//! crate; only `main` is above it. It names no async runtime: the fan-out
+//! starts with [`crate::runtime::spawn`], timed work runs on
+//! [`App::on_tick`].
 
 pub mod events_ws;
 pub mod publish;

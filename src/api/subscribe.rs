@@ -14,6 +14,10 @@
 //! "client-id"}` or `{"type":"client-id"}`), and subscription changes
 //! (`{"action":"subscribe"|"unsubscribe","event_types":[..]}`). Anything
 //! else gets an error message on `system` and the connection goes on.
+//!
+//! Layer: API. Imports the hub (channels, client ids, the core's subscriber
+//! table, principal rights, per-IP rules, the sequencer's replay), the
+//! API's [`replies`] and the runtime's connection and route.
 
 use std::net::SocketAddr;
 use std::rc::Rc;

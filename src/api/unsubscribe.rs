@@ -7,6 +7,10 @@
 //! and the answer awaited, so the subscriber table and index are only ever
 //! touched by their own core, which also checks the whole id and the
 //! principal.
+//!
+//! Layer: API. Imports the hub (client ids, the core, the mailbox through
+//! `Shared`, principal rights), the API's [`replies`] and
+//! the runtime's route.
 
 use serde::Deserialize;
 use uuid::Uuid;

@@ -8,6 +8,17 @@
 //! channel and queues the event's shared frame on each match; the core's
 //! reactor then writes everything queued to each connection, many frames
 //! per `sendmsg`, once the fan-out yields.
+//!
+//! The core's timed work ([`HubCore::on_tick`], from the runtime's
+//! `App::on_tick`) is here too: the queued-bytes gauge, and closing the
+//! `/events/ws` subscribers whose `until` has passed. Messages from other
+//! threads reach the core through its [`mailbox`](super::mailbox), which
+//! calls [`HubCore::deliver`] and runs commands; this file does not know
+//! the mailbox.
+//!
+//! Layer: hub. Imports the hub's indexes, slot tables, channels, Docker
+//! filter, event frames and [`Shared`], the runtime's
+//! [`Conn`] and the protocol crate's close codes.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -7,6 +7,9 @@
 //! validated, never re-serialized). `id`, `timestamp` and `seq` are
 //! assigned by the hub; if a producer sends them they are ignored. Any other
 //! member is refused, so that a typo is reported rather than dropped.
+//!
+//! Layer: hub. Imports the hub's [`channels`](super::channels) and the
+//! Docker event model; [`crate::hub::publish`] is its caller.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;

@@ -18,7 +18,15 @@
 //! - [`metrics`]: the hub's counters.
 //!
 //! [`Shared`] is what every core shares (behind `Arc`): configuration,
-//! the sequencer, and the cold-path per-IP table.
+//! the sequencer, the cores' mailbox, and the cold-path per-IP table.
+//!
+//! Layer: hub, over the runtime (its `Conn` and counters) and the protocol
+//! crate, below the API. Nothing here imports [`crate::api`],
+//! [`crate::sources`] or names the async runtime; the config is read
+//! (`Config`, `PrincipalConfig`), never the other way round. Within the
+//! hub, files import downwards: `bitrow`, `slots`, `channels` are leaves;
+//! `docker`, `event`, `ingest`, `auth` build on them; `sequencer` hands
+//! batches to `mailbox`, which delivers to `core`; `publish` sits on top.
 
 pub mod auth;
 pub mod bitrow;

@@ -14,7 +14,7 @@
 //!
 //! Layer: hub. Imports the hub's [`ingest`](super::ingest) rules, the
 //! principal's rights ([`auth`](super::auth)), [`event`](super::event)
-//! frames and [`Shared`](super::Shared) (for the sequencer and counters).
+//! frames and [`Shared`] (for the sequencer and counters).
 
 use std::sync::atomic::Ordering::Relaxed;
 
