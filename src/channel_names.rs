@@ -11,8 +11,8 @@
 pub const MAX_CHANNELS: usize = 64;
 
 /// The built-in channels, in id order (this order is also the order in
-/// which subscription lists are reported, `global` last). The hub's ids
-/// (`crate::hub::channels::GLOBAL` ...) are positions in this list.
+/// which subscription lists are reported, `global` last). The hub's
+/// channel ids are positions in this list.
 pub const BUILTIN: [&str; 6] = [
     "global",
     "pdfm",
