@@ -4,11 +4,15 @@
 //! Precedence, lowest first: the embedded default config, `--config FILE`,
 //! then flags. Usage errors exit with code 2 (clap's convention), and so do
 //! config errors, with a message naming the key.
+//!
+//! Layer: beside `main`, over the config and the runtime's [`Settings`]:
+//! the only place that knows clap (the config's types do not derive its
+//! traits; [`DriverFlag`] is the flag's own type).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, ConfigError, DriverChoice};
 use crate::runtime::Settings;
@@ -45,11 +49,32 @@ pub struct ServerArgs {
     pub workers: Option<usize>,
     /// io driver (overrides server.driver; EVENTHUB_DRIVER overrides both).
     #[arg(long, value_enum, value_name = "DRIVER")]
-    pub driver: Option<DriverChoice>,
+    pub driver: Option<DriverFlag>,
     /// Follow this Docker Engine socket's container events (overrides
     /// docker.socket; `serve` only), e.g. /var/run/docker.sock.
     #[arg(long, value_name = "PATH")]
     pub docker_socket: Option<String>,
+}
+
+/// The `--driver` flag's values (the config's [`DriverChoice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverFlag {
+    /// io_uring when the kernel offers it, else epoll.
+    Auto,
+    /// io_uring only (start-up fails without it).
+    IoUring,
+    /// epoll only.
+    Epoll,
+}
+
+impl From<DriverFlag> for DriverChoice {
+    fn from(flag: DriverFlag) -> DriverChoice {
+        match flag {
+            DriverFlag::Auto => DriverChoice::Auto,
+            DriverFlag::IoUring => DriverChoice::IoUring,
+            DriverFlag::Epoll => DriverChoice::Epoll,
+        }
+    }
 }
 
 impl ServerArgs {
@@ -63,7 +88,7 @@ impl ServerArgs {
             config.server.workers = workers;
         }
         if let Some(driver) = self.driver {
-            config.server.driver = driver;
+            config.server.driver = driver.into();
         }
         if let Some(socket) = &self.docker_socket {
             config.docker.socket = socket.clone();

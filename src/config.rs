@@ -4,6 +4,11 @@
 //! so a config file only names what it changes. Unknown keys are errors, not
 //! silently ignored, and every error names the key: a typo in production
 //! should stop the server at start-up, not change its behaviour quietly.
+//!
+//! Layer: the bottom, beside the protocol crate: the runtime and everything
+//! above read it. It imports only [`crate::channel_names`] (the rule a
+//! channel name follows), never the hub: the hub turns what is written
+//! here (channel names, [`PrincipalConfig`]) into its own types.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,7 +37,7 @@ pub enum ConfigError {
 }
 
 /// Which io driver each worker runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DriverChoice {
     /// io_uring when the kernel offers it, else epoll.
@@ -53,7 +58,35 @@ pub struct Config {
     pub docker: DockerConfig,
     /// Who may connect; none means a generated admin token at start-up.
     #[serde(default)]
-    pub principals: Vec<crate::hub::auth::PrincipalConfig>,
+    pub principals: Vec<PrincipalConfig>,
+}
+
+/// A principal as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    pub name: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_key_sha256: Option<String>,
+    /// Channels it may subscribe to; `*` for all.
+    #[serde(default = "all_channels")]
+    pub subscribe: Vec<String>,
+    /// Channels it may publish to; `*` for all.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// May read `/metrics`.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+fn all_channels() -> Vec<String> {
+    vec!["*".to_string()]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,8 +222,8 @@ impl Config {
         if l.max_message_bytes == 0 {
             return invalid("limits.max_message_bytes", "must be at least 1");
         }
-        if let Err(e) = crate::hub::channels::Channels::new(&self.hub.channels) {
-            return invalid("hub.channels", &e);
+        if let Err(e) = crate::channel_names::check(&self.hub.channels) {
+            return invalid("hub.channels", &e.to_string());
         }
         if self.hub.max_events_per_request == 0 {
             return invalid("hub.max_events_per_request", "must be at least 1");

@@ -6,24 +6,36 @@
 //! key, a value of the wrong type or an invalid event value is a 400 naming
 //! the problem), `since`/`until` (Unix seconds), then the per-IP rules.
 //! After it: the events of the replay ring with `time >= since` that match,
-//! then live ones; past `until` the connection is closed with 1000.
+//! then live ones (none after `until`). Once `until` has passed, the
+//! core's tick closes the connection with 1000 "until reached"
+//! ([`HubCore::on_tick`]); no timer is kept per connection.
+//!
+//! Layer: API. Imports the hub (principal rights, the Docker filter, the
+//! core's subscriber table, the sequencer's replay), the API's
+//! [`replies`](super::replies) and the runtime's connection and route.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{error_reply, HubApp, HubHandler};
-use crate::hub::channels::CONTAINER;
+use super::replies::error_reply;
+use super::{HubApp, HubHandler};
+use crate::hub::channels::{ChannelSet, CONTAINER};
 use crate::hub::core::{DockerSubscriber, HubCore};
-use crate::hub::docker::DockerFilter;
+use crate::hub::docker::filter::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
 use crate::proto::http::Request;
-use crate::proto::CloseCode;
 use crate::runtime::{Conn, Route};
 
+/// Why the query of `/events/ws` was refused (besides its `filters`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("{name} must be a Unix timestamp in seconds, e.g. {name}=1700000000")]
+    Time { name: &'static str },
+}
+
 /// Parses Docker's `since`/`until`: Unix seconds, optionally fractional.
-fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, String> {
+fn parse_time(name: &'static str, value: Option<&str>) -> Result<Option<i64>, QueryError> {
     let Some(v) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -33,16 +45,8 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, String> {
         .is_none_or(|(_, f)| f.bytes().all(|b| b.is_ascii_digit()));
     match whole.parse::<i64>() {
         Ok(secs) if valid_fraction => Ok(Some(secs)),
-        _ => Err(format!(
-            "{name} must be a Unix timestamp in seconds, e.g. {name}=1700000000"
-        )),
+        _ => Err(QueryError::Time { name }),
     }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `GET /events/ws`.
@@ -52,7 +56,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         Err(resp) => return Route::Respond(resp),
     };
     let who = app.shared.auth.principal(principal);
-    if !who.subscribe.contains(CONTAINER) {
+    if who.may_subscribe(ChannelSet::only(CONTAINER)).is_err() {
         return app.forbidden(&format!(
             "principal {:?} may not subscribe to container events",
             who.name
@@ -62,7 +66,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         None | Some("") => DockerFilter::default(),
         Some(json) => match DockerFilter::parse(json) {
             Ok(f) => f,
-            Err(e) => return app.bad_request("invalid_filters", &e),
+            Err(e) => return app.bad_request("invalid_filters", &e.to_string()),
         },
     };
     let (since, until) = match (
@@ -70,7 +74,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         parse_time("until", req.query_param("until")),
     ) {
         (Ok(s), Ok(u)) => (s, u),
-        (Err(e), _) | (_, Err(e)) => return app.bad_request("bad_request", &e),
+        (Err(e), _) | (_, Err(e)) => return app.bad_request("bad_request", &e.to_string()),
     };
     let ip_slot = match super::subscribe::admit(app, peer) {
         Ok(slot) => slot,
@@ -128,16 +132,6 @@ impl DockerSession {
             min_seq: last_seq,
             until,
         });
-        if let Some(until) = until {
-            let wait = until.saturating_sub(now_secs());
-            let conn = conn.clone();
-            monoio::spawn(async move {
-                if wait > 0 {
-                    monoio::time::sleep(Duration::from_secs(wait as u64 + 1)).await;
-                }
-                conn.close(CloseCode::NORMAL, "until reached");
-            });
-        }
     }
 
     pub fn on_message(&mut self, conn: &Rc<Conn>) {

@@ -11,9 +11,18 @@
 //! | `POST /v1/events`, `GET /v1/ws/publish` | [`publish`] |
 //! | `GET /events/ws` (Docker-style container events) | [`events_ws`] |
 //! | `GET /healthz`, `GET /metrics` | here |
+//!
+//! Every JSON shape the API sends that is not an event is built in
+//! [`replies`].
+//!
+//! Layer: API, over the hub, the runtime's `App` surface and the protocol
+//! crate; only `main` is above it. It names no async runtime: the fan-out
+//! starts with [`crate::runtime::spawn`], timed work runs on
+//! [`App::on_tick`].
 
 pub mod events_ws;
 pub mod publish;
+pub mod replies;
 pub mod subscribe;
 pub mod unsubscribe;
 
@@ -23,6 +32,7 @@ use std::sync::Arc;
 
 use crate::hub::auth::AuthError;
 use crate::hub::core::HubCore;
+use crate::hub::mailbox::Inbox;
 use crate::hub::metrics::Refusal;
 use crate::hub::Shared;
 use crate::proto::handshake::check_upgrade;
@@ -33,15 +43,18 @@ use crate::runtime::{App, Conn, CoreInfo, Route, Stats};
 /// The hub application on one core.
 pub struct HubApp {
     core: Rc<HubCore>,
+    inbox: Rc<Inbox>,
     shared: Arc<Shared>,
     runtime_stats: Arc<Stats>,
 }
 
 impl HubApp {
     pub fn new(info: CoreInfo, shared: Arc<Shared>) -> HubApp {
+        let core = Rc::new(HubCore::new(info.id, shared.clone()));
         let rx = shared.take_receiver(info.id);
         HubApp {
-            core: Rc::new(HubCore::new(info.id, shared.clone(), rx)),
+            inbox: Rc::new(Inbox::new(core.clone(), rx)),
+            core,
             shared,
             runtime_stats: info.stats,
         }
@@ -121,7 +134,7 @@ impl App for HubApp {
             _ => req.path.as_str(),
         };
         match (req.method.as_str(), path) {
-            ("GET", "/healthz") => Route::Respond(Response::json(200, r#"{"status":"ok"}"#.into())),
+            ("GET", "/healthz") => Route::Respond(Response::json(200, replies::HEALTHY.into())),
             ("GET", "/metrics") => self.metrics(req),
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer),
             ("GET", "/events/ws") => events_ws::route(self, req, peer),
@@ -149,12 +162,15 @@ impl App for HubApp {
     }
 
     fn start(self: &Rc<Self>) {
-        monoio::spawn(self.core.clone().run());
-        monoio::spawn(self.core.clone().sample_queues());
+        crate::runtime::spawn(self.inbox.clone().run());
+    }
+
+    fn on_tick(&self) {
+        self.core.on_tick();
     }
 
     fn on_shutdown(&self) {
-        self.core.drain();
+        self.inbox.drain();
     }
 
     fn on_open(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {
@@ -194,14 +210,6 @@ impl App for HubApp {
     }
 }
 
-/// An error message on the `system` channel, for a socket that goes on.
-pub(crate) fn error_reply(code: &str, message: &str) -> bytes::Bytes {
-    let body = format!(
-        "\"body\":{}",
-        crate::proto::json::error_object(code, message)
-    );
-    crate::hub::event::reply("system", "error", &body)
-}
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;

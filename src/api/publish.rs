@@ -1,75 +1,26 @@
 //! Producers: `POST /v1/events` and the publisher WebSocket
 //! `GET /v1/ws/publish`.
 //!
-//! Both validate with [`crate::hub::ingest`], check the principal's publish
-//! rights per event, prepare each event's frame outside any lock, and hand
-//! them to the sequencer. A POST flushes before answering `202`, so an
-//! accepted event is already on its way to every core; a publisher socket
-//! flushes after each read, batching the messages that arrived together.
+//! Both hand what the producer sent to the hub's publish service
+//! ([`crate::hub::publish`]: validation, the principal's rights, frames
+//! built once, sequencing) and answer with its typed results. A POST
+//! flushes before answering `202`, so an accepted event is already on its
+//! way to every core; a publisher socket flushes after each read, batching
+//! the messages that arrived together.
+//!
+//! Layer: API. Imports the hub's publish service, the API's
+//! [`replies`](super::replies), and the runtime's connection and route.
 
-use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{error_reply, HubApp, HubHandler};
+use super::replies::{accepted, error_reply, published};
+use super::{HubApp, HubHandler};
 use crate::hub::core::HubCore;
-use crate::hub::event::{reply, Prepared};
-use crate::hub::ingest::parse_events;
-use crate::hub::Shared;
+use crate::hub::publish::{flush, publish_text, PublishError};
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
-
-/// Why events were not published.
-#[derive(Debug)]
-enum PublishError {
-    Invalid(String),
-    Forbidden(String),
-}
-
-/// Validates and sequences the events in `text`; returns the JSON array of
-/// their ids and seqs.
-fn publish_text(shared: &Shared, principal: usize, text: &str) -> Result<String, PublishError> {
-    let events = parse_events(text, &shared.channels, shared.config.max_events_per_request)
-        .map_err(|e| PublishError::Invalid(e.to_string()))?;
-    let who = shared.auth.principal(principal);
-    if let Some(ev) = events.iter().find(|e| !who.publish.contains(e.channel)) {
-        return Err(PublishError::Forbidden(format!(
-            "principal {:?} may not publish to {:?}",
-            who.name,
-            shared.channels.name(ev.channel)
-        )));
-    }
-    let prepared: Vec<Prepared> = events
-        .iter()
-        .map(|e| {
-            let p = Prepared::new(
-                e.channel,
-                shared.channels.name(e.channel),
-                &e.message,
-                &e.body,
-            );
-            match &e.container {
-                Some(c) => p.with_docker(c),
-                None => p,
-            }
-        })
-        .collect();
-    let seqs = shared.sequencer.publish(&prepared);
-    shared
-        .stats
-        .events_in
-        .fetch_add(prepared.len() as u64, Relaxed);
-    let mut out = String::from("[");
-    for (i, (p, seq)) in prepared.iter().zip(seqs).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{{\"id\":\"{}\",\"seq\":{seq}}}", p.id);
-    }
-    out.push(']');
-    Ok(out)
-}
 
 /// `POST /v1/events`.
 pub fn post(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler> {
@@ -82,15 +33,11 @@ pub fn post(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler> {
     };
     match publish_text(&app.shared, principal, text) {
         Ok(events) => {
-            app.shared.sequencer.flush();
-            let count = events.matches("\"seq\"").count();
-            Route::Respond(Response::json(
-                202,
-                format!("{{\"accepted\":{count},\"events\":{events}}}"),
-            ))
+            flush(&app.shared);
+            Route::Respond(Response::json(202, accepted(&events)))
         }
-        Err(PublishError::Invalid(m)) => app.bad_request("invalid_event", &m),
-        Err(PublishError::Forbidden(m)) => app.forbidden(&m),
+        Err(e @ PublishError::Invalid(_)) => app.bad_request("invalid_event", &e.to_string()),
+        Err(e @ PublishError::Forbidden { .. }) => app.forbidden(&e.to_string()),
     }
 }
 
@@ -101,7 +48,7 @@ pub fn upgrade(app: &HubApp, req: &Request) -> Route<HubHandler> {
         Err(resp) => return Route::Respond(resp),
     };
     let who = app.shared.auth.principal(principal);
-    if who.publish.is_empty() {
+    if !who.may_publish_anywhere() {
         return app.forbidden(&format!("principal {:?} may not publish", who.name));
     }
     let ack = match req.query_param("ack") {
@@ -155,21 +102,21 @@ impl PublisherSession {
             Ok(events) => {
                 self.unflushed = true;
                 if self.ack {
-                    conn.send(reply(
-                        "system",
-                        "published",
-                        &format!("\"body\":{{\"events\":{events}}}"),
-                    ));
+                    conn.send(published(&events));
                 }
             }
-            Err(PublishError::Invalid(m)) => conn.send(error_reply("invalid_event", &m)),
-            Err(PublishError::Forbidden(m)) => conn.send(error_reply("forbidden", &m)),
+            Err(e @ PublishError::Invalid(_)) => {
+                conn.send(error_reply("invalid_event", &e.to_string()))
+            }
+            Err(e @ PublishError::Forbidden { .. }) => {
+                conn.send(error_reply("forbidden", &e.to_string()))
+            }
         }
     }
 
     pub fn on_input_end(&mut self, core: &HubCore) {
         if std::mem::take(&mut self.unflushed) {
-            core.shared.sequencer.flush();
+            flush(&core.shared);
         }
     }
 

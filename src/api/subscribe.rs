@@ -14,6 +14,10 @@
 //! "client-id"}` or `{"type":"client-id"}`), and subscription changes
 //! (`{"action":"subscribe"|"unsubscribe","event_types":[..]}`). Anything
 //! else gets an error message on `system` and the connection goes on.
+//!
+//! Layer: API. Imports the hub (channels, client ids, the core's subscriber
+//! table, principal rights, per-IP rules, the sequencer's replay), the
+//! API's [`replies`] and the runtime's connection and route.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -21,16 +25,14 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Deserialize;
 
-use super::{error_reply, HubApp, HubHandler};
+use super::replies::{self, error_reply, may_not_subscribe};
+use super::{HubApp, HubHandler};
 use crate::hub::channels::{ChannelSet, GLOBAL, HEALTH};
 use crate::hub::client_id;
 use crate::hub::core::{HubCore, Subscriber, SubscriberInfo};
-use crate::hub::event::reply;
 use crate::hub::ip_limits::{IpRefusal, IpSlot};
 use crate::hub::metrics::Refusal;
-use crate::hub::Shared;
 use crate::proto::http::{Request, Response};
-use crate::proto::json::push_string as push_json_string;
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
 
@@ -52,12 +54,8 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
     };
     channels.insert(GLOBAL);
     let who = shared.auth.principal(principal);
-    if let Some(denied) = channels.minus(who.subscribe).iter().next() {
-        return app.forbidden(&format!(
-            "principal {:?} may not subscribe to {:?}",
-            who.name,
-            shared.channels.name(denied)
-        ));
+    if let Err(denied) = who.may_subscribe(channels) {
+        return app.forbidden(&may_not_subscribe(shared, who, denied));
     }
     let since = match req.query_param("since").map(str::parse::<u64>) {
         None => None,
@@ -132,15 +130,6 @@ struct Opening {
     principal: u32,
 }
 
-/// The message telling a client its subscriptions changed.
-pub fn subscriptions_reply(shared: &Shared, action: &str, set: ChannelSet) -> bytes::Bytes {
-    let body = format!(
-        "\"body\":{{\"action\":\"{action}\",\"subscriptions\":{}}}",
-        shared.channels.json_list(set)
-    );
-    reply("system", "subscriptions", &body)
-}
-
 /// What a subscriber may send.
 #[derive(Deserialize)]
 struct ClientMessage {
@@ -178,30 +167,11 @@ impl SubscriberSession {
             channels: initial,
             min_seq: resume.last_seq,
         });
-        let body = format!(
-            "\"body\":{{\"client_id\":\"{client_id}\",\"subscriptions\":{}}}",
-            shared.channels.json_list(initial)
-        );
-        conn.send(reply(
-            "global",
-            "WebSocket connection established subscribed to global by default",
-            &body,
-        ));
+        conn.send(replies::confirmation(shared, client_id, initial));
         let Some(since) = since else { return };
         shared.stats.replay_requests.fetch_add(1, Relaxed);
-        if let Some((first, last)) = resume.missed {
-            let why = if resume.ahead {
-                "since is beyond the hub's last seq (the hub restarted); replaying what the ring holds"
-            } else {
-                "the replay ring no longer holds every event after since"
-            };
-            let mut body = format!(
-                "\"body\":{{\"since\":{since},\"missed_from\":{first},\"missed_to\":{last},\"last_seq\":{},\"reason\":",
-                resume.last_seq
-            );
-            push_json_string(&mut body, why);
-            body.push('}');
-            conn.send(reply("system", "replay-gap", &body));
+        if let Some(missed) = resume.missed {
+            conn.send(replies::replay_gap(since, missed, &resume));
         }
         let mut replayed = 0;
         for ev in resume.replay.iter().filter(|e| initial.contains(e.channel)) {
@@ -242,18 +212,10 @@ impl SubscriberSession {
             (Some(action @ ("subscribe" | "unsubscribe")), ..) => self.change(core, &me, action, msg.event_types, conn),
             (Some(other), ..) => conn.send(error_reply("bad_message", &format!("unknown action {other:?}: use subscribe or unsubscribe"))),
             (_, _, _, Some("client-id")) | (_, Some("system"), Some("client-id"), _) => {
-                let id = me.client_id;
-                conn.send(reply("system", "client-id", &format!("\"body\":{{\"client-id\":\"{id}\",\"client_id\":\"{id}\"}}")));
+                conn.send(replies::client_id(me.client_id));
             }
             (_, Some("health"), Some("ping"), _) if channels.contains(HEALTH) => {
-                let mut extra = String::from("\"ref_id\":");
-                match &msg.id {
-                    Some(serde_json::Value::String(s)) => push_json_string(&mut extra, s),
-                    Some(other) => extra.push_str(&other.to_string()),
-                    None => extra.push_str("null"),
-                }
-                extra.push_str(&format!(",\"client_id\":\"{}\"", me.client_id));
-                conn.send(reply("health", "pong", &extra));
+                conn.send(replies::pong(msg.id.as_ref(), me.client_id));
             }
             (_, Some("health"), Some("ping"), _) => {
                 conn.send(error_reply("not_subscribed", "subscribe to the health channel to receive pongs"));
@@ -286,28 +248,23 @@ impl SubscriberSession {
             Ok(s) => s,
             Err(e) => return conn.send(error_reply("unknown_channel", &e.to_string())),
         };
+        let who = shared.auth.principal(me.principal as usize);
         let next = if action == "subscribe" {
-            let who = shared.auth.principal(me.principal as usize);
-            if let Some(denied) = set.minus(who.subscribe).iter().next() {
-                let msg = format!(
-                    "principal {:?} may not subscribe to {:?}",
-                    who.name,
-                    shared.channels.name(denied)
-                );
-                return conn.send(error_reply("forbidden", &msg));
+            if let Err(denied) = who.may_subscribe(set) {
+                return conn.send(error_reply(
+                    "forbidden",
+                    &may_not_subscribe(shared, who, denied),
+                ));
             }
             current.union(set)
         } else {
-            if set.contains(GLOBAL) {
-                return conn.send(error_reply(
-                    "bad_message",
-                    "the global channel cannot be removed",
-                ));
+            if let Err(e) = who.may_unsubscribe(set) {
+                return conn.send(error_reply("bad_message", &e.to_string()));
             }
             current.minus(set)
         };
         core.set_channels(conn.slot_index(), next);
-        conn.send(subscriptions_reply(shared, action, next));
+        conn.send(replies::subscriptions(shared, action, next));
     }
 
     pub fn on_close(&mut self, core: &HubCore, conn: &Conn) {

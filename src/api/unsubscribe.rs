@@ -7,17 +7,19 @@
 //! and the answer awaited, so the subscriber table and index are only ever
 //! touched by their own core, which also checks the whole id and the
 //! principal.
+//!
+//! Layer: API. Imports the hub (client ids, the core, the mailbox through
+//! `Shared`, principal rights), the API's [`replies`] and
+//! the runtime's route.
 
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::subscribe::subscriptions_reply;
+use super::replies;
 use super::{HubApp, HubHandler};
-use crate::hub::channels::GLOBAL;
 use crate::hub::client_id;
 use crate::hub::core::HubCore;
 use crate::hub::metrics::Refusal;
-use crate::hub::sequencer::CoreMsg;
 use crate::proto::http::{Request, Response};
 use crate::runtime::Route;
 
@@ -55,8 +57,8 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
         Ok(set) => set,
         Err(e) => return app.bad_request("unknown_channel", &e.to_string()),
     };
-    if remove.contains(GLOBAL) {
-        return app.bad_request("bad_request", "the global channel cannot be removed");
+    if let Err(e) = app.shared.auth.principal(principal).may_unsubscribe(remove) {
+        return app.bad_request("bad_request", &e.to_string());
     }
     let (at_core, slot) = client_id::locate(&client_id);
     let (tx, rx) = flume::bounded(1);
@@ -70,24 +72,20 @@ pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler
             Some(sub) => {
                 let next = sub.channels.minus(remove);
                 if let Some(conn) = core.set_channels(slot as usize, next) {
-                    conn.send(subscriptions_reply(&core.shared, "unsubscribe", next));
+                    conn.send(replies::subscriptions(&core.shared, "unsubscribe", next));
                 }
-                Ok(core.shared.channels.json_list(next))
+                Ok(next)
             }
         };
         let _ = tx.send(result);
     };
-    if !app
-        .shared
-        .sequencer
-        .send_to(at_core, CoreMsg::Command(Box::new(command)))
-    {
+    if !app.shared.mailbox.send_command(at_core, Box::new(command)) {
         return not_found(app, client_id);
     }
     match rx.recv_async().await {
         Ok(Ok(remaining)) => Route::Respond(Response::json(
             200,
-            format!("{{\"message\":\"Successfully unsubscribed from event types\",\"remaining_subscriptions\":{remaining}}}"),
+            replies::unsubscribed(&app.shared, remaining),
         )),
         Ok(Err(Unsubscribe::Forbidden)) => {
             app.forbidden("the subscription belongs to another principal")

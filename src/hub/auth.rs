@@ -5,10 +5,18 @@
 //! taken as is. A presented secret is hashed once and compared with every
 //! stored digest in constant time, so neither the comparison nor the order
 //! of the principals tells an attacker how close a guess was.
+//!
+//! A principal's rights are asked of it here ([`Principal::may_subscribe`],
+//! [`Principal::may_publish`], [`Principal::may_unsubscribe`]), by every
+//! route that subscribes, publishes or changes a subscription.
+//!
+//! Layer: hub. Imports the hub's [`channels`](super::channels), the
+//! config's [`PrincipalConfig`] and the protocol crate's request head.
 
 use sha2::{Digest, Sha256};
 
-use super::channels::{ChannelSet, Channels};
+use super::channels::{ChannelId, ChannelSet, Channels, UnknownChannel, GLOBAL};
+use crate::config::PrincipalConfig;
 use crate::proto::http::Request;
 
 /// A principal's secrets and rights.
@@ -22,32 +30,74 @@ pub struct Principal {
     pub admin: bool,
 }
 
-/// A principal as written in the config file.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrincipalConfig {
-    pub name: String,
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub token_sha256: Option<String>,
-    #[serde(default)]
-    pub api_key: Option<String>,
-    #[serde(default)]
-    pub api_key_sha256: Option<String>,
-    /// Channels it may subscribe to; `*` for all.
-    #[serde(default = "all_channels")]
-    pub subscribe: Vec<String>,
-    /// Channels it may publish to; `*` for all.
-    #[serde(default)]
-    pub publish: Vec<String>,
-    /// May read `/metrics`.
-    #[serde(default)]
-    pub admin: bool,
+/// The rule every subscription change follows: `global` stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the global channel cannot be removed")]
+pub struct GlobalIsPermanent;
+
+impl Principal {
+    /// Whether it may subscribe to every channel of `set`; if not, the
+    /// first channel it may not.
+    pub fn may_subscribe(&self, set: ChannelSet) -> Result<(), ChannelId> {
+        match set.minus(self.subscribe).iter().next() {
+            Some(denied) => Err(denied),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether it may publish to `channel`.
+    pub fn may_publish(&self, channel: ChannelId) -> Result<(), ChannelId> {
+        if self.publish.contains(channel) {
+            Ok(())
+        } else {
+            Err(channel)
+        }
+    }
+
+    /// Whether it may publish at all (the publisher socket needs this).
+    pub fn may_publish_anywhere(&self) -> bool {
+        !self.publish.is_empty()
+    }
+
+    /// Whether it may drop the channels of `set` from a subscription:
+    /// any but `global`, for every principal.
+    pub fn may_unsubscribe(&self, set: ChannelSet) -> Result<(), GlobalIsPermanent> {
+        if set.contains(GLOBAL) {
+            Err(GlobalIsPermanent)
+        } else {
+            Ok(())
+        }
+    }
 }
 
-fn all_channels() -> Vec<String> {
-    vec!["*".to_string()]
+/// Why the configured principals were refused; each names the principal
+/// (`principals[i] ("name")`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrincipalError {
+    #[error("principals[{index}] ({name:?}): token must be at least 16 characters")]
+    ShortToken { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): token_sha256 must be 64 hex characters")]
+    BadTokenDigest { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): api_key must be at least 16 characters")]
+    ShortApiKey { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): api_key_sha256 must be 64 hex characters")]
+    BadApiKeyDigest { index: usize, name: String },
+    #[error(
+        "principals[{index}] ({name:?}): needs a token, token_sha256, api_key or api_key_sha256"
+    )]
+    NoSecret { index: usize, name: String },
+    #[error("principals[{index}] ({name:?}): subscribe: {channel}")]
+    Subscribe {
+        index: usize,
+        name: String,
+        channel: UnknownChannel,
+    },
+    #[error("principals[{index}] ({name:?}): publish: {channel}")]
+    Publish {
+        index: usize,
+        name: String,
+        channel: UnknownChannel,
+    },
 }
 
 /// Why a request was not authenticated.
@@ -91,52 +141,74 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl Auth {
     /// Builds the principals from the config; errors name the principal
     /// and what is wrong with it.
-    pub fn from_config(configs: &[PrincipalConfig], channels: &Channels) -> Result<Auth, String> {
+    pub fn from_config(
+        configs: &[PrincipalConfig],
+        channels: &Channels,
+    ) -> Result<Auth, PrincipalError> {
         let mut principals = Vec::new();
-        for (i, pc) in configs.iter().enumerate() {
-            let at = format!("principals[{i}] ({:?})", pc.name);
+        for (index, pc) in configs.iter().enumerate() {
+            let name = || pc.name.clone();
             let mut tokens = Vec::new();
             let mut api_keys = Vec::new();
             if let Some(t) = &pc.token {
                 if t.len() < 16 {
-                    return Err(format!("{at}: token must be at least 16 characters"));
+                    return Err(PrincipalError::ShortToken {
+                        index,
+                        name: name(),
+                    });
                 }
                 tokens.push(digest(t));
             }
             if let Some(h) = &pc.token_sha256 {
                 tokens.push(
-                    parse_hex_digest(h)
-                        .ok_or_else(|| format!("{at}: token_sha256 must be 64 hex characters"))?,
+                    parse_hex_digest(h).ok_or_else(|| PrincipalError::BadTokenDigest {
+                        index,
+                        name: name(),
+                    })?,
                 );
             }
             if let Some(k) = &pc.api_key {
                 if k.len() < 16 {
-                    return Err(format!("{at}: api_key must be at least 16 characters"));
+                    return Err(PrincipalError::ShortApiKey {
+                        index,
+                        name: name(),
+                    });
                 }
                 api_keys.push(digest(k));
             }
             if let Some(h) = &pc.api_key_sha256 {
-                api_keys
-                    .push(parse_hex_digest(h).ok_or_else(|| {
-                        format!("{at}: api_key_sha256 must be 64 hex characters")
-                    })?);
+                api_keys.push(parse_hex_digest(h).ok_or_else(|| {
+                    PrincipalError::BadApiKeyDigest {
+                        index,
+                        name: name(),
+                    }
+                })?);
             }
             if tokens.is_empty() && api_keys.is_empty() {
-                return Err(format!(
-                    "{at}: needs a token, token_sha256, api_key or api_key_sha256"
-                ));
+                return Err(PrincipalError::NoSecret {
+                    index,
+                    name: name(),
+                });
             }
             let subscribe = channels
                 .parse(pc.subscribe.iter().map(String::as_str))
-                .map_err(|e| format!("{at}: subscribe: {e}"))?;
+                .map_err(|channel| PrincipalError::Subscribe {
+                    index,
+                    name: name(),
+                    channel,
+                })?;
             let publish = channels
                 .parse(pc.publish.iter().map(String::as_str))
-                .map_err(|e| format!("{at}: publish: {e}"))?;
+                .map_err(|channel| PrincipalError::Publish {
+                    index,
+                    name: name(),
+                    channel,
+                })?;
             principals.push(Principal {
                 name: pc.name.clone(),
                 tokens,
                 api_keys,
-                subscribe: subscribe.union(ChannelSet::only(super::channels::GLOBAL)),
+                subscribe: subscribe.union(ChannelSet::only(GLOBAL)),
                 publish,
                 admin: pc.admin,
             });
@@ -296,7 +368,9 @@ publish = ["*"]"#,
             publish: vec![],
             admin: false,
         };
-        let e = Auth::from_config(&[pc], &Channels::new(&[]).unwrap()).unwrap_err();
+        let e = Auth::from_config(&[pc], &Channels::new(&[]).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("principals[0] (\"x\")"), "{e}");
     }
 

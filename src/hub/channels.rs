@@ -4,14 +4,18 @@
 //! A channel is a small integer everywhere past the API layer: a
 //! subscription is a [`ChannelSet`] (one word), and an event carries its
 //! channel's id, so matching never compares strings.
+//!
+//! Layer: hub. Imports the name rules of [`crate::channel_names`] (shared
+//! with the config) and the hub's [`bitrow`](super::bitrow).
 
 use std::fmt::Write as _;
+
+use super::bitrow::bits;
 
 /// A channel's index.
 pub type ChannelId = u8;
 
-/// At most this many channels, built-in ones included (one mask word).
-pub const MAX_CHANNELS: usize = 64;
+pub use crate::channel_names::{ChannelNameError, BUILTIN, MAX_CHANNELS};
 
 pub const GLOBAL: ChannelId = 0;
 pub const PDFM: ChannelId = 1;
@@ -19,17 +23,6 @@ pub const HEALTH: ChannelId = 2;
 pub const ORCHESTRATOR: ChannelId = 3;
 pub const SYSTEM: ChannelId = 4;
 pub const CONTAINER: ChannelId = 5;
-
-/// The built-in channels, in id order (this order is also the order in
-/// which subscription lists are reported, `global` last).
-pub const BUILTIN: [&str; 6] = [
-    "global",
-    "pdfm",
-    "health",
-    "orchestrator",
-    "system",
-    "container",
-];
 
 /// A set of channels.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,15 +74,7 @@ impl ChannelSet {
 
     /// The ids in the set, ascending.
     pub fn iter(self) -> impl Iterator<Item = ChannelId> {
-        let mut bits = self.0;
-        std::iter::from_fn(move || {
-            if bits == 0 {
-                return None;
-            }
-            let id = bits.trailing_zeros() as ChannelId;
-            bits &= bits - 1;
-            Some(id)
-        })
+        bits(self.0).map(|b| b as ChannelId)
     }
 }
 
@@ -109,30 +94,13 @@ pub struct Channels {
 
 impl Channels {
     /// The built-in channels plus `custom` ones.
-    pub fn new(custom: &[String]) -> Result<Channels, String> {
-        let mut names: Vec<String> = BUILTIN.iter().map(|s| s.to_string()).collect();
-        for name in custom {
-            let valid = !name.is_empty()
-                && name.len() <= 64
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
-                });
-            if !valid {
-                return Err(format!(
-                    "channel name {name:?} must be 1-64 characters of a-z, 0-9, '_' or '-'"
-                ));
-            }
-            if names.contains(name) {
-                return Err(format!("channel {name:?} is declared twice or is built in"));
-            }
-            names.push(name.clone());
-        }
-        if names.len() > MAX_CHANNELS {
-            return Err(format!(
-                "at most {} custom channels",
-                MAX_CHANNELS - BUILTIN.len()
-            ));
-        }
+    pub fn new(custom: &[String]) -> Result<Channels, ChannelNameError> {
+        crate::channel_names::check(custom)?;
+        let names = BUILTIN
+            .iter()
+            .map(|s| s.to_string())
+            .chain(custom.iter().cloned())
+            .collect();
         Ok(Channels { names })
     }
 

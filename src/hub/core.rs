@@ -8,21 +8,32 @@
 //! channel and queues the event's shared frame on each match; the core's
 //! reactor then writes everything queued to each connection, many frames
 //! per `sendmsg`, once the fan-out yields.
+//!
+//! The core's timed work ([`HubCore::on_tick`], from the runtime's
+//! `App::on_tick`) is here too: the queued-bytes gauge, and closing the
+//! `/events/ws` subscribers whose `until` has passed. Messages from other
+//! threads reach the core through its [`mailbox`](super::mailbox), which
+//! calls [`HubCore::deliver`] and runs commands; this file does not know
+//! the mailbox.
+//!
+//! Layer: hub. Imports the hub's indexes, slot tables, channels, Docker
+//! filter, event frames and [`Shared`], the runtime's
+//! [`Conn`] and the protocol crate's close codes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
 use super::channels::ChannelSet;
-use super::docker::DockerFilter;
+use super::docker::filter::DockerFilter;
+use super::docker::index::FilterIndex;
 use super::event::EventFrame;
-use super::filter_index::FilterIndex;
 use super::index::SubscriberIndex;
-use super::sequencer::CoreMsg;
+use super::slots::SlotTable;
 use super::Shared;
 use crate::proto::CloseCode;
 use crate::runtime::Conn;
@@ -60,24 +71,36 @@ pub struct DockerSubscriber {
 pub struct HubCore {
     pub id: usize,
     pub shared: Arc<Shared>,
-    subs: RefCell<Vec<Option<Subscriber>>>,
+    subs: RefCell<SlotTable<Subscriber>>,
     index: RefCell<SubscriberIndex>,
-    docker_subs: RefCell<Vec<Option<DockerSubscriber>>>,
+    docker_subs: RefCell<SlotTable<DockerSubscriber>>,
     filters: RefCell<FilterIndex>,
-    rx: flume::Receiver<CoreMsg>,
+    /// `/events/ws` subscribers with an `until` (the tick looks at none
+    /// while there are none).
+    with_until: Cell<usize>,
+    /// Ticks of the core's janitor so far.
+    ticks: Cell<u64>,
+}
+
+/// Seconds since the epoch (Docker's `since`/`until` are in these).
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl HubCore {
-    pub fn new(id: usize, shared: Arc<Shared>, rx: flume::Receiver<CoreMsg>) -> HubCore {
+    pub fn new(id: usize, shared: Arc<Shared>) -> HubCore {
         let channels = shared.channels.len();
         HubCore {
             id,
             shared,
-            subs: RefCell::new(Vec::new()),
+            subs: RefCell::new(SlotTable::default()),
             index: RefCell::new(SubscriberIndex::new(channels)),
-            docker_subs: RefCell::new(Vec::new()),
+            docker_subs: RefCell::new(SlotTable::default()),
             filters: RefCell::new(FilterIndex::default()),
-            rx,
+            with_until: Cell::new(0),
+            ticks: Cell::new(0),
         }
     }
 
@@ -85,11 +108,7 @@ impl HubCore {
     pub fn add(&self, sub: Subscriber) {
         let slot = sub.conn.slot_index();
         self.index.borrow_mut().set(slot, sub.channels);
-        let mut subs = self.subs.borrow_mut();
-        if subs.len() <= slot {
-            subs.resize_with(slot + 1, || None);
-        }
-        subs[slot] = Some(sub);
+        self.subs.borrow_mut().insert(slot, sub);
         self.shared.stats.cores[self.id]
             .subscribers
             .fetch_add(1, Relaxed);
@@ -98,12 +117,10 @@ impl HubCore {
     /// Removes the subscriber in `slot`.
     pub fn remove(&self, slot: usize) {
         self.index.borrow_mut().clear(slot);
-        if let Some(entry) = self.subs.borrow_mut().get_mut(slot) {
-            if entry.take().is_some() {
-                self.shared.stats.cores[self.id]
-                    .subscribers
-                    .fetch_sub(1, Relaxed);
-            }
+        if self.subs.borrow_mut().remove(slot).is_some() {
+            self.shared.stats.cores[self.id]
+                .subscribers
+                .fetch_sub(1, Relaxed);
         }
     }
 
@@ -111,11 +128,10 @@ impl HubCore {
     pub fn add_docker(&self, sub: DockerSubscriber) {
         let slot = sub.conn.slot_index();
         self.filters.borrow_mut().add(slot, &sub.filter);
-        let mut subs = self.docker_subs.borrow_mut();
-        if subs.len() <= slot {
-            subs.resize_with(slot + 1, || None);
+        if sub.until.is_some() {
+            self.with_until.set(self.with_until.get() + 1);
         }
-        subs[slot] = Some(sub);
+        self.docker_subs.borrow_mut().insert(slot, sub);
         self.shared.stats.cores[self.id]
             .docker_subscribers
             .fetch_add(1, Relaxed);
@@ -123,15 +139,13 @@ impl HubCore {
 
     /// Removes the `/events/ws` subscriber in `slot`.
     pub fn remove_docker(&self, slot: usize) {
-        let Some(sub) = self
-            .docker_subs
-            .borrow_mut()
-            .get_mut(slot)
-            .and_then(Option::take)
-        else {
+        let Some(sub) = self.docker_subs.borrow_mut().remove(slot) else {
             return;
         };
         self.filters.borrow_mut().remove(slot, &sub.filter);
+        if sub.until.is_some() {
+            self.with_until.set(self.with_until.get() - 1);
+        }
         self.shared.stats.cores[self.id]
             .docker_subscribers
             .fetch_sub(1, Relaxed);
@@ -140,7 +154,7 @@ impl HubCore {
     /// Who the subscriber in `slot` is and what it receives.
     pub fn subscriber(&self, slot: usize) -> Option<SubscriberInfo> {
         let subs = self.subs.borrow();
-        subs.get(slot)?.as_ref().map(|s| SubscriberInfo {
+        subs.get(slot).map(|s| SubscriberInfo {
             client_id: s.client_id,
             principal: s.principal,
             channels: s.channels,
@@ -151,7 +165,7 @@ impl HubCore {
     /// connection to tell it.
     pub fn set_channels(&self, slot: usize, set: ChannelSet) -> Option<Rc<Conn>> {
         let mut subs = self.subs.borrow_mut();
-        let sub = subs.get_mut(slot)?.as_mut()?;
+        let sub = subs.get_mut(slot)?;
         sub.channels = set;
         self.index.borrow_mut().set(slot, set);
         Some(sub.conn.clone())
@@ -167,13 +181,13 @@ impl HubCore {
         let mut delivered = 0u64;
         for ev in batch {
             index.for_each_match(ev.channel, |slot| {
-                if let Some(sub) = &subs[slot] {
+                if let Some(sub) = subs.get(slot) {
                     delivered += u64::from(self.offer(&sub.conn, sub.min_seq, ev.seq, &ev.frame));
                 }
             });
             let Some(docker) = &ev.docker else { continue };
             filters.for_each_match(&docker.keys, |slot| {
-                let Some(sub) = &docker_subs[slot] else {
+                let Some(sub) = docker_subs.get(slot) else {
                     return;
                 };
                 if sub.until.is_some_and(|until| docker.keys.time > until) {
@@ -211,54 +225,48 @@ impl HubCore {
         true
     }
 
-    fn handle(&self, msg: CoreMsg) {
-        match msg {
-            CoreMsg::Batch(batch) => self.deliver(&batch),
-            CoreMsg::Command(f) => f(self),
+    /// The core's timed work, called on each tick of its janitor (twice a
+    /// second): the queued-bytes gauge every second tick, and the close
+    /// (1000, "until reached") of each `/events/ws` subscriber whose
+    /// `until` has passed.
+    pub fn on_tick(&self) {
+        let ticks = self.ticks.get() + 1;
+        self.ticks.set(ticks);
+        if ticks % 2 == 0 {
+            self.sample_queues();
+        }
+        if self.with_until.get() > 0 {
+            self.close_past_until(now_secs());
         }
     }
 
-    /// The core's fan-out task: runs until the sequencer is gone.
-    pub async fn run(self: Rc<Self>) {
-        while let Ok(msg) = self.rx.recv_async().await {
-            self.handle(msg);
-            // Take whatever else arrived before yielding to the writers.
-            while let Ok(msg) = self.rx.try_recv() {
-                self.handle(msg);
+    /// Closes the `/events/ws` subscribers whose `until` is before `now`
+    /// (seconds); a closing one is skipped by fan-out and leaves the table
+    /// when its connection is gone.
+    fn close_past_until(&self, now: i64) {
+        for sub in self.docker_subs.borrow().values() {
+            if sub.until.is_some_and(|until| now > until) {
+                sub.conn.close(CloseCode::NORMAL, "until reached");
             }
         }
     }
 
-    /// Delivers everything already sent to this core (on shutdown, before
-    /// the close frames).
-    pub fn drain(&self) {
-        while let Ok(msg) = self.rx.try_recv() {
-            self.handle(msg);
-        }
-    }
-
-    /// Samples the bytes queued on this core's subscribers, once a second.
-    pub async fn sample_queues(self: Rc<Self>) {
-        loop {
-            monoio::time::sleep(Duration::from_secs(1)).await;
-            let hub: usize = self
-                .subs
-                .borrow()
-                .iter()
-                .flatten()
-                .map(|s| s.conn.queued_bytes())
-                .sum();
-            let docker: usize = self
-                .docker_subs
-                .borrow()
-                .iter()
-                .flatten()
-                .map(|s| s.conn.queued_bytes())
-                .sum();
-            let total = hub + docker;
-            self.shared.stats.cores[self.id]
-                .queue_bytes
-                .store(total as u64, Relaxed);
-        }
+    /// Samples the bytes queued on this core's subscribers.
+    fn sample_queues(&self) {
+        let hub: usize = self
+            .subs
+            .borrow()
+            .values()
+            .map(|s| s.conn.queued_bytes())
+            .sum();
+        let docker: usize = self
+            .docker_subs
+            .borrow()
+            .values()
+            .map(|s| s.conn.queued_bytes())
+            .sum();
+        self.shared.stats.cores[self.id]
+            .queue_bytes
+            .store((hub + docker) as u64, Relaxed);
     }
 }

@@ -10,15 +10,19 @@
 //!
 //! Messages for one client only (the confirmation, pongs, replies to
 //! in-band requests) are built by [`reply`]; they carry no `seq`.
+//!
+//! Layer: hub. Imports the hub's [`channels`](super::channels) ids, the
+//! Docker event model and the protocol crate's frames and JSON escaping.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::channels::ChannelId;
-use super::docker::{ContainerEvent, DockerKeys};
+use super::docker::event::{ContainerEvent, DockerKeys};
 use crate::proto::json::push_string as push_json_string;
 use crate::proto::{HeaderBuf, Opcode};
 
@@ -48,7 +52,9 @@ pub struct Prepared {
     /// 64 lowercase hex characters.
     pub id: String,
     /// `{"id":...,"body":...,"seq":` — the digits and `}` follow.
-    json_head: Vec<u8>,
+    json_head: String,
+    /// Where the body lies in `json_head`.
+    body: Range<usize>,
     docker: Option<Arc<DockerFrame>>,
 }
 
@@ -66,21 +72,27 @@ impl Prepared {
         s.push_str("\",\"message\":");
         push_json_string(&mut s, message);
         s.push_str(",\"body\":");
+        let start = s.len();
         s.push_str(body);
+        let body = start..s.len();
         s.push_str(",\"seq\":");
         Prepared {
             channel,
             id,
-            json_head: s.into_bytes(),
+            json_head: s,
+            body,
             docker: None,
         }
     }
 
-    /// Adds the Docker-shaped frame of a container event (whose JSON is
-    /// also this event's body), built here, once.
+    /// Adds the Docker-shaped frame of a container event, whose Docker
+    /// JSON is this event's body (as ingest and the engine source make
+    /// it): the frame is made from the body's bytes, not serialized again.
     pub fn with_docker(mut self, event: &ContainerEvent) -> Prepared {
+        let json = &self.json_head[self.body.clone()];
+        debug_assert_eq!(json, event.to_json(), "the body is the Docker JSON");
         self.docker = Some(Arc::new(DockerFrame {
-            frame: crate::proto::text_frame(&event.to_json()),
+            frame: crate::proto::text_frame(json),
             keys: event.keys(),
         }));
         self
@@ -95,7 +107,7 @@ impl Prepared {
         let header = HeaderBuf::new(true, Opcode::Text, len as u64, None);
         let mut buf = BytesMut::with_capacity(header.as_slice().len() + len);
         buf.put_slice(header.as_slice());
-        buf.put_slice(&self.json_head);
+        buf.put_slice(self.json_head.as_bytes());
         buf.put_slice(digits.as_bytes());
         buf.put_u8(b'}');
         EventFrame {

@@ -6,35 +6,31 @@
 //! 64-slot word at a time with `trailing_zeros`. Matching therefore costs a
 //! pass over one row (skipping empty words) plus the matches, never a loop
 //! over every subscriber asking "do you want this?".
+//!
+//! Layer: hub. Imports the hub's [`channels`](super::channels) and
+//! [`bitrow`](super::bitrow) only.
 
+use super::bitrow::BitRow;
 use super::channels::{ChannelId, ChannelSet};
 
 /// Bit rows, one per channel, over connection slots.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriberIndex {
-    rows: Vec<Vec<u64>>,
+    rows: Vec<BitRow>,
 }
 
 impl SubscriberIndex {
     /// An index for `channels` channels.
     pub fn new(channels: usize) -> SubscriberIndex {
         SubscriberIndex {
-            rows: vec![Vec::new(); channels],
+            rows: vec![BitRow::default(); channels],
         }
     }
 
     /// Makes `slot` subscribed to exactly `set`.
     pub fn set(&mut self, slot: usize, set: ChannelSet) {
-        let (word, bit) = (slot / 64, 1u64 << (slot % 64));
         for (id, row) in self.rows.iter_mut().enumerate() {
-            if set.contains(id as ChannelId) {
-                if row.len() <= word {
-                    row.resize(word + 1, 0);
-                }
-                row[word] |= bit;
-            } else if let Some(w) = row.get_mut(word) {
-                *w &= !bit;
-            }
+            row.set(slot, set.contains(id as ChannelId));
         }
     }
 
@@ -45,24 +41,15 @@ impl SubscriberIndex {
 
     /// Calls `f` with every slot subscribed to `channel`, ascending.
     #[inline]
-    pub fn for_each_match(&self, channel: ChannelId, mut f: impl FnMut(usize)) {
-        let Some(row) = self.rows.get(usize::from(channel)) else {
-            return;
-        };
-        for (w, &word) in row.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                f(w * 64 + bits.trailing_zeros() as usize);
-                bits &= bits - 1;
-            }
+    pub fn for_each_match(&self, channel: ChannelId, f: impl FnMut(usize)) {
+        if let Some(row) = self.rows.get(usize::from(channel)) {
+            row.for_each(f);
         }
     }
 
     /// How many slots are subscribed to `channel`.
     pub fn count(&self, channel: ChannelId) -> usize {
-        self.rows
-            .get(usize::from(channel))
-            .map_or(0, |r| r.iter().map(|w| w.count_ones() as usize).sum())
+        self.rows.get(usize::from(channel)).map_or(0, BitRow::count)
     }
 }
 

@@ -7,6 +7,9 @@
 //! validated, never re-serialized). `id`, `timestamp` and `seq` are
 //! assigned by the hub; if a producer sends them they are ignored. Any other
 //! member is refused, so that a typo is reported rather than dropped.
+//!
+//! Layer: hub. Imports the hub's [`channels`](super::channels) and the
+//! Docker event model; [`crate::hub::publish`] is its caller.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -15,7 +18,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 use super::channels::{ChannelId, Channels, UnknownChannel, CONTAINER, HEALTH, SYSTEM};
-use super::docker::ContainerEvent;
+use super::docker::event::{ContainerEvent, ContainerEventError};
 
 /// Longest `message` accepted.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
@@ -33,6 +36,11 @@ pub enum IngestError {
     TooManyEvents { count: usize, max: usize },
     #[error("event {index}: {message}")]
     InvalidEvent { index: usize, message: String },
+    #[error("event {index}: container event body: {source}")]
+    ContainerBody {
+        index: usize,
+        source: ContainerEventError,
+    },
     #[error("event {index}: {source}")]
     UnknownChannel {
         index: usize,
@@ -141,7 +149,7 @@ fn check_event<'a>(
         });
     }
     let container = ContainerEvent::from_json(raw_body)
-        .map_err(|e| invalid(format!("container event body: {e}")))?;
+        .map_err(|source| IngestError::ContainerBody { index, source })?;
     Ok(NewEvent {
         channel,
         message: if message.is_empty() {

@@ -5,37 +5,53 @@
 //! - [`channels`]: names to ids, sets as masks;
 //! - [`event`]: events as ready-to-send frames, ids, timestamps, replies;
 //! - [`ingest`]: validation of what producers send;
-//! - [`sequencer`]: `seq`, the replay ring, batches to the cores;
+//! - [`publish`]: the one way events enter: rights, frames, sequencing;
+//! - [`sequencer`]: `seq` and the replay ring;
+//! - [`mailbox`]: every core's channel: batches to all, commands to one;
+//! - [`bitrow`]: bit rows over slots and the one walk over their bits;
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
-//! - [`docker`], [`filter_index`]: Docker-shaped container events, Docker's
-//!   filters, and their per-core bitmask index;
+//! - [`slots`]: a core's tables by connection slot;
+//! - [`docker`]: Docker-shaped container events, Docker's filters, and
+//!   their per-core bitmask index;
 //! - [`client_id`]: client ids that name their core and slot;
 //! - [`auth`], [`ip_limits`]: principals and per-IP rules;
 //! - [`metrics`]: the hub's counters.
 //!
 //! [`Shared`] is what every core shares (behind `Arc`): configuration,
-//! the sequencer, and the cold-path per-IP table.
+//! the sequencer, the cores' mailbox, and the cold-path per-IP table.
+//!
+//! Layer: hub, over the runtime (its `Conn` and counters) and the protocol
+//! crate, below the API. Nothing here imports [`crate::api`],
+//! [`crate::sources`] or names the async runtime; the config is read
+//! (`Config`, `PrincipalConfig`), never the other way round. Within the
+//! hub, files import downwards: `bitrow`, `slots`, `channels` are leaves;
+//! `docker`, `event`, `ingest`, `auth` build on them; `sequencer` hands
+//! batches to `mailbox`, which delivers to `core`; `publish` sits on top.
 
 pub mod auth;
+pub mod bitrow;
 pub mod channels;
 pub mod client_id;
 pub mod core;
 pub mod docker;
 pub mod event;
-pub mod filter_index;
 pub mod index;
 pub mod ingest;
 pub mod ip_limits;
+pub mod mailbox;
 pub mod metrics;
+pub mod publish;
 pub mod sequencer;
+pub mod slots;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use self::auth::Auth;
-use self::channels::Channels;
+use self::channels::{ChannelNameError, Channels};
 use self::ip_limits::IpLimits;
+use self::mailbox::{CoreMsg, Mailbox};
 use self::metrics::HubStats;
-use self::sequencer::{CoreMsg, Sequencer};
+use self::sequencer::Sequencer;
 use crate::config::Config;
 
 /// The hub settings every core reads.
@@ -52,16 +68,19 @@ pub struct Shared {
     pub config: HubSettings,
     pub ip_limits: Arc<IpLimits>,
     pub sequencer: Sequencer,
+    /// Every core's channel: batches from the sequencer, commands from
+    /// other cores.
+    pub mailbox: Arc<Mailbox>,
     pub stats: HubStats,
-    receivers: Mutex<Vec<Option<flume::Receiver<CoreMsg>>>>,
 }
 
 impl Shared {
     /// Builds the shared state for `workers` cores; `auth` is decided by
     /// the caller (configured principals or a generated admin).
-    pub fn new(config: &Config, auth: Auth, workers: usize) -> Result<Shared, String> {
+    pub fn new(config: &Config, auth: Auth, workers: usize) -> Result<Shared, ChannelNameError> {
         let channels = Channels::new(&config.hub.channels)?;
-        let (sequencer, receivers) = Sequencer::new(workers, config.hub.replay_size);
+        let mailbox = Arc::new(Mailbox::new(workers));
+        let sequencer = Sequencer::new(config.hub.replay_size, mailbox.clone());
         Ok(Shared {
             channels,
             auth,
@@ -75,15 +94,13 @@ impl Shared {
                 config.hub.connect_burst_per_ip,
             )),
             sequencer,
+            mailbox,
             stats: HubStats::new(workers),
-            receivers: Mutex::new(receivers.into_iter().map(Some).collect()),
         })
     }
 
     /// The event channel of core `id` (taken once, by that core).
     pub fn take_receiver(&self, id: usize) -> flume::Receiver<CoreMsg> {
-        self.receivers.lock().unwrap_or_else(|e| e.into_inner())[id]
-            .take()
-            .expect("each core takes its receiver once")
+        self.mailbox.take_receiver(id)
     }
 }

@@ -1,5 +1,5 @@
 //! The one place events are ordered: sequence numbers, the replay ring,
-//! and batched hand-off to every core.
+//! and batches handed to the cores' [`Mailbox`].
 //!
 //! Publishing takes one short lock: assign the next `seq`, finish the frame
 //! (a copy of a few hundred prepared bytes), append it to the ring and to
@@ -14,23 +14,19 @@
 //! `N` and the last `seq` assigned at that instant; its core then skips
 //! live events up to that `seq`, which were in flight to it already and
 //! are in the replay. So each event reaches it exactly once, in order.
+//!
+//! Layer: hub. Imports the hub's [`event`](super::event) frames and the
+//! [`mailbox`](super::mailbox) it hands batches to; it knows nothing of
+//! the cores themselves.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::event::{EventFrame, Prepared};
+use super::mailbox::Mailbox;
 
 /// Events per batch at most.
 pub const BATCH_MAX: usize = 64;
-
-/// What a core is sent.
-pub enum CoreMsg {
-    /// Events to fan out, in `seq` order.
-    Batch(Arc<[EventFrame]>),
-    /// Run a closure on the core (cross-core commands such as a REST
-    /// unsubscribe for a connection this core holds).
-    Command(Box<dyn FnOnce(&super::core::HubCore) + Send>),
-}
 
 struct Inner {
     last_seq: u64,
@@ -55,24 +51,22 @@ pub struct Resume {
 /// Orders events and hands them to the cores.
 pub struct Sequencer {
     inner: Mutex<Inner>,
-    cores: Vec<flume::Sender<CoreMsg>>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl Sequencer {
-    /// A sequencer for `cores` cores with a ring of `capacity` events;
-    /// returns each core's receiving end.
-    pub fn new(cores: usize, capacity: usize) -> (Sequencer, Vec<flume::Receiver<CoreMsg>>) {
-        let (senders, receivers) = (0..cores).map(|_| flume::unbounded()).unzip();
-        let seq = Sequencer {
+    /// A sequencer with a ring of `capacity` events, handing its batches
+    /// to `mailbox`.
+    pub fn new(capacity: usize, mailbox: Arc<Mailbox>) -> Sequencer {
+        Sequencer {
             inner: Mutex::new(Inner {
                 last_seq: 0,
                 ring: VecDeque::with_capacity(capacity.min(1 << 16)),
                 capacity,
                 pending: Vec::with_capacity(BATCH_MAX),
             }),
-            cores: senders,
-        };
-        (seq, receivers)
+            mailbox,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -114,14 +108,7 @@ impl Sequencer {
         }
         let batch: Arc<[EventFrame]> =
             std::mem::replace(&mut inner.pending, Vec::with_capacity(BATCH_MAX)).into();
-        for core in &self.cores {
-            let _ = core.send(CoreMsg::Batch(batch.clone()));
-        }
-    }
-
-    /// Sends a command to one core.
-    pub fn send_to(&self, core: usize, msg: CoreMsg) -> bool {
-        self.cores.get(core).is_some_and(|c| c.send(msg).is_ok())
+        self.mailbox.broadcast(batch);
     }
 
     /// The replay for a subscriber resuming after `since` (none: a new
@@ -177,6 +164,14 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::mailbox::CoreMsg;
+
+    /// A sequencer over `cores` mailboxes, with their receiving ends.
+    fn sequencer(cores: usize, capacity: usize) -> (Sequencer, Vec<flume::Receiver<CoreMsg>>) {
+        let mailbox = Arc::new(Mailbox::new(cores));
+        let rx = (0..cores).map(|i| mailbox.take_receiver(i)).collect();
+        (Sequencer::new(capacity, mailbox), rx)
+    }
 
     fn prepared(n: usize) -> Vec<Prepared> {
         (0..n)
@@ -195,7 +190,7 @@ mod tests {
 
     #[test]
     fn seqs_increase_and_batches_reach_every_core_in_order() {
-        let (s, rx) = Sequencer::new(2, 100);
+        let (s, rx) = sequencer(2, 100);
         assert_eq!(s.publish(&prepared(3)), vec![1, 2, 3]);
         assert!(batches(&rx[0]).is_empty(), "held until flush");
         s.flush();
@@ -208,7 +203,7 @@ mod tests {
 
     #[test]
     fn full_batch_leaves_without_a_flush() {
-        let (s, rx) = Sequencer::new(1, 0);
+        let (s, rx) = sequencer(1, 0);
         s.publish(&prepared(BATCH_MAX + 1));
         assert_eq!(
             batches(&rx[0]).iter().map(Vec::len).collect::<Vec<_>>(),
@@ -218,7 +213,7 @@ mod tests {
 
     #[test]
     fn resume_replays_after_since_and_reports_what_the_ring_lost() {
-        let (s, _rx) = Sequencer::new(1, 5);
+        let (s, _rx) = sequencer(1, 5);
         s.publish(&prepared(8));
         let r = s.resume(Some(5));
         assert_eq!(

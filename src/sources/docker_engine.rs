@@ -18,7 +18,13 @@
 //!
 //! This runs on a plain thread with blocking I/O: one connection, a few
 //! events per second at most, no reason to occupy a core's event loop.
+//! Events enter the hub as every producer's do, through
+//! [`crate::hub::publish`], as the hub itself (no principal).
+//!
+//! Layer: a source beside the API, over the hub: imports the hub's event
+//! model, channels and publish service; nothing of the API or runtime.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -30,8 +36,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use crate::hub::channels::CONTAINER;
-use crate::hub::docker::{Action, ContainerEvent};
-use crate::hub::event::Prepared;
+use crate::hub::docker::event::{Action, ContainerEvent};
+use crate::hub::ingest::NewEvent;
+use crate::hub::publish::{flush, publish};
 use crate::hub::Shared;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -299,13 +306,12 @@ fn publish_complete(buf: &[u8], shared: &Shared, cursor: &mut Cursor) -> usize {
                     .ok()
                     .and_then(map_event)
                 {
-                    Some(ev) if cursor.admit(&ev) => {
-                        let json = ev.to_json();
-                        batch.push(
-                            Prepared::new(CONTAINER, "container", ev.action.as_str(), &json)
-                                .with_docker(&ev),
-                        );
-                    }
+                    Some(ev) if cursor.admit(&ev) => batch.push(NewEvent {
+                        channel: CONTAINER,
+                        message: ev.action.as_str().to_string(),
+                        body: Cow::Owned(ev.to_json()),
+                        container: Some(ev),
+                    }),
                     _ => {}
                 }
             }
@@ -318,12 +324,8 @@ fn publish_complete(buf: &[u8], shared: &Shared, cursor: &mut Cursor) -> usize {
         }
     }
     if !batch.is_empty() {
-        shared.sequencer.publish(&batch);
-        shared.sequencer.flush();
-        shared
-            .stats
-            .events_in
-            .fetch_add(batch.len() as u64, Relaxed);
+        publish(shared, &batch);
+        flush(shared);
         shared
             .stats
             .docker_events

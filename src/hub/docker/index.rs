@@ -10,10 +10,15 @@
 //! subscribers there are. Only the container dimension looks at its values
 //! one by one (an id prefix matches, as in Docker), and that loop is over
 //! distinct filter values, not subscribers.
+//!
+//! Layer: hub. Imports the container [`event`](super::event) keys, the
+//! [`filter`](super::filter) and the hub's [`bitrow`](crate::hub::bitrow).
 
 use std::collections::HashMap;
 
-use super::docker::{Action, DockerFilter, DockerKeys};
+use super::event::{Action, DockerKeys};
+use super::filter::DockerFilter;
+use crate::hub::bitrow::{for_each_bit, BitRow};
 
 const DIMS: usize = 4;
 const CONTAINER: usize = 0;
@@ -21,29 +26,11 @@ const IMAGE: usize = 1;
 const EVENT: usize = 2;
 const LABEL: usize = 3;
 
-/// A growable bitset over slots.
-#[derive(Debug, Clone, Default)]
-struct Row(Vec<u64>);
-
-impl Row {
-    fn set(&mut self, slot: usize, on: bool) {
-        let (w, b) = (slot / 64, 1u64 << (slot % 64));
-        if on {
-            if self.0.len() <= w {
-                self.0.resize(w + 1, 0);
-            }
-            self.0[w] |= b;
-        } else if let Some(x) = self.0.get_mut(w) {
-            *x &= !b;
-        }
-    }
-}
-
 /// One dimension: interned values with their rows and reference counts.
 #[derive(Debug, Default)]
 struct Dimension {
-    values: HashMap<String, (Row, usize)>,
-    unconstrained: Row,
+    values: HashMap<String, (BitRow, usize)>,
+    unconstrained: BitRow,
 }
 
 impl Dimension {
@@ -82,8 +69,8 @@ impl Dimension {
     }
 }
 
-fn or_row(acc: &mut [u64], row: &Row) {
-    for (a, r) in acc.iter_mut().zip(&row.0) {
+fn or_row(acc: &mut [u64], row: &BitRow) {
+    for (a, r) in acc.iter_mut().zip(row.words()) {
         *a |= r;
     }
 }
@@ -125,7 +112,7 @@ impl FilterIndex {
     }
 
     /// Calls `f` with every slot whose filter matches `k`, ascending.
-    pub fn for_each_match(&mut self, k: &DockerKeys, mut f: impl FnMut(usize)) {
+    pub fn for_each_match(&mut self, k: &DockerKeys, f: impl FnMut(usize)) {
         let words = self.width.div_ceil(64);
         self.acc.clear();
         self.acc.resize(words, u64::MAX);
@@ -153,13 +140,7 @@ impl FilterIndex {
                 *a &= x;
             }
         }
-        for (w, &word) in self.acc.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                f(w * 64 + bits.trailing_zeros() as usize);
-                bits &= bits - 1;
-            }
-        }
+        for_each_bit(self.acc.iter().copied(), f);
     }
 }
 
@@ -183,7 +164,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             image: image.into(),
-            image_untagged: super::super::docker::untagged(image).into(),
+            image_untagged: super::super::event::untagged(image).into(),
             action: Some(action),
             labels: l,
             time: 0,

@@ -1,4 +1,4 @@
-//! Docker-shaped container events and Docker's event filters.
+//! Docker-shaped container events and what the filters match them on.
 //!
 //! A container event is kept in Docker's own JSON shape (`status`, `id`,
 //! `from`, `Type`, `Action`, `Actor{ID, Attributes}`, `time`, `timeNano`)
@@ -10,6 +10,8 @@
 //! [`DockerKeys`] are what the filter index matches on, computed once per
 //! event: the container's name and id, its image with and without the tag,
 //! the action, and each label as `key` and `key=value`.
+//!
+//! Layer: hub. Imports only the protocol crate's JSON string escaping.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,6 +56,29 @@ pub struct ContainerEvent {
     pub attributes: BTreeMap<String, String>,
     pub time: i64,
     pub time_nano: i64,
+}
+
+/// Why a published body is not a container event in Docker's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContainerEventError {
+    /// Not the JSON of an event object (serde's message, without its
+    /// position).
+    #[error("{0}")]
+    Json(String),
+    #[error("Type must be \"container\", not {0:?}")]
+    Type(String),
+    #[error("Action must be \"start\" or \"stop\", not {0:?}")]
+    Action(String),
+    #[error("status {status:?} differs from Action {action:?}")]
+    StatusMismatch { status: String, action: String },
+    #[error("id must be non-empty and equal Actor.ID")]
+    Id,
+    #[error("Actor.Attributes.{key} must be a string, not {value}")]
+    AttributeNotAString { key: String, value: String },
+    #[error("Actor.Attributes.{0} is missing")]
+    MissingAttribute(&'static str),
+    #[error("time or timeNano is required")]
+    NoTime,
 }
 
 /// What the filter index matches an event on.
@@ -102,28 +127,30 @@ struct EventIn {
 impl ContainerEvent {
     /// Checks a published body against Docker's shape; errors say what is
     /// wrong.
-    pub fn from_json(raw: &str) -> Result<ContainerEvent, String> {
+    pub fn from_json(raw: &str) -> Result<ContainerEvent, ContainerEventError> {
         let ev: EventIn = serde_json::from_str(raw).map_err(|e| {
             let msg = e.to_string();
-            msg.rfind(" at line ")
-                .map_or(msg.clone(), |i| msg[..i].to_string())
+            ContainerEventError::Json(
+                msg.rfind(" at line ")
+                    .map_or(msg.clone(), |i| msg[..i].to_string()),
+            )
         })?;
         let _ = (&ev.scope, &ev.from);
         if ev.kind != "container" {
-            return Err(format!("Type must be \"container\", not {:?}", ev.kind));
+            return Err(ContainerEventError::Type(ev.kind));
         }
         let action = Action::parse(&ev.action)
-            .ok_or_else(|| format!("Action must be \"start\" or \"stop\", not {:?}", ev.action))?;
+            .ok_or_else(|| ContainerEventError::Action(ev.action.clone()))?;
         if let Some(status) = &ev.status {
             if status != &ev.action {
-                return Err(format!(
-                    "status {status:?} differs from Action {:?}",
-                    ev.action
-                ));
+                return Err(ContainerEventError::StatusMismatch {
+                    status: status.clone(),
+                    action: ev.action,
+                });
             }
         }
         if ev.id.is_empty() || ev.actor.id != ev.id {
-            return Err("id must be non-empty and equal Actor.ID".into());
+            return Err(ContainerEventError::Id);
         }
         let mut attributes = BTreeMap::new();
         for (k, v) in ev.actor.attributes {
@@ -132,22 +159,23 @@ impl ContainerEvent {
                     attributes.insert(k, s);
                 }
                 other => {
-                    return Err(format!(
-                        "Actor.Attributes.{k} must be a string, not {other}"
-                    ))
+                    return Err(ContainerEventError::AttributeNotAString {
+                        key: k,
+                        value: other.to_string(),
+                    })
                 }
             }
         }
         for required in ["name", "image"] {
             if !attributes.contains_key(required) {
-                return Err(format!("Actor.Attributes.{required} is missing"));
+                return Err(ContainerEventError::MissingAttribute(required));
             }
         }
         let (time, time_nano) = match (ev.time, ev.time_nano) {
             (Some(t), Some(n)) => (t as i64, n as i64),
             (Some(t), None) => (t as i64, (t * 1e9) as i64),
             (None, Some(n)) => ((n / 1e9) as i64, n as i64),
-            (None, None) => return Err("time or timeNano is required".into()),
+            (None, None) => return Err(ContainerEventError::NoTime),
         };
         Ok(ContainerEvent {
             id: ev.id,
@@ -225,105 +253,11 @@ pub fn untagged(image: &str) -> &str {
     }
 }
 
-/// A parsed `filters` parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DockerFilter {
-    pub container: Vec<String>,
-    pub image: Vec<String>,
-    pub event: Vec<Action>,
-    pub label: Vec<String>,
-}
-
-impl DockerFilter {
-    /// Parses Docker's `filters` JSON: `{"key":{"value":true}}` or
-    /// `{"key":["value"]}`, keys `container`, `image`, `event`, `label`.
-    pub fn parse(json: &str) -> Result<DockerFilter, String> {
-        let value: Value =
-            serde_json::from_str(json).map_err(|e| format!("filters is not valid JSON: {e}"))?;
-        let Value::Object(map) = value else {
-            return Err("filters must be a JSON object such as {\"event\":[\"start\"]}".into());
-        };
-        let mut f = DockerFilter::default();
-        for (key, values) in map {
-            if !["container", "image", "event", "label"].contains(&key.as_str()) {
-                return Err(format!(
-                    "unknown filter {key:?}: valid filters are container, image, event, label"
-                ));
-            }
-            let list: Vec<String> = match values {
-                Value::Array(items) => items
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::String(s) => Ok(s),
-                        other => Err(format!(
-                            "filter {key:?}: values must be strings, not {other}"
-                        )),
-                    })
-                    .collect::<Result<_, _>>()?,
-                Value::Object(m) => m
-                    .into_iter()
-                    .filter_map(|(v, on)| match on {
-                        Value::Bool(true) => Some(Ok(v)),
-                        Value::Bool(false) => None,
-                        other => Some(Err(format!(
-                            "filter {key:?}: {{\"{v}\": {other}}} must map to true"
-                        ))),
-                    })
-                    .collect::<Result<_, _>>()?,
-                other => {
-                    return Err(format!(
-                    "filter {key:?}: expected a list of strings or an object of true, not {other}"
-                ))
-                }
-            };
-            match key.as_str() {
-                "container" => f.container = list,
-                "image" => f.image = list,
-                "label" => f.label = list,
-                "event" => {
-                    f.event = list
-                        .iter()
-                        .map(|v| {
-                            Action::parse(v).ok_or_else(|| {
-                                format!("invalid event {v:?}: valid values are start and stop")
-                            })
-                        })
-                        .collect::<Result<_, _>>()?
-                }
-                other => {
-                    return Err(format!(
-                    "unknown filter {other:?}: valid filters are container, image, event, label"
-                ))
-                }
-            }
-        }
-        Ok(f)
-    }
-
-    /// Direct evaluation, for the replay and as the reference the index is
-    /// tested against.
-    pub fn matches(&self, k: &DockerKeys) -> bool {
-        let container = self.container.is_empty()
-            || self
-                .container
-                .iter()
-                .any(|c| *c == k.name || (!c.is_empty() && k.id.starts_with(c.as_str())));
-        let image = self.image.is_empty()
-            || self
-                .image
-                .iter()
-                .any(|i| *i == k.image || *i == k.image_untagged);
-        let event = self.event.is_empty() || k.action.is_some_and(|a| self.event.contains(&a));
-        let label = self.label.is_empty() || self.label.iter().any(|l| k.labels.contains(l));
-        container && image && event && label
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const DIE: &str = include_str!("../../tests/data/docker-engine-die.json");
+    const DIE: &str = include_str!("../../../tests/data/docker-engine-die.json");
 
     fn start_event() -> ContainerEvent {
         ContainerEvent::from_json(
@@ -346,7 +280,7 @@ mod tests {
 
     #[test]
     fn engine_die_is_not_a_hub_action() {
-        let e = ContainerEvent::from_json(DIE).unwrap_err();
+        let e = ContainerEvent::from_json(DIE).unwrap_err().to_string();
         assert!(e.contains("Action must be \"start\" or \"stop\""), "{e}");
     }
 
@@ -376,7 +310,7 @@ mod tests {
             (r#"{"Type":"container"}"#, "missing field"),
         ];
         for (json, want) in bad {
-            let e = ContainerEvent::from_json(json).unwrap_err();
+            let e = ContainerEvent::from_json(json).unwrap_err().to_string();
             assert!(e.contains(want), "{json}: {e}");
         }
     }
@@ -400,47 +334,5 @@ mod tests {
             "localhost:5000/busybox"
         );
         assert_eq!(untagged("busybox@sha256:abc"), "busybox");
-    }
-
-    #[test]
-    fn both_filter_forms_parse_and_bad_ones_are_named() {
-        let a = DockerFilter::parse(
-            r#"{"event":{"stop":true},"label":{"sh_hyper_instancetype=s4":true}}"#,
-        )
-        .unwrap();
-        let b = DockerFilter::parse(r#"{"event":["stop"],"label":["sh_hyper_instancetype=s4"]}"#)
-            .unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.event, vec![Action::Stop]);
-        let err = |j: &str| DockerFilter::parse(j).unwrap_err();
-        assert!(err("{").contains("not valid JSON"));
-        assert!(err("[1]").contains("must be a JSON object"));
-        assert!(err(r#"{"colour":["red"]}"#).contains("unknown filter \"colour\""));
-        assert!(err(r#"{"event":["restart"]}"#).contains("invalid event \"restart\""));
-        assert!(err(r#"{"image":[1]}"#).contains("values must be strings"));
-        assert!(err(r#"{"image":"ubuntu"}"#).contains("expected a list"));
-        assert!(err(r#"{"colour":1}"#).contains("unknown filter \"colour\""));
-    }
-
-    #[test]
-    fn filter_semantics_follow_docker() {
-        let k = start_event().keys();
-        let m = |j: &str| DockerFilter::parse(j).unwrap().matches(&k);
-        assert!(m("{}"));
-        assert!(m(r#"{"container":{"test4":true}}"#));
-        assert!(m(r#"{"container":["f2969"]}"#), "id prefix");
-        assert!(!m(r#"{"container":["test"]}"#), "a name is matched exactly");
-        assert!(m(r#"{"image":["xjimmyshcn/busybox"]}"#));
-        assert!(m(r#"{"event":["start","stop"]}"#));
-        assert!(!m(r#"{"event":["stop"]}"#));
-        assert!(m(r#"{"label":["test1"]}"#));
-        assert!(m(r#"{"label":["sh_hyper_instancetype=s4"]}"#));
-        assert!(!m(r#"{"label":["sh_hyper_instancetype=s5"]}"#));
-        assert!(!m(
-            r#"{"event":{"stop":true},"label":{"sh_hyper_instancetype=s4":true}}"#
-        ));
-        assert!(m(
-            r#"{"event":{"start":true},"label":{"nope":true,"test1":true}}"#
-        ));
     }
 }

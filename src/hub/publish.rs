@@ -1,0 +1,97 @@
+//! The one way events enter the hub: validate, check the principal's
+//! rights, build each frame once, sequence.
+//!
+//! `POST /v1/events` and the publisher WebSocket call [`publish_text`]
+//! with what a producer sent; the Docker Engine source, which publishes
+//! as the hub itself, calls [`publish`] with events it built. Either way
+//! each event's envelope (and, for a container event, its Docker frame,
+//! from the same JSON) is prepared outside the sequencer's lock and
+//! handed to the sequencer, and the caller gets each event's `id` and
+//! `seq` back as [`Published`]. Events leave for the cores with the next
+//! full batch or [`flush`]: a `POST` flushes before it answers, a
+//! publisher socket after each read, the source after each read of the
+//! engine's stream.
+//!
+//! Layer: hub. Imports the hub's [`ingest`](super::ingest) rules, the
+//! principal's rights ([`auth`](super::auth)), [`event`](super::event)
+//! frames and [`Shared`] (for the sequencer and counters).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::event::Prepared;
+use super::ingest::{parse_events, IngestError, NewEvent};
+use super::Shared;
+
+/// An accepted event: its id and sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// 64 lowercase hex characters.
+    pub id: String,
+    pub seq: u64,
+}
+
+/// Why nothing was published (a body is accepted whole or not at all).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The body breaks the ingest rules.
+    #[error(transparent)]
+    Invalid(#[from] IngestError),
+    /// An event is on a channel the principal may not publish to.
+    #[error("principal {principal:?} may not publish to {channel:?}")]
+    Forbidden { principal: String, channel: String },
+}
+
+/// Validates the events in `text` (an event or an array), checks that the
+/// principal `principal` may publish each, and sequences them.
+pub fn publish_text(
+    shared: &Shared,
+    principal: usize,
+    text: &str,
+) -> Result<Vec<Published>, PublishError> {
+    let events = parse_events(text, &shared.channels, shared.config.max_events_per_request)?;
+    let who = shared.auth.principal(principal);
+    for e in &events {
+        who.may_publish(e.channel)
+            .map_err(|denied| PublishError::Forbidden {
+                principal: who.name.clone(),
+                channel: shared.channels.name(denied).to_string(),
+            })?;
+    }
+    Ok(publish(shared, &events))
+}
+
+/// Sequences valid events; returns their ids and seqs, in order.
+pub fn publish(shared: &Shared, events: &[NewEvent<'_>]) -> Vec<Published> {
+    let prepared: Vec<Prepared> = events
+        .iter()
+        .map(|e| {
+            let p = Prepared::new(
+                e.channel,
+                shared.channels.name(e.channel),
+                &e.message,
+                &e.body,
+            );
+            // A container event's body is its Docker JSON: the Docker frame
+            // is made from the same bytes.
+            match &e.container {
+                Some(c) => p.with_docker(c),
+                None => p,
+            }
+        })
+        .collect();
+    let seqs = shared.sequencer.publish(&prepared);
+    shared
+        .stats
+        .events_in
+        .fetch_add(prepared.len() as u64, Relaxed);
+    prepared
+        .into_iter()
+        .zip(seqs)
+        .map(|(p, seq)| Published { id: p.id, seq })
+        .collect()
+}
+
+/// Sends what was published and not yet sent to the cores.
+pub fn flush(shared: &Shared) {
+    shared.sequencer.flush();
+}
