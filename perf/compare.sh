@@ -5,6 +5,10 @@
 #   perf/compare.sh                     every scenario, every server
 #   SCENARIOS="A A2" SERVERS="eventhub node-ws" perf/compare.sh
 #   WORKERS=2 perf/compare.sh           server threads (default: all cores)
+#   EVENTHUB_BASE=/tmp/base/eventhub SERVERS="eventhub eventhub-base" perf/compare.sh
+#                                       this build against another build of
+#                                       eventhub (e.g. the commit before a
+#                                       change), same load tool, same run
 #
 # Scenarios (256-byte events):
 #   A   1,000 subscribers x 100 events/s (10 s)
@@ -12,7 +16,8 @@
 #   B   1,000 subscribers, 2,000 events as fast as possible
 #   C   19,000 idle subscribed connections: server RSS per connection
 #   E   as A, with 1% of the subscribers not reading: the others' latency
-# Servers: eventhub, tokio-tungstenite, fastwebsockets, node-ws.
+# Servers: eventhub, tokio-tungstenite, fastwebsockets, node-ws, and
+# eventhub-base (the binary named by EVENTHUB_BASE).
 #
 # Everything runs on this machine over loopback; each run is bounded by its
 # event count and the load tool's --timeout. The figures to compare are the
@@ -69,6 +74,7 @@ start_server() {
     local log="$OUT/server-$name.log"
     case $name in
         eventhub) target/release/eventhub serve --listen 127.0.0.1:$PORT --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
+        eventhub-base) "${EVENTHUB_BASE:?set EVENTHUB_BASE to the other eventhub binary}" serve --listen 127.0.0.1:$PORT --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
         tokio-tungstenite) target/release/peer-tokio-tungstenite --listen 127.0.0.1:$PORT --threads "$WORKERS" >"$log" 2>&1 & ;;
         fastwebsockets) target/release/peer-fastwebsockets --listen 127.0.0.1:$PORT --threads "$WORKERS" >"$log" 2>&1 & ;;
         node-ws) (ulimit -n "$(ulimit -Hn)"; exec node perf/peers/node/server.js --listen 127.0.0.1:$PORT) >"$log" 2>&1 & ;;
@@ -109,7 +115,7 @@ for scenario in $SCENARIOS; do
     for server in $SERVERS; do
         start_server "$server" "$scenario" || { status=1; continue; }
         kind=peer
-        [[ $server == eventhub ]] && kind=eventhub
+        [[ $server == eventhub* ]] && kind=eventhub
         # shellcheck disable=SC2046
         target/release/eventhub-load --addr 127.0.0.1:$PORT --kind $kind --token $TOKEN --size 256 \
             --server-pid "$server_pid" --label "$scenario $server" --json "$OUT/$scenario-$server.json" \
