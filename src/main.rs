@@ -1,4 +1,7 @@
 //! The `eventhub` binary: parses the command line and runs a subcommand.
+//!
+//! The top layer: it may import everything below (cli, config, hub, api,
+//! echo, sources, runtime); nothing imports it.
 
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -7,6 +7,8 @@
 //! by the registry, 3000-3999 for libraries and frameworks, 4000-4999 for
 //! private use. 1004-1006 and 1015 are reserved and must never be on the
 //! wire.
+//!
+//! Protocol crate, a leaf.
 
 /// A close status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

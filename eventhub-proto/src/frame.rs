@@ -13,6 +13,9 @@
 //! complete frame, header and payload, as a single `Bytes`: the hub
 //! serializes an event into such a frame once and shares it with every
 //! subscriber.
+//!
+//! Protocol crate: imports the close codes, the error and the mask beside
+//! it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 

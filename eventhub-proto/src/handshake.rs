@@ -4,6 +4,9 @@
 //! upgrade and computes `Sec-WebSocket-Accept`; each way a request can fall
 //! short is its own [`HandshakeError`] variant with its own status, so a
 //! client is told exactly what to fix.
+//!
+//! Protocol crate: imports [`crate::http`] (the request it checks) and the
+//! SHA-1 and base64 crates.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;

@@ -6,6 +6,8 @@
 //! nothing until then, and bounds both the head's size and its header count
 //! so that a client cannot make the server buffer without limit. Bodies are
 //! the caller's business (`Request::content_length` says how long).
+//!
+//! Protocol crate: imports only [`crate::json`] (the error object).
 
 use std::fmt::Write as _;
 

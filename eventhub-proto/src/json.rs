@@ -1,7 +1,7 @@
 //! JSON text for the few places that write it by hand: string literals and
 //! the `{"error": code, "message": text}` object every refusal carries.
 //!
-//! A leaf: it imports nothing. It lives here, beside the HTTP writer, so
+//! Protocol crate, a leaf: it imports nothing. It lives here, beside the HTTP writer, so
 //! that a refused handshake (answered by this crate) and the application's
 //! own errors (HTTP and in-band) share one escaping rule and one error
 //! shape.

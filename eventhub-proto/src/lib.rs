@@ -13,7 +13,7 @@
 //!   closing handshake of section 7, ping/pong replies, deadlines;
 //! - [`http`]: request-head parser and response writer;
 //! - [`handshake`]: the upgrade check and `Sec-WebSocket-Accept`;
-//! - [`frame`]: frame headers and the builders of complete server frames;
+//! - [`frame`](mod@frame): frame headers and the builders of complete server frames;
 //! - [`reader`]: frames in, messages out, every context rule enforced;
 //! - [`mask`], [`utf8`], [`close`]: the pieces the reader is made of;
 //! - [`error`]: [`ProtocolError`], each variant with its close code;

@@ -8,6 +8,8 @@
 //!
 //! `offset` lets a payload be unmasked in pieces as it arrives (the reader
 //! does this to reject invalid UTF-8 before a frame is complete).
+//!
+//! Protocol crate, a leaf.
 
 /// XORs `buf` with `key`, as if `buf` started at byte `offset` of the payload.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {

@@ -15,6 +15,9 @@
 //!   buffer, with no copy; only fragmented messages are gathered into a
 //!   buffer owned by the reader, and that buffer is freed once the message
 //!   has been handed out, so an idle connection keeps none.
+//!
+//! Protocol crate: imports the frame, mask, UTF-8, close and error modules
+//! beside it.
 
 use super::close::CloseCode;
 use super::error::ProtocolError;

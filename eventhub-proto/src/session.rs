@@ -29,6 +29,10 @@
 //! timestamp serves every phase: the last input while open, the start of
 //! the phase while closing. Limits come with each call ([`SessionConfig`],
 //! one per core) rather than being stored per connection.
+//!
+//! Protocol crate: imports the reader, the frame builders, the close codes,
+//! the error and [`crate::time`]; like everything in this crate, no runtime
+//! and nothing of eventhub.
 
 use bytes::Bytes;
 

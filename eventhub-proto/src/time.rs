@@ -1,6 +1,6 @@
 //! Time as the protocol sees it: milliseconds on the caller's clock.
 //!
-//! The protocol crate reads no clock; every call that needs the time is
+//! Protocol crate, a leaf. The protocol crate reads no clock; every call that needs the time is
 //! given it as a [`Stamp`], milliseconds truncated to 32 bits (a quarter of
 //! an `Instant`, and a server keeps one per idle connection). Ages and
 //! deadlines use wrapping arithmetic: exact for spans below 24 days, far

@@ -9,6 +9,8 @@
 //! points above U+10FFFF). Whole runs are checked with the standard library's
 //! validator; only the bytes around a split code point go through the byte
 //! state machine.
+//!
+//! Protocol crate, a leaf.
 
 /// Validation state carried between pieces of one text message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

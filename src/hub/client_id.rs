@@ -8,6 +8,8 @@
 //! (32 bits). The request goes straight to that core, which compares the
 //! whole id with the one its subscriber was given, so a stale or made-up id
 //! finds nothing. The 74 random bits left keep ids unguessable.
+//!
+//! Layer: hub, a leaf (it imports only `uuid`).
 
 use uuid::Uuid;
 

@@ -7,6 +7,8 @@
 //! connection's handler is dropped) gives the place back. Without a
 //! per-address limit there is no place to hold, and the slot is empty: every
 //! subscriber carries one, so it is a single pointer.
+//!
+//! Layer: hub, a leaf (std only).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -2,6 +2,9 @@
 //! slow-consumer closes, connections), global where the work is global
 //! (events in, replays, refusals). Rendered with the runtime's counters at
 //! `GET /metrics` in Prometheus text format.
+//!
+//! Layer: hub. Imports only the runtime's metric writers
+//! ([`crate::runtime::family`]).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

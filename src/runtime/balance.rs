@@ -14,6 +14,8 @@
 //! The counts are read without coordination, so two cores may pick the same
 //! target at once; connections on their way are counted as the target's
 //! (`incoming`) so that such races overshoot by little.
+//!
+//! Runtime layer: imports only the counters ([`super::stats`]).
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

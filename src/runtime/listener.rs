@@ -10,6 +10,8 @@
 //! same port and silently take half of the connections, so a fixed port is
 //! first claimed by a plain socket: if anything listens there already, that
 //! bind fails with "address in use" and start-up stops.
+//!
+//! Runtime layer, a leaf over `socket2`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -12,22 +12,22 @@
 //! [`spawn`], the counters ([`Stats`], [`family`], [`per_core`]) and
 //! [`raise_nofile_limit`].
 //!
-//! - [`app`]: the contract with the application;
-//! - [`server`]: listeners, worker threads, signals;
-//! - [`driver`]: io_uring or epoll, pinning, the runtime itself;
-//! - [`worker`]: one core's accept loop and graceful stop;
-//! - [`core`]: a core's shared state and the per-slot table;
-//! - [`http`]: reading a request head under a deadline, answering errors;
-//! - [`reactor`]: every upgraded connection of a core, one epoll set, one
+//! - `app`: the contract with the application;
+//! - `server`: listeners, worker threads, signals;
+//! - `driver`: io_uring or epoll, pinning, the runtime itself;
+//! - `worker`: one core's accept loop and graceful stop;
+//! - `core`: a core's shared state and the per-slot table;
+//! - `http`: reading a request head under a deadline, answering errors;
+//! - `reactor`: every upgraded connection of a core, one epoll set, one
 //!   task;
-//! - [`ws`]: one WebSocket connection's steps (recv, session, queue, flush);
-//! - [`conn`], [`outbox`]: per-connection state, the ready list and the
+//! - `ws`: one WebSocket connection's steps (recv, session, queue, flush);
+//! - `conn`, `outbox`: per-connection state, the ready list and the
 //!   vectored writer;
-//! - [`janitor`]: the per-core timer: the tick, write timeouts, maximum
+//! - `janitor`: the per-core timer: the tick, write timeouts, maximum
 //!   age, and the sessions' deadlines;
-//! - [`balance`]: moving upgraded connections to less loaded cores;
-//! - [`listener`], [`registry`], [`clock`], [`stats`]: bookkeeping;
-//! - [`sys`]: every raw system call, each with its SAFETY note.
+//! - `balance`: moving upgraded connections to less loaded cores;
+//! - `listener`, `registry`, `clock`, `stats`: bookkeeping;
+//! - `sys`: every raw system call, each with its SAFETY note.
 
 mod app;
 mod balance;

@@ -3,6 +3,8 @@
 //!
 //! Each core writes only its own cache-line-aligned block with relaxed
 //! atomics, so counting costs no contention on the hot path.
+//!
+//! Runtime layer, a leaf: counters only (std atomics).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
