@@ -24,7 +24,7 @@ pub enum HandshakeError {
     MethodNotGet(String),
     #[error("WebSocket upgrade needs HTTP/1.1")]
     HttpVersionTooOld,
-    #[error("missing Host header")]
+    #[error("missing or empty Host header")]
     MissingHost,
     #[error("missing or wrong Upgrade header: expected 'websocket'")]
     NotWebSocketUpgrade,
@@ -181,14 +181,18 @@ mod tests {
         );
     }
 
+    /// HTTP/1.1 allows an empty `Host`; an upgrade must name the server
+    /// (RFC 6455 section 4.1). A missing `Host` is already refused with the
+    /// request head (`HttpError::MissingHost`).
     #[test]
-    fn missing_host_is_400() {
-        let head = format!("GET / HTTP/1.1\r\n{GOOD}\r\n");
+    fn empty_host_is_400() {
+        let head = format!("GET / HTTP/1.1\r\nHost:\r\n{GOOD}\r\n");
         let r = parse_head(head.as_bytes(), &HeadLimits::default())
             .unwrap()
             .unwrap()
             .0;
         assert_eq!(check_upgrade(&r), Err(HandshakeError::MissingHost));
+        assert_eq!(HandshakeError::MissingHost.status(), 400);
     }
 
     #[test]

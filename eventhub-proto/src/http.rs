@@ -5,7 +5,16 @@
 //! `Ok(None)` until the blank line that ends the head has arrived, consumes
 //! nothing until then, and bounds both the head's size and its header count
 //! so that a client cannot make the server buffer without limit. Bodies are
-//! the caller's business (`Request::content_length` says how long).
+//! the caller's business ([`Request::body_length`] says how long).
+//!
+//! The request line and header syntax are `httparse`'s (hyper's parser:
+//! strict about token and field-value bytes, fuzzed for years); the rules of
+//! RFC 9112 and RFC 9110 that a server must enforce on top are here, each
+//! its own [`HttpError`]: CRLF line endings only (no bare CR or LF); one
+//! `Content-Length` of digits only; no `Transfer-Encoding` (this server
+//! implements none: 501), and never together with `Content-Length` (400,
+//! the request-smuggling shape); exactly one `Host` on HTTP/1.1, without a
+//! list or userinfo (RFC 9112 section 3.2).
 //!
 //! Protocol crate: imports only [`crate::json`] (the error object).
 
@@ -44,12 +53,24 @@ pub enum HttpError {
     NotUtf8,
     #[error("invalid percent-encoding in the request target")]
     InvalidPercentEncoding,
-    #[error("invalid Content-Length")]
+    #[error("line ending without CRLF (a bare CR or LF) in the request head")]
+    BareLineEnding,
+    #[error("invalid Content-Length: digits only")]
     InvalidContentLength,
+    #[error("more than one Content-Length")]
+    DuplicateContentLength,
+    #[error("Transfer-Encoding {0:?} is not implemented: send Content-Length")]
+    TransferEncodingNotImplemented(String),
+    #[error("Transfer-Encoding together with Content-Length")]
+    TransferEncodingWithContentLength,
+    #[error("missing Host header (required on HTTP/1.1)")]
+    MissingHost,
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("invalid Host: one host[:port], no list and no userinfo")]
+    InvalidHost,
     #[error("request body of {len} bytes exceeds {max}")]
     BodyTooLarge { len: u64, max: usize },
-    #[error("chunked request bodies are not supported: send Content-Length")]
-    ChunkedBody,
 }
 
 impl HttpError {
@@ -59,7 +80,7 @@ impl HttpError {
             HttpError::HeadTooLarge { .. } | HttpError::TooManyHeaders { .. } => 431,
             HttpError::UnsupportedVersion(_) => 505,
             HttpError::BodyTooLarge { .. } => 413,
-            HttpError::ChunkedBody => 411,
+            HttpError::TransferEncodingNotImplemented(_) => 501,
             _ => 400,
         }
     }
@@ -72,7 +93,7 @@ impl HttpError {
             }
             HttpError::UnsupportedVersion(_) => "http_version_not_supported",
             HttpError::BodyTooLarge { .. } => "payload_too_large",
-            HttpError::ChunkedBody => "length_required",
+            HttpError::TransferEncodingNotImplemented(_) => "not_implemented",
             _ => "bad_request",
         }
     }
@@ -90,6 +111,8 @@ pub struct Request {
     pub minor_version: u8,
     /// Header names as sent; look them up with [`Request::header`].
     pub headers: Vec<(String, String)>,
+    /// The body length `Content-Length` announced (0 without one).
+    pub content_length: u64,
 }
 
 impl Request {
@@ -120,28 +143,13 @@ impl Request {
     /// The body length announced by `Content-Length` (0 if absent),
     /// checked against `max`.
     pub fn body_length(&self, max: usize) -> Result<usize, HttpError> {
-        if self
-            .header("transfer-encoding")
-            .is_some_and(|te| !te.trim().eq_ignore_ascii_case("identity"))
-        {
-            return Err(HttpError::ChunkedBody);
+        if self.content_length > max as u64 {
+            return Err(HttpError::BodyTooLarge {
+                len: self.content_length,
+                max,
+            });
         }
-        let len = self.content_length()?;
-        if len > max as u64 {
-            return Err(HttpError::BodyTooLarge { len, max });
-        }
-        Ok(len as usize)
-    }
-
-    /// The body length announced by `Content-Length` (0 if absent).
-    pub fn content_length(&self) -> Result<u64, HttpError> {
-        match self.header("content-length") {
-            None => Ok(0),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| HttpError::InvalidContentLength),
-        }
+        Ok(self.content_length as usize)
     }
 }
 
@@ -159,22 +167,31 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Request, us
         }
         return Ok(None);
     };
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| HttpError::NotUtf8)?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().ok_or(HttpError::MalformedRequestLine)?;
-    let (method, target, minor_version) = parse_request_line(request_line)?;
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        if headers.len() == limits.max_headers {
-            return Err(HttpError::TooManyHeaders {
-                max: limits.max_headers,
-            });
-        }
-        let (name, value) = line.split_once(':').ok_or(HttpError::MalformedHeader)?;
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(HttpError::MalformedHeader);
-        }
-        headers.push((name.to_string(), value.trim().to_string()));
+    let head = &buf[..end + 4];
+    check_line_endings(&head[..end + 2])?;
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut slots);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HttpError::MalformedRequestLine),
+        Err(e) => return Err(syntax_error(e, head, limits)),
+    }
+    let (Some(method), Some(target), Some(minor_version)) =
+        (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(HttpError::MalformedRequestLine);
+    };
+    if !target.starts_with('/') {
+        return Err(HttpError::MalformedRequestLine);
+    }
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let value = std::str::from_utf8(h.value).map_err(|_| HttpError::NotUtf8)?;
+        headers.push((h.name.to_string(), value.trim().to_string()));
+    }
+    let content_length = framing(&headers)?;
+    if minor_version == 1 {
+        check_host(&headers)?;
     }
     let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let path = percent_decode(raw_path, false)?;
@@ -192,6 +209,7 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Request, us
         query,
         minor_version,
         headers,
+        content_length,
     };
     Ok(Some((request, end + 4)))
 }
@@ -200,28 +218,91 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-fn parse_request_line(line: &str) -> Result<(&str, &str, u8), HttpError> {
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HttpError::MalformedRequestLine);
-    };
-    if method.is_empty() || !method.bytes().all(is_token_byte) || !target.starts_with('/') {
-        return Err(HttpError::MalformedRequestLine);
+/// Every CR is followed by LF and every LF follows a CR (RFC 9112 section
+/// 2.2: a bare CR must be refused; this server refuses a bare LF too, so
+/// that every line ends the same way for every reader of it).
+fn check_line_endings(head: &[u8]) -> Result<(), HttpError> {
+    let mut prev = 0u8;
+    for (i, &b) in head.iter().enumerate() {
+        let bare_cr = prev == b'\r' && b != b'\n';
+        let bare_lf = b == b'\n' && prev != b'\r';
+        if bare_cr || bare_lf || (b == b'\r' && i + 1 == head.len()) {
+            return Err(HttpError::BareLineEnding);
+        }
+        prev = b;
     }
-    let minor = match version {
-        "HTTP/1.1" => 1,
-        "HTTP/1.0" => 0,
-        v if v.starts_with("HTTP/") => return Err(HttpError::UnsupportedVersion(v.to_string())),
-        _ => return Err(HttpError::MalformedRequestLine),
-    };
-    Ok((method, target, minor))
+    Ok(())
 }
 
-/// RFC 9110 token characters.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// The error for what `httparse` refused.
+fn syntax_error(e: httparse::Error, head: &[u8], limits: &HeadLimits) -> HttpError {
+    match e {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders {
+            max: limits.max_headers,
+        },
+        httparse::Error::HeaderName | httparse::Error::HeaderValue => HttpError::MalformedHeader,
+        httparse::Error::Version => {
+            let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+            let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+            match std::str::from_utf8(version) {
+                Ok(v) if v.starts_with("HTTP/") && line.split(|&b| b == b' ').count() == 3 => {
+                    HttpError::UnsupportedVersion(v.to_string())
+                }
+                _ => HttpError::MalformedRequestLine,
+            }
+        }
+        _ => HttpError::MalformedRequestLine,
+    }
+}
+
+/// The body's framing: one `Content-Length` of digits, no
+/// `Transfer-Encoding`. Returns the length (0 without one).
+fn framing(headers: &[(String, String)]) -> Result<u64, HttpError> {
+    fn named<'a>(
+        headers: &'a [(String, String)],
+        name: &'static str,
+    ) -> impl Iterator<Item = &'a (String, String)> + 'a {
+        headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+    }
+    let mut lengths = named(headers, "content-length");
+    let length = lengths.next();
+    if lengths.next().is_some() {
+        return Err(HttpError::DuplicateContentLength);
+    }
+    if let Some((_, te)) = named(headers, "transfer-encoding").next() {
+        return Err(if length.is_some() {
+            HttpError::TransferEncodingWithContentLength
+        } else {
+            HttpError::TransferEncodingNotImplemented(te.clone())
+        });
+    }
+    let Some((_, v)) = length else {
+        return Ok(0);
+    };
+    if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HttpError::InvalidContentLength);
+    }
+    v.parse().map_err(|_| HttpError::InvalidContentLength)
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request has exactly one `Host`, and
+/// it names one host (and port), not a list and not a userinfo.
+fn check_host(headers: &[(String, String)]) -> Result<(), HttpError> {
+    let mut hosts = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"));
+    let Some((_, host)) = hosts.next() else {
+        return Err(HttpError::MissingHost);
+    };
+    if hosts.next().is_some() {
+        return Err(HttpError::DuplicateHost);
+    }
+    if host.contains([',', '@', ' ', '\t', '/']) {
+        return Err(HttpError::InvalidHost);
+    }
+    Ok(())
 }
 
 fn percent_decode(s: &str, plus_is_space: bool) -> Result<String, HttpError> {
@@ -270,11 +351,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
-        411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
@@ -427,29 +508,95 @@ mod tests {
     }
 
     #[test]
-    fn body_length_is_bounded_and_chunked_is_refused() {
+    fn body_length_is_bounded() {
         let parse = |h: &str| {
             parse_head(h.as_bytes(), &HeadLimits::default())
                 .unwrap()
                 .unwrap()
                 .0
         };
-        assert_eq!(
-            parse("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n").body_length(10),
-            Ok(10)
-        );
-        let e = parse("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
-            .body_length(10)
-            .unwrap_err();
+        let req = parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n");
+        assert_eq!(req.body_length(10), Ok(10));
+        let e = req.body_length(9).unwrap_err();
         assert_eq!(e.status(), 413);
-        let e = parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .body_length(10)
-            .unwrap_err();
-        assert_eq!(e.status(), 411);
-        let e = parse("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n")
-            .body_length(10)
-            .unwrap_err();
-        assert_eq!(e.status(), 400);
+        assert_eq!(parse("GET / HTTP/1.0\r\n\r\n").body_length(0), Ok(0));
+    }
+
+    /// Each framing rule of RFC 9112/9110 a server must enforce, with the
+    /// status it earns.
+    #[test]
+    fn framing_and_host_rules_refuse_what_a_server_must_not_accept() {
+        let cases: [(&str, HttpError); 16] = [
+            (
+                "Host: h\r\nContent-Length: 5\r\nContent-Length: 5",
+                HttpError::DuplicateContentLength,
+            ),
+            (
+                "Host: h\r\nContent-Length: 5\r\nContent-Length: 6",
+                HttpError::DuplicateContentLength,
+            ),
+            (
+                "Host: h\r\nContent-Length: +5",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                "Host: h\r\nContent-Length: -1",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                "Host: h\r\nContent-Length: 5, 5",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                "Host: h\r\nContent-Length: 0x10",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                "Host: h\r\nContent-Length: 99999999999999999999",
+                HttpError::InvalidContentLength,
+            ),
+            (
+                "Host: h\r\nTransfer-Encoding: chunked",
+                HttpError::TransferEncodingNotImplemented("chunked".into()),
+            ),
+            (
+                "Host: h\r\nTransfer-Encoding: gzip, chunked",
+                HttpError::TransferEncodingNotImplemented("gzip, chunked".into()),
+            ),
+            (
+                "Host: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5",
+                HttpError::TransferEncodingWithContentLength,
+            ),
+            ("X: y", HttpError::MissingHost),
+            ("Host: a\r\nHost: b", HttpError::DuplicateHost),
+            ("Host: a, b", HttpError::InvalidHost),
+            ("Host: user@h", HttpError::InvalidHost),
+            ("Host: h\r\nX: a\x00b", HttpError::MalformedHeader),
+            ("Host: h\r\nX: a\rb", HttpError::BareLineEnding),
+        ];
+        for (headers, want) in cases {
+            let head = format!("POST /v1/events HTTP/1.1\r\n{headers}\r\n\r\n");
+            let got = parse_head(head.as_bytes(), &HeadLimits::default());
+            assert_eq!(got, Err(want.clone()), "{headers:?}");
+            let status = want.status();
+            assert!(status == 400 || status == 501, "{headers:?}: {status}");
+        }
+        let bare_lf = b"GET / HTTP/1.1\nHost: h\r\n\r\n";
+        assert_eq!(
+            parse_head(bare_lf, &HeadLimits::default()),
+            Err(HttpError::BareLineEnding)
+        );
+        assert_eq!(
+            HttpError::TransferEncodingNotImplemented("chunked".into()).status(),
+            501
+        );
+        let ok = parse_head(
+            b"GET / HTTP/1.1\r\nHost: example.com:8080\r\nContent-Length: 007\r\n\r\n",
+            &HeadLimits::default(),
+        );
+        assert_eq!(ok.unwrap().unwrap().0.content_length, 7);
+        let http10 = parse_head(b"GET / HTTP/1.0\r\n\r\n", &HeadLimits::default());
+        assert!(http10.unwrap().is_some(), "HTTP/1.0 needs no Host");
     }
 
     #[test]
