@@ -31,7 +31,7 @@ use criterion::{BenchmarkId, Criterion};
 use eventhub::hub::channels::PDFM;
 use eventhub::hub::docker::{Action, ContainerEvent, DockerFilter, DockerKeys};
 use eventhub::hub::event::Prepared;
-use eventhub::hub::filter_index::FilterIndex;
+use eventhub::hub::docker::FilterIndex;
 use eventhub::hub::sequencer::Sequencer;
 use smallvec::SmallVec;
 
@@ -227,7 +227,9 @@ fn bench(c: &mut Criterion) {
             });
         }
         if input == "seqs" {
-            let (s, rx) = Sequencer::new(1, 1024);
+            let mailbox = std::sync::Arc::new(eventhub::hub::mailbox::Mailbox::new(1));
+            let rx = [mailbox.take_receiver(0)];
+            let s = Sequencer::new(1024, mailbox);
             let p = [prepare(BODY)];
             g.bench_function("real_publish", |b| {
                 b.iter(|| {

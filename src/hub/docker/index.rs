@@ -29,7 +29,7 @@ const LABEL: usize = 3;
 /// One dimension: interned values with their rows and reference counts.
 #[derive(Debug, Default)]
 struct Dimension {
-    values: HashMap<String, (BitRow, usize)>,
+    values: HashMap<String, (BitRow, usize), ahash::RandomState>,
     unconstrained: BitRow,
 }
 
