@@ -29,7 +29,6 @@ use super::sys;
 use crate::proto::{CloseCode, Session, SessionConfig, Timeout};
 
 /// Connections with work for the reactor, by slot, and the reactor's waker.
-#[derive(Default)]
 pub(super) struct ReadyList {
     slots: RefCell<Vec<u32>>,
     waker: Cell<Option<Waker>>,
@@ -37,7 +36,12 @@ pub(super) struct ReadyList {
 
 thread_local! {
     /// The ready list of the core running on this thread.
-    static READY: ReadyList = ReadyList::default();
+    static READY: ReadyList = const {
+        ReadyList {
+            slots: RefCell::new(Vec::new()),
+            waker: Cell::new(None),
+        }
+    };
 }
 
 impl ReadyList {
@@ -132,10 +136,12 @@ impl Conn {
     /// Queues a frame tagged with the event's sequence number, so that a
     /// slow-consumer close can say which event was the last one sent.
     pub fn send_tagged(&self, frame: Bytes, seq: u64) {
-        if !self.is_open() {
+        let mut wire = self.wire.borrow_mut();
+        if self.dead.get() || !wire.session.is_open() {
             return;
         }
-        self.wire.borrow_mut().out.push_tagged(frame, seq);
+        wire.out.push_tagged(frame, seq);
+        drop(wire);
         self.wake();
     }
 
