@@ -29,9 +29,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use eventhub::hub::channels::PDFM;
+use eventhub::hub::docker::FilterIndex;
 use eventhub::hub::docker::{Action, ContainerEvent, DockerFilter, DockerKeys};
 use eventhub::hub::event::Prepared;
-use eventhub::hub::docker::FilterIndex;
 use eventhub::hub::sequencer::Sequencer;
 use smallvec::SmallVec;
 

@@ -47,15 +47,15 @@ fn conflicting_or_malformed_content_length_is_400() {
         let resp = raw(server.addr, &post_head(&framing), EVENT);
         let body = assert_error(&resp, 400, "bad_request");
         assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains("Content-Length"),
+            body["message"].as_str().unwrap().contains("Content-Length"),
             "{framing:?}: {body}"
         );
     }
     // The hub still serves a well-formed publish.
-    assert_eq!(post_events(server.addr, PRODUCER_TOKEN, "{\"event_type\":\"pdfm\"}").status, 202);
+    assert_eq!(
+        post_events(server.addr, PRODUCER_TOKEN, "{\"event_type\":\"pdfm\"}").status,
+        202
+    );
 }
 
 #[test]
@@ -77,7 +77,10 @@ fn transfer_encoding_is_501_and_with_content_length_400() {
     );
     let body = assert_error(&resp, 400, "bad_request");
     assert!(
-        body["message"].as_str().unwrap().contains("Transfer-Encoding"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Transfer-Encoding"),
         "{body}"
     );
 }
@@ -94,7 +97,11 @@ fn control_characters_and_bare_line_endings_in_the_head_are_400() {
         let resp = raw(server.addr, head, b"");
         assert_error(&resp, 400, "bad_request");
     }
-    let ok = raw(server.addr, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", b"");
+    let ok = raw(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"",
+    );
     assert_eq!(ok.status, 200, "{ok:?}");
 }
 

@@ -188,6 +188,13 @@ impl Session {
         }
     }
 
+    /// Bytes an earlier read left undecoded (an unfinished frame, or the
+    /// rest of a read the caller stopped early): worth an [`Session::input`]
+    /// with no new bytes once the caller may go on.
+    pub fn has_kept_input(&self) -> bool {
+        self.partial.as_ref().is_some_and(|p| !p.bytes.is_empty())
+    }
+
     /// Starts the closing handshake: the close frame to queue after
     /// everything already queued, or `None` if a close was already sent or
     /// received.
@@ -298,8 +305,9 @@ impl Session {
         }
     }
 
-    /// Ends the decoding of `input`: keeps an unfinished frame or message
-    /// for the next read, or nothing at all.
+    /// Ends the decoding of `input`: keeps whatever was not decoded (an
+    /// unfinished frame or message, or everything after the frame where the
+    /// caller stopped) for the next read, or nothing at all.
     pub fn keep(&mut self, input: Input<'_>) {
         let Input {
             source,

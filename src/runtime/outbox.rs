@@ -21,6 +21,15 @@ use super::sys;
 /// Frames gathered into one `sendmsg`.
 const MAX_IOVECS: usize = 64;
 
+/// What a queued frame costs beyond its bytes: its slot in the queue (a
+/// `Bytes` and its tag, 40 bytes) and, for a frame no other queue shares
+/// (a pong, a reply), its own allocation's header and rounding (an empty
+/// pong's 2 bytes take a 16-byte block, and a `Bytes` made from a buffer
+/// adds its 24-byte shared header when first cloned). Counting only the
+/// bytes would let a client that sends pings and never reads pin ~40 times
+/// the queue bound in pongs.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<(Bytes, u64)>() + 32;
+
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flush {
@@ -75,9 +84,10 @@ impl Outbox {
         self.frames.is_empty()
     }
 
-    /// Bytes queued and not yet written.
+    /// What the queue holds: the bytes not yet written plus each entry's
+    /// own cost ([`ENTRY_OVERHEAD`]).
     pub fn queued_bytes(&self) -> usize {
-        self.bytes as usize
+        self.bytes as usize + self.frames.len() * ENTRY_OVERHEAD
     }
 
     /// Drops every frame not yet started, keeping a partly written front
@@ -151,13 +161,21 @@ mod tests {
         for i in 0..200u8 {
             out.push(Bytes::from(vec![i; 3]));
         }
-        assert_eq!(out.queued_bytes(), 600);
+        assert_eq!(out.queued_bytes(), 600 + 200 * ENTRY_OVERHEAD);
         assert_eq!(out.flush(a.as_raw_fd()).unwrap(), Flush::Done);
         assert!(out.is_empty());
         let mut got = vec![0; 600];
         b.read_exact(&mut got).unwrap();
         let want: Vec<u8> = (0..200u8).flat_map(|i| [i; 3]).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_empty_pong_counts_what_its_queue_entry_costs() {
+        let mut out = Outbox::default();
+        out.push(Bytes::from_static(&[0x8a, 0x00]));
+        assert!(out.queued_bytes() >= 64, "{}", out.queued_bytes());
+        assert_eq!(out.queued_bytes(), 2 + ENTRY_OVERHEAD);
     }
 
     #[test]
@@ -187,7 +205,7 @@ mod tests {
         let big = Bytes::from(vec![7u8; 4 << 20]);
         out.push(big.clone());
         assert_eq!(out.flush(a.as_raw_fd()).unwrap(), Flush::Blocked);
-        assert!(out.queued_bytes() < big.len());
+        assert!(out.queued_bytes() < big.len() + ENTRY_OVERHEAD);
         out.push_tagged(Bytes::from_static(b"tail"), 9);
         out.drop_unsent();
         assert_eq!(out.last_sent_tag(), 0, "the big frame is untagged");

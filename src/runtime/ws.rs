@@ -150,8 +150,20 @@ fn may_read<A: App>(core: &Core<A>, conn: &Conn) -> bool {
     conn.session(|s| s.may_read()) && conn.queued_bytes() < core.settings.limits.send_queue_bytes
 }
 
-/// Takes what the socket has, a few reads at most, and decodes it.
+/// Takes what the socket has, a few reads at most, and decodes it; stops
+/// as soon as the send queue passes its bound (what was read and not yet
+/// decoded waits in the session), so that a client that sends without
+/// reading pins at most the bound plus one read.
 fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Handler>) -> Flow {
+    if conn.session(|s| s.has_kept_input()) {
+        if input(core, conn, state, &mut []) == Flow::Finished {
+            return Flow::Finished;
+        }
+        if !may_read(core, conn) {
+            state.read_pending = true;
+            return Flow::Continue;
+        }
+    }
     let mut buf = core.read_buf.borrow_mut();
     for _ in 0..READS_PER_WAKE {
         match sys::recv(state.fd(), &mut buf) {
@@ -159,6 +171,12 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Hand
             Ok(n) => {
                 if input(core, conn, state, &mut buf[..n]) == Flow::Finished {
                     return Flow::Finished;
+                }
+                if !may_read(core, conn) {
+                    // Paused: the socket may hold more, and no readiness
+                    // event will say so.
+                    state.read_pending = true;
+                    return Flow::Continue;
                 }
                 if n < buf.len() {
                     return Flow::Continue;
@@ -177,7 +195,8 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Hand
 
 /// Runs one read's bytes through the session: messages to the
 /// application, replies and closes to the queue; then tells the
-/// application the read is over.
+/// application the read is over. Stops early once reading should pause
+/// (the session keeps the rest).
 fn input<A: App>(
     core: &Core<A>,
     conn: &Rc<Conn>,

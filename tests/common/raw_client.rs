@@ -71,6 +71,23 @@ impl RawClient {
         RawClient::from_stream(socket.into())
     }
 
+    /// Connects with a receive buffer of about `bytes` (set before the
+    /// connection, so that it also bounds the window the server sees) and
+    /// completes the handshake: a client whose kernel absorbs little of
+    /// what it does not read.
+    pub fn upgrade_with_recv_buffer(addr: SocketAddr, bytes: usize) -> RawClient {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        let mut c = RawClient::from_stream(socket.into());
+        c.handshake();
+        c
+    }
+
     fn from_stream(stream: TcpStream) -> RawClient {
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(TIMEOUT)).unwrap();

@@ -115,6 +115,18 @@ impl Server {
         format!("ws://{}/", self.addr)
     }
 
+    /// The process's resident memory, from `/proc/PID/status`.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status");
+        kib * 1024
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
