@@ -87,6 +87,10 @@ pub trait App: 'static {
     /// Every complete message of one read has been handled: the place to
     /// flush work batched across those messages.
     fn on_input_end(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
+    /// A write left less than half of `limits.send_queue_bytes` queued on
+    /// an open connection: the place to queue more of something sent at
+    /// the pace the client reads (a replay), without passing the bound.
+    fn on_drained(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
     /// The connection is gone.
     fn on_close(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}
     /// Called by the core's janitor on every tick (twice a second): the

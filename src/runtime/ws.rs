@@ -132,6 +132,9 @@ fn advance<A: App>(
         if conn.flush().is_err() {
             return Flow::Finished;
         }
+        if conn.is_open() && conn.queued_bytes() < core.settings.limits.send_queue_bytes / 2 {
+            core.app.on_drained(&mut state.handler, conn);
+        }
         if state.read_pending && may_read(core, conn) {
             // The queue drained below the bound: read what waited.
             conn.wake();
