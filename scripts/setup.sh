@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suites need, idempotently:
 #   - Debian packages: docker.io (the engine the Docker source follows),
-#     busybox-static (the only binary of the test image);
+#     busybox-static (the only binary of the test image), iproute2 (the
+#     slow-link test's network namespace and traffic shaping);
 #   - a running dockerd (started here when none answers);
 #   - npm's wscat (the Events Hub guide's client), under target/node;
 #   - a Python virtualenv with the test clients, under target/py-venv.
@@ -15,6 +16,8 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 [[ -x /usr/bin/busybox || -x /bin/busybox ]] || need_apt+=(busybox-static)
+# iproute2: `ip netns` and `tc` for the slow-link test (tests/slow_link.rs).
+command -v tc >/dev/null && command -v ip >/dev/null || need_apt+=(iproute2)
 if ((${#need_apt[@]} > 0)); then
     echo "setup: installing ${need_apt[*]}"
     $SUDO apt-get update -qq

@@ -39,7 +39,7 @@ cargo build --release --bins
 set +e
 
 # Suites that need a tool must fail, not skip, when it is missing here.
-export EVENTHUB_REQUIRE_DOCKER=1 EVENTHUB_REQUIRE_WSCAT=1 EVENTHUB_REQUIRE_K6=1
+export EVENTHUB_REQUIRE_DOCKER=1 EVENTHUB_REQUIRE_WSCAT=1 EVENTHUB_REQUIRE_K6=1 EVENTHUB_REQUIRE_NETNS=1
 export PATH="$PWD/target/node/node_modules/.bin:$PATH"
 
 step "cargo test" cargo test --workspace --exclude eventhub-fuzz

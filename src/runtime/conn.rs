@@ -96,7 +96,8 @@ pub struct Conn {
     dead: Cell<bool>,
     /// When the connection was opened, in seconds on the core clock.
     opened_s: u32,
-    /// Since when the socket refuses bytes (0 when it does not).
+    /// While the socket is full: when it last accepted bytes (0 when it is
+    /// not full).
     blocked_since: Cell<Stamp>,
     /// Index in the core's registry.
     slot: Cell<u32>,
@@ -249,12 +250,19 @@ impl Conn {
         self.blocked_since.get() != 0
     }
 
-    /// Writes what the socket takes; records when it started refusing.
+    /// Writes what the socket takes; records since when it has taken
+    /// nothing: the write timeout measures a socket that accepts no bytes,
+    /// not one that accepts them slowly (a slow link receiving a burst).
     pub(super) fn flush(&self) -> std::io::Result<Flush> {
-        let r = self.wire.borrow_mut().out.flush(self.fd)?;
+        let (r, progressed) = {
+            let mut wire = self.wire.borrow_mut();
+            let before = wire.out.queued_bytes();
+            let r = wire.out.flush(self.fd)?;
+            (r, wire.out.queued_bytes() < before)
+        };
         match r {
             Flush::Done => self.blocked_since.set(0),
-            Flush::Blocked if self.blocked_since.get() == 0 => {
+            Flush::Blocked if progressed || self.blocked_since.get() == 0 => {
                 self.blocked_since.set(stamp().max(1))
             }
             Flush::Blocked => {}

@@ -2,8 +2,8 @@
 //!
 //! Runtime layer: imports the core, the connection and the clock. Twice a
 //! second it gives the application its tick, then walks the core's
-//! connections: a socket that has refused bytes for the write timeout is
-//! dropped, a connection past its maximum age is asked to reconnect (1001),
+//! connections: a socket that has accepted no bytes for the write timeout
+//! is dropped (one that accepts them slowly is not), a connection past its maximum age is asked to reconnect (1001),
 //! and every other deadline (pings, the idle close, a closing handshake
 //! that never finishes) is the protocol session's own, acted on through
 //! [`super::conn::Conn::on_timeout`].

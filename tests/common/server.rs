@@ -51,8 +51,25 @@ impl Server {
     /// Starts the binary with `args` (plus `--config FILE` when `config` is
     /// given) and waits for the line on stdout that names its address.
     pub fn start(args: &[&str], config: Option<&str>) -> Server {
+        Server::start_with(Command::new(env!("CARGO_BIN_EXE_eventhub")), args, config)
+    }
+
+    /// `eventhub serve` as [`Server::hub`] does, inside the network
+    /// namespace `netns` (`ip netns exec`, which execs the binary, so the
+    /// process and its pid are the hub's). Its address is that namespace's.
+    pub fn hub_in_netns(netns: &str, workers: usize, config: &str) -> Server {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_eventhub")]);
+        let workers = workers.to_string();
+        Server::start_with(
+            cmd,
+            &["serve", "--listen", "127.0.0.1:0", "--workers", &workers],
+            Some(config),
+        )
+    }
+
+    fn start_with(mut cmd: Command, args: &[&str], config: Option<&str>) -> Server {
         let config_path = config.map(write_temp_config);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventhub"));
         cmd.args(args);
         if let Some(path) = &config_path {
             cmd.arg("--config").arg(path);
