@@ -574,13 +574,14 @@ fn now_secs() -> f64 {
 /// unix socket (HTTP/1.0, so the body is plain and ends at the close):
 /// each event as (id, action), `die` mapped to `stop` as the source maps
 /// it, only `start` and `stop`.
-fn engine_events(since: u64, until: u64, filters: &str) -> Vec<(String, String)> {
+fn engine_events(since: Option<u64>, until: u64, filters: &str) -> Vec<(String, String)> {
     use std::os::unix::net::UnixStream;
     let mut s = UnixStream::connect(SOCKET).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "GET /events?since={since}&until={until}&filters={} HTTP/1.0\r\nHost: docker\r\n\r\n",
+        "GET /events?{}until={until}&filters={} HTTP/1.0\r\nHost: docker\r\n\r\n",
+        since.map_or(String::new(), |s| format!("since={s}&")),
         encode_all(filters)
     )
     .unwrap();
@@ -616,11 +617,17 @@ fn encode_all(s: &str) -> String {
 
 /// The hub's `/events/ws?since=..&until=..&filters=..`: what it replays,
 /// until its close at `until`.
-fn hub_events(addr: SocketAddr, since: u64, until: u64, filters: &str) -> Vec<(String, String)> {
+fn hub_events(
+    addr: SocketAddr,
+    since: Option<u64>,
+    until: u64,
+    filters: &str,
+) -> Vec<(String, String)> {
     let mut ws = ws(
         addr,
         &format!(
-            "/events/ws?since={since}&until={until}&filters={}",
+            "/events/ws?{}until={until}&filters={}",
+            since.map_or(String::new(), |s| format!("since={s}&")),
             encode_all(filters)
         ),
     );
@@ -724,7 +731,7 @@ fn filters_select_what_the_engine_itself_selects() {
     let ours = [&ida, &idb, &idc, &idd];
     wait_for(
         || {
-            let all = hub_events(hub.addr, since, until, "{}");
+            let all = hub_events(hub.addr, Some(since), until, "{}");
             ours.iter()
                 .all(|id| all.iter().filter(|(i, _)| i == *id).count() == 2)
         },
@@ -774,8 +781,24 @@ fn filters_select_what_the_engine_itself_selects() {
             None,
         ),
     ];
+    let names = [(&ida, &a), (&idb, &b), (&idc, &c), (&idd, &d)];
+    let named = |set: &std::collections::BTreeSet<(String, String)>| -> Vec<String> {
+        set.iter()
+            .map(|(id, act)| {
+                let name = names.iter().find(|(i, _)| *i == id).map_or("?", |(_, n)| n);
+                format!("{name} {act}")
+            })
+            .collect()
+    };
     let mut differ = Vec::new();
-    for (filters, expect_ids) in &cases {
+    // Each filter over the window [since, until], and a few with until
+    // alone (both replay from the start of their buffer).
+    let windows = cases
+        .iter()
+        .map(|(f, ids)| (Some(since), f, ids.as_ref()))
+        .chain(cases.iter().take(1).map(|(f, _)| (None, f, None)))
+        .chain(cases.iter().skip(10).take(1).map(|(f, _)| (None, f, None)));
+    for (since, filters, expect_ids) in windows {
         let keep = |v: Vec<(String, String)>| -> std::collections::BTreeSet<(String, String)> {
             v.into_iter().filter(|(id, _)| ours.contains(&id)).collect()
         };
@@ -783,8 +806,17 @@ fn filters_select_what_the_engine_itself_selects() {
         let hub_got = keep(hub_events(hub.addr, since, until, filters));
         if engine != hub_got {
             differ.push(format!(
-                "{filters}:\n  engine {engine:?}\n  hub    {hub_got:?}"
+                "{filters} (since {since:?}):\n  engine {:?}\n  hub    {:?}",
+                named(&engine),
+                named(&hub_got)
             ));
+        }
+        if since.is_none() {
+            // Docker's own rule, checked: until alone replays the buffer.
+            assert!(
+                !engine.is_empty(),
+                "until alone: the engine replays {filters}"
+            );
         }
         // And the engine is not vacuously agreeing: where the containers are
         // known, it returns their starts and stops.

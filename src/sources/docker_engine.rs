@@ -595,6 +595,27 @@ mod tests {
     }
 
     #[test]
+    fn an_absurd_chunk_is_not_allocated_and_its_endless_line_is_an_error() {
+        // 16 TiB announced; 1 MiB and a bit of it sent without a newline,
+        // the connection then held open.
+        let junk = "x".repeat(MAX_EVENT_BYTES + 10);
+        let script = format!(
+            "{HEAD}{}fffffffffff\r\n{}{junk}",
+            chunk(&line("a", "start", 1)),
+            line("b", "start", 2)
+        );
+        let (err, got) = follow_once(fake_engine(vec![(script, true)]), Duration::from_secs(5));
+        assert!(err.contains("longer than"), "{err}");
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), Action::Start),
+                ("b".to_string(), Action::Start)
+            ]
+        );
+    }
+
+    #[test]
     fn an_engine_that_never_answers_times_out() {
         let started = Instant::now();
         let (err, got) = follow_once(fake_engine(vec![]), Duration::from_secs(5));
