@@ -86,6 +86,40 @@ fn published_container_events_reach_events_ws_filtered_and_replay_between_since_
             Err(e) => panic!("expected a close frame: {e}"),
         }
     }
+
+    // until without since is Docker's too: from the start of the buffer
+    // (the replay ring) up to until, then the close.
+    let mut up_to = ws_connect_with(server.addr, None, "/events/ws?until=1015", &headers);
+    let names: Vec<(String, String)> = (0..2)
+        .map(|_| {
+            let e = read_json(&mut up_to);
+            (
+                e["Actor"]["Attributes"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e["Action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("web".to_string(), "start".to_string()),
+            ("web".to_string(), "stop".to_string())
+        ]
+    );
+    loop {
+        match up_to.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                assert_eq!(frame.reason.as_str(), "until reached");
+                break;
+            }
+            Ok(tungstenite::Message::Text(t)) => panic!("nothing after until, got {t}"),
+            Ok(_) => {}
+            Err(e) => panic!("expected a close frame: {e}"),
+        }
+    }
 }
 
 #[test]

@@ -5,8 +5,10 @@
 //! right to subscribe to `container`), `filters` (malformed JSON, an unknown
 //! key, a value of the wrong type or an invalid event value is a 400 naming
 //! the problem), `since`/`until` (Unix seconds), then the per-IP rules.
-//! After it: the events of the replay ring with `time >= since` that match,
-//! then live ones (none after `until`). Once `until` has passed, the
+//! After it: the events of the replay ring with `time >= since` (and
+//! `<= until`) that match, then live ones (none after `until`); `until`
+//! without `since` replays from the start of the ring, as Docker replays
+//! from the start of its buffer. Once `until` has passed, the
 //! core's tick closes the connection with 1000 "until reached"
 //! ([`HubCore::on_tick`]); no timer is kept per connection.
 //!
@@ -105,21 +107,26 @@ impl DockerSession {
         let shared = &core.shared;
         let filter = self.filter.take().unwrap_or_default();
         let (since, until) = (self.since, self.until);
-        let (replay, last_seq) = match since {
-            Some(since) => shared.sequencer.replay_where(|e| {
+        // As Docker: `since` replays from that time; `until` alone replays
+        // from the start of the ring (the engine's buffer) up to `until`.
+        let replaying = since.is_some() || until.is_some();
+        let (replay, last_seq) = if replaying {
+            let since = since.unwrap_or(i64::MIN);
+            shared.sequencer.replay_where(|e| {
                 e.docker.as_ref().is_some_and(|d| {
                     d.keys.time >= since
                         && until.is_none_or(|u| d.keys.time <= u)
                         && filter.matches(&d.keys)
                 })
-            }),
-            None => (Vec::new(), shared.sequencer.last_seq()),
+            })
+        } else {
+            (Vec::new(), shared.sequencer.last_seq())
         };
         for ev in &replay {
             let docker = ev.docker.as_ref().expect("kept only container events");
             conn.send_tagged(docker.frame.clone(), ev.seq);
         }
-        if since.is_some() {
+        if replaying {
             shared.stats.replay_requests.fetch_add(1, Relaxed);
             shared
                 .stats

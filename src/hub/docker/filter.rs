@@ -15,7 +15,7 @@ pub enum FilterError {
     Json(String),
     #[error("filters must be a JSON object such as {{\"event\":[\"start\"]}}")]
     NotAnObject,
-    #[error("unknown filter {0:?}: valid filters are container, image, event, label")]
+    #[error("unknown filter {0:?}: valid filters are container, image, event, label, type")]
     UnknownFilter(String),
     #[error("filter {key:?}: values must be strings, not {value}")]
     NotAString { key: String, value: String },
@@ -37,12 +37,18 @@ pub struct DockerFilter {
     pub container: Vec<String>,
     pub image: Vec<String>,
     pub event: Vec<Action>,
+    /// Every label named must be present (AND), as in Docker.
     pub label: Vec<String>,
+    /// Docker's `type`: this stream carries only `container` events, so
+    /// `container` among the values matches and any other set of values
+    /// matches nothing (as the engine does).
+    pub kind: Vec<String>,
 }
 
 impl DockerFilter {
     /// Parses Docker's `filters` JSON: `{"key":{"value":true}}` or
-    /// `{"key":["value"]}`, keys `container`, `image`, `event`, `label`.
+    /// `{"key":["value"]}`, keys `container`, `image`, `event`, `label`,
+    /// `type`.
     pub fn parse(json: &str) -> Result<DockerFilter, FilterError> {
         let value: Value =
             serde_json::from_str(json).map_err(|e| FilterError::Json(e.to_string()))?;
@@ -51,7 +57,7 @@ impl DockerFilter {
         };
         let mut f = DockerFilter::default();
         for (key, values) in map {
-            if !["container", "image", "event", "label"].contains(&key.as_str()) {
+            if !["container", "image", "event", "label", "type"].contains(&key.as_str()) {
                 return Err(FilterError::UnknownFilter(key));
             }
             let list: Vec<String> = match values {
@@ -88,6 +94,7 @@ impl DockerFilter {
                 "container" => f.container = list,
                 "image" => f.image = list,
                 "label" => f.label = list,
+                "type" => f.kind = list,
                 "event" => {
                     f.event = list
                         .iter()
@@ -116,8 +123,9 @@ impl DockerFilter {
                 .iter()
                 .any(|i| *i == k.image || *i == k.image_untagged);
         let event = self.event.is_empty() || k.action.is_some_and(|a| self.event.contains(&a));
-        let label = self.label.is_empty() || self.label.iter().any(|l| k.labels.contains(l));
-        container && image && event && label
+        let label = self.label.iter().all(|l| k.labels.contains(l));
+        let kind = self.kind.is_empty() || self.kind.iter().any(|t| t == "container");
+        container && image && event && label && kind
     }
 }
 
@@ -170,8 +178,24 @@ mod tests {
         assert!(!m(
             r#"{"event":{"stop":true},"label":{"sh_hyper_instancetype=s4":true}}"#
         ));
+        assert!(
+            !m(r#"{"event":{"start":true},"label":{"nope":true,"test1":true}}"#),
+            "every label named must be present"
+        );
         assert!(m(
-            r#"{"event":{"start":true},"label":{"nope":true,"test1":true}}"#
+            r#"{"event":{"start":true},"label":{"sh_hyper_instancetype=s4":true,"test1":true}}"#
         ));
+        assert!(m(r#"{"label":["test3=test3=test3","test1"]}"#));
+    }
+
+    #[test]
+    fn type_container_is_accepted_and_other_types_match_nothing() {
+        let k = start_event().keys();
+        let m = |j: &str| DockerFilter::parse(j).unwrap().matches(&k);
+        assert!(m(r#"{"type":["container"]}"#));
+        assert!(m(r#"{"type":{"container":true},"event":["start"]}"#));
+        assert!(m(r#"{"type":["image","container"]}"#));
+        assert!(!m(r#"{"type":["network"]}"#));
+        assert!(!m(r#"{"type":["container"],"event":["stop"]}"#));
     }
 }

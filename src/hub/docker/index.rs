@@ -1,15 +1,18 @@
 //! The per-core index of `/events/ws` subscribers' Docker filters.
 //!
-//! Each filter dimension (container, image, event, label) has a bit row
-//! per distinct value some subscriber asked for (values are interned) and
-//! one row of subscribers that put no constraint on it. An event matches a
-//! subscriber when, in every dimension, the subscriber is unconstrained or
-//! listed one of the event's keys: so matching is, per dimension, an OR of
-//! the unconstrained row with the rows of the event's keys, then an AND
-//! across dimensions — a few word-wise passes over bitsets, however many
-//! subscribers there are. Only the container dimension looks at its values
-//! one by one (an id prefix matches, as in Docker), and that loop is over
-//! distinct filter values, not subscribers.
+//! Each filter dimension (container, image, event, label, type) has a bit
+//! row per distinct value some subscriber asked for (values are interned)
+//! and one row of subscribers that put no constraint on it. For container,
+//! image, event and type, an event matches a subscriber when the subscriber
+//! is unconstrained or listed one of the event's keys (values OR-ed): an OR
+//! of the unconstrained row with the rows of the event's keys. Labels are
+//! AND-ed, as in Docker: a subscriber matches only if every label it named
+//! is on the event, so the label dimension clears the rows of every asked-
+//! for label the event lacks. The dimensions are then AND-ed — a few
+//! word-wise passes over bitsets, however many subscribers there are. Only
+//! the container dimension (an id prefix matches, as in Docker) and the
+//! label dimension look at their values one by one, and those loops are
+//! over distinct filter values, not subscribers.
 //!
 //! Layer: hub. Imports the container [`event`](super::event) keys, the
 //! [`filter`](super::filter) and the hub's [`bitrow`](crate::hub::bitrow).
@@ -20,11 +23,12 @@ use super::event::{Action, DockerKeys};
 use super::filter::DockerFilter;
 use crate::hub::bitrow::{for_each_bit, BitRow};
 
-const DIMS: usize = 4;
+const DIMS: usize = 5;
 const CONTAINER: usize = 0;
 const IMAGE: usize = 1;
 const EVENT: usize = 2;
 const LABEL: usize = 3;
+const TYPE: usize = 4;
 
 /// One dimension: interned values with their rows and reference counts.
 #[derive(Debug, Default)]
@@ -92,6 +96,7 @@ fn filter_values(f: &DockerFilter) -> [Vec<String>; DIMS] {
         f.image.clone(),
         f.event.iter().map(|a| a.as_str().to_string()).collect(),
         f.label.clone(),
+        f.kind.clone(),
     ]
 }
 
@@ -126,11 +131,11 @@ impl FilterIndex {
             .collect();
         let mut container_keys = vec![k.name.as_str()];
         container_keys.extend(prefixes);
-        let per_dim: [(usize, Vec<&str>); DIMS] = [
+        let per_dim: [(usize, Vec<&str>); DIMS - 1] = [
             (CONTAINER, container_keys),
             (IMAGE, vec![k.image.as_str(), k.image_untagged.as_str()]),
             (EVENT, vec![action]),
-            (LABEL, labels),
+            (TYPE, vec!["container"]),
         ];
         for (d, keys) in per_dim {
             self.dim.clear();
@@ -139,6 +144,18 @@ impl FilterIndex {
             for (a, x) in self.acc.iter_mut().zip(&self.dim) {
                 *a &= x;
             }
+        }
+        // Labels, AND-ed: clear every subscriber that named a label the
+        // event does not carry (one that named none is in no row).
+        self.dim.clear();
+        self.dim.resize(words, 0);
+        for (value, (row, _)) in &self.dims[LABEL].values {
+            if !labels.contains(&value.as_str()) {
+                or_row(&mut self.dim, row);
+            }
+        }
+        for (a, x) in self.acc.iter_mut().zip(&self.dim) {
+            *a &= !x;
         }
         for_each_bit(self.acc.iter().copied(), f);
     }
@@ -171,7 +188,7 @@ mod tests {
         }
     }
 
-    const FILTERS: [&str; 10] = [
+    const FILTERS: [&str; 17] = [
         "{}",
         r#"{"container":{"web":true}}"#,
         r#"{"container":["abc1"]}"#,
@@ -182,6 +199,14 @@ mod tests {
         r#"{"event":{"stop":true},"label":{"tier=s4":true}}"#,
         r#"{"container":["web","db"],"event":["stop"]}"#,
         r#"{"image":["busybox:latest"],"label":["tier=s5"]}"#,
+        // Labels AND-ed: some events carry both, some one, some neither.
+        r#"{"label":["tier","zone=eu"]}"#,
+        r#"{"label":["tier=s4","zone"]}"#,
+        r#"{"label":["tier=s4","tier"]}"#,
+        r#"{"event":["start"],"label":["zone=eu","x"]}"#,
+        r#"{"type":["container"]}"#,
+        r#"{"type":["network"]}"#,
+        r#"{"type":["network","container"],"label":["tier"]}"#,
     ];
 
     #[test]
@@ -202,7 +227,16 @@ mod tests {
                 "abc123",
                 "ubuntu:latest",
                 Action::Start,
-                &[("tier", "s4")],
+                &[("tier", "s4"), ("zone", "eu")],
+            ),
+            keys("web", "abc9", "ubuntu", Action::Start, &[("tier", "s4")]),
+            keys("web", "abc7", "ubuntu", Action::Stop, &[("tier", "s4")]),
+            keys(
+                "x",
+                "ab",
+                "alpine",
+                Action::Start,
+                &[("zone", "eu"), ("x", "")],
             ),
             keys(
                 "db",
@@ -214,6 +248,7 @@ mod tests {
             keys("web", "abc1ff", "ubuntu", Action::Stop, &[]),
             keys("other", "0000", "alpine", Action::Start, &[("x", "")]),
         ];
+        let mut matched = vec![0usize; filters.len()];
         for ev in &events {
             let mut got = Vec::new();
             ix.for_each_match(ev, |s| got.push(s));
@@ -224,6 +259,19 @@ mod tests {
                 .map(|(_, &s)| s)
                 .collect();
             assert_eq!(got, want, "{ev:?}");
+            for (i, f) in filters.iter().enumerate() {
+                matched[i] += usize::from(f.matches(ev));
+            }
+        }
+        // Meaningful only if each filter both matches and misses some event
+        // (the empty and type=container filters match all; network none).
+        for (i, j) in FILTERS.iter().enumerate() {
+            let n = matched[i];
+            match *j {
+                "{}" | r#"{"type":["container"]}"# => assert_eq!(n, events.len()),
+                r#"{"type":["network"]}"# => assert_eq!(n, 0),
+                _ => assert!(n > 0 && n < events.len(), "{j} matched {n}"),
+            }
         }
     }
 
