@@ -233,11 +233,17 @@ fn proxy_v1(client: &str) -> String {
     format!("PROXY TCP4 {client} 127.0.0.1 40000 8080\r\n")
 }
 
+/// A PROXY v2 header, written out by hand: signature, PROXY command, TCP
+/// over IPv4, 12 bytes of addresses (client, then 127.0.0.1), ports.
 fn proxy_v2(client: &str) -> Vec<u8> {
-    eventhub::proto::proxy::v2_header(
-        format!("{client}:40001").parse().unwrap(),
-        "127.0.0.1:8080".parse().unwrap(),
-    )
+    let client: std::net::Ipv4Addr = client.parse().unwrap();
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&client.octets());
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&40001u16.to_be_bytes());
+    h.extend_from_slice(&8080u16.to_be_bytes());
+    h
 }
 
 #[test]
