@@ -6,9 +6,10 @@
 //! should stop the server at start-up, not change its behaviour quietly.
 //!
 //! Layer: the bottom, beside the protocol crate: the runtime and everything
-//! above read it. It imports only [`crate::channel_names`] (the rule a
+//! above read it. It imports [`crate::channel_names`] (the rule a
 //! channel name follows), never the hub: the hub turns what is written
-//! here (channel names, [`PrincipalConfig`]) into its own types.
+//! here (channel names, [`PrincipalConfig`]) into its own types. Beside it,
+//! the protocol crate's CIDR syntax, for `server.trusted_proxies`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,8 @@
 //! Runtime layer: imports the connection ([`super::conn::Conn`]), the
 //! config's limits and the protocol crate's request and response types.
 //! This is the whole contract between the shell and an application (the hub
-//! or the echo server): an [`App`] per core, a [`Route`] per request, the
+//! or the echo server): an [`App`] per core, a [`Decision`] on each request
+//! head and a [`Route`] once a body it asked for is read, the
 //! hooks of each upgraded connection, a tick.
 
 use std::net::SocketAddr;
@@ -74,8 +75,11 @@ impl<H> From<Route<H>> for Decision<H> {
 
 /// An application, one instance per core.
 ///
-/// `route` is async because answering may need another core (the hub
-/// routes an unsubscribe to the core that holds the connection). The
+/// A request is decided in two steps: [`Self::route_head`] on the head
+/// alone (answer, upgrade, or read the body within a bound), then, only if
+/// it asked for the body, [`Self::route`] with it. `route` is async because
+/// answering may need another core (the hub routes an unsubscribe to the
+/// core that holds the connection). The
 /// runtime is single-threaded per core, so the futures need not be `Send`.
 ///
 /// A connection's own state is a [`Self::Handler`], held by the reactor

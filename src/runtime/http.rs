@@ -169,6 +169,7 @@ async fn http_phase<A: App>(
             }
         }
         Decision::ReadBody { max } => {
+            let max = max.min(max_body);
             let read = monoio::time::timeout(left(), read_body(stream, &req, max, rest));
             let (body, leftover) = match read.await {
                 Ok(Ok(got)) => got,
