@@ -109,5 +109,8 @@ pub fn settings(config: &Config, max_message_bytes: u64) -> Settings {
         limits: config.limits.clone(),
         max_message_bytes,
         max_body_bytes: config.limits.max_body_bytes,
+        trusted_proxies: config
+            .trusted_proxies()
+            .expect("checked when the config was loaded"),
     }
 }

@@ -6,15 +6,19 @@
 //! should stop the server at start-up, not change its behaviour quietly.
 //!
 //! Layer: the bottom, beside the protocol crate: the runtime and everything
-//! above read it. It imports only [`crate::channel_names`] (the rule a
+//! above read it. It imports [`crate::channel_names`] (the rule a
 //! channel name follows), never the hub: the hub turns what is written
-//! here (channel names, [`PrincipalConfig`]) into its own types.
+//! here (channel names, [`PrincipalConfig`]) into its own types. Beside it,
+//! the protocol crate's CIDR syntax, for `server.trusted_proxies`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::proto::forwarded::{Cidr, CidrError};
 
 /// The default configuration, documented key by key.
 pub const DEFAULT_CONFIG: &str = include_str!("default_config.toml");
@@ -105,6 +109,11 @@ pub struct HubConfig {
     pub max_connections_per_ip: u32,
     pub connect_rate_per_ip: f64,
     pub connect_burst_per_ip: u32,
+    /// Failed authentications an address may make in a burst; past it,
+    /// every request of that address needing credentials is a 429.
+    pub auth_failures_per_ip: u32,
+    /// Failed authentications forgiven per second per address.
+    pub auth_failure_refill_per_s: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +125,9 @@ pub struct ServerConfig {
     pub pin_workers: bool,
     pub balance_connections: bool,
     pub log: String,
+    /// Peers (CIDR blocks) whose `X-Forwarded-For` or PROXY header names
+    /// the client; empty = none.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +146,12 @@ pub struct LimitsConfig {
     pub socket_send_buffer_bytes: usize,
     pub max_body_bytes: usize,
     pub max_connection_age_s: u64,
+    /// Connections still in their HTTP phase (head not yet answered or
+    /// upgraded) per peer address; past it, 429.
+    pub max_pre_auth_per_ip: u32,
+    /// Connections still in their HTTP phase, all peers together; past
+    /// it, 503.
+    pub max_pre_auth_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,10 +195,14 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default_config());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // The file's text holds any plaintext secrets: wiped once parsed.
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            );
         Config::from_toml(&text, Some(path))
     }
 
@@ -193,9 +215,24 @@ impl Config {
         let mut merged: toml::Table = toml::from_str(DEFAULT_CONFIG).map_err(parse_err)?;
         let overlay: toml::Table = toml::from_str(text).map_err(parse_err)?;
         merge(&mut merged, overlay);
-        let config: Config = toml::Value::Table(merged).try_into().map_err(parse_err)?;
+        // Deserialized from a copy, so that every string of the parsed
+        // tables (secrets among them) can be wiped afterwards; the copy's
+        // strings move into the config.
+        let mut merged = toml::Value::Table(merged);
+        let parsed = merged.clone().try_into().map_err(parse_err);
+        wipe(&mut merged);
+        let config: Config = parsed?;
         config.check()?;
         Ok(config)
+    }
+
+    /// Wipes the plaintext secrets of the principals (`token`, `api_key`)
+    /// once they are hashed, so that the process keeps their digests only.
+    pub fn forget_secrets(&mut self) {
+        for p in &mut self.principals {
+            p.token.zeroize();
+            p.api_key.zeroize();
+        }
     }
 
     /// The rules serde cannot express.
@@ -234,6 +271,25 @@ impl Config {
                 "must be a number >= 0 (0 = unlimited)",
             );
         }
+        if self.hub.auth_failures_per_ip == 0 {
+            return invalid("hub.auth_failures_per_ip", "must be at least 1");
+        }
+        let refill = self.hub.auth_failure_refill_per_s;
+        if !(refill > 0.0 && refill.is_finite()) {
+            return invalid("hub.auth_failure_refill_per_s", "must be a number > 0");
+        }
+        if l.max_pre_auth_connections == 0 {
+            return invalid("limits.max_pre_auth_connections", "must be at least 1");
+        }
+        if l.max_pre_auth_per_ip == 0 || l.max_pre_auth_per_ip > l.max_pre_auth_connections {
+            return invalid(
+                "limits.max_pre_auth_per_ip",
+                "must be at least 1 and at most limits.max_pre_auth_connections",
+            );
+        }
+        if let Err(e) = self.trusted_proxies() {
+            return invalid("server.trusted_proxies", &e.to_string());
+        }
         if self.echo.max_message_bytes == 0 {
             return invalid("echo.max_message_bytes", "must be at least 1");
         }
@@ -261,12 +317,31 @@ impl Config {
         Ok(())
     }
 
+    /// `server.trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<Vec<Cidr>, CidrError> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|s| Cidr::parse(s))
+            .collect()
+    }
+
     /// The worker count, with 0 resolved to the available cores.
     pub fn worker_count(&self) -> usize {
         match self.server.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+}
+
+/// Zeroes every string in a parsed TOML value.
+fn wipe(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(s) => s.zeroize(),
+        toml::Value::Array(items) => items.iter_mut().for_each(wipe),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| wipe(v)),
+        _ => {}
     }
 }
 
@@ -323,5 +398,53 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("limits.ping_interval_s"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_forgotten_on_request() {
+        let mut c = Config::from_toml(
+            "[[principals]]\nname = \"p\"\ntoken = \"0123456789abcdef\"\napi_key = \"0123456789abcdef\"\n",
+            None,
+        )
+        .unwrap();
+        assert!(c.principals[0].token.is_some());
+        c.forget_secrets();
+        assert_eq!(c.principals[0].token, None);
+        assert_eq!(c.principals[0].api_key, None);
+    }
+
+    #[test]
+    fn edge_keys_are_checked() {
+        for (text, key) in [
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "server.trusted_proxies",
+            ),
+            (
+                "[limits]\nmax_pre_auth_per_ip = 0\n",
+                "limits.max_pre_auth_per_ip",
+            ),
+            (
+                "[limits]\nmax_pre_auth_connections = 4\nmax_pre_auth_per_ip = 5\n",
+                "limits.max_pre_auth_per_ip",
+            ),
+            (
+                "[hub]\nauth_failures_per_ip = 0\n",
+                "hub.auth_failures_per_ip",
+            ),
+            (
+                "[hub]\nauth_failure_refill_per_s = 0.0\n",
+                "hub.auth_failure_refill_per_s",
+            ),
+        ] {
+            let e = Config::from_toml(text, None).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        let c = Config::from_toml(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies().unwrap().len(), 2);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::{frame, MessageKind, Opcode};
-use crate::runtime::{App, Conn, CoreInfo, Route, Stats};
+use crate::runtime::{App, Conn, CoreInfo, Decision, Route, Stats};
 
 /// The echo application of one core.
 pub struct Echo {
@@ -31,21 +31,28 @@ pub struct EchoHandler;
 impl App for Echo {
     type Handler = EchoHandler;
 
-    async fn route(&self, req: &Request, _body: Vec<u8>, _peer: SocketAddr) -> Route<EchoHandler> {
+    /// Every request is answered on its head; no body is read.
+    fn route_head(&self, req: &Request, _peer: SocketAddr) -> Decision<EchoHandler> {
         if req.path == "/metrics" && req.header("upgrade").is_none() {
             let mut body = String::new();
             self.stats.render(&mut body);
             let mut resp = Response::json(200, body);
             resp.content_type = "text/plain; version=0.0.4";
-            return Route::Respond(resp);
+            return Route::Respond(resp).into();
         }
         match check_upgrade(req) {
             Ok(accept) => Route::Upgrade {
                 accept,
                 handler: EchoHandler,
-            },
-            Err(e) => Route::Respond(e.response()),
+            }
+            .into(),
+            Err(e) => Route::Respond(e.response()).into(),
         }
+    }
+
+    /// Never called: [`Self::route_head`] asks for no body.
+    async fn route(&self, _: &Request, _body: Vec<u8>, _peer: SocketAddr) -> Route<EchoHandler> {
+        Route::Respond(Response::error(404, "not_found", "no such route"))
     }
 
     /// Sends each message back as one frame of the same kind.

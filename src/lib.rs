@@ -7,7 +7,9 @@
 //! checks it):
 //!
 //! 1. [`proto`] (the `eventhub-proto` crate): RFC 6455 and HTTP/1.1,
-//!    sans-IO: request heads, the upgrade handshake, frames, masking,
+//!    sans-IO: request heads, the upgrade handshake, the PROXY protocol
+//!    header and `X-Forwarded-For` (who the client is behind a trusted
+//!    proxy; which peers are trusted is the runtime's policy), frames, masking,
 //!    UTF-8, close codes, and the connection [`proto::Session`] (the
 //!    closing handshake, ping/pong, deadlines; time passed in). Its
 //!    `Cargo.toml` names no runtime; fuzzed in `fuzz/`, benchmarked in

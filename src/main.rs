@@ -17,6 +17,7 @@ use eventhub::hub::auth::{generate_token, Auth};
 use eventhub::hub::channels::Channels;
 use eventhub::hub::Shared;
 use eventhub::runtime;
+use zeroize::Zeroizing;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
 
 /// `eventhub serve`: the hub.
 fn serve(args: &ServerArgs) -> ExitCode {
-    let Some(config) = load(args) else {
+    let Some(mut config) = load(args) else {
         return ExitCode::from(2);
     };
     let channels = match Channels::new(&config.hub.channels) {
@@ -57,8 +58,8 @@ fn serve(args: &ServerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (auth, generated) = if config.principals.is_empty() {
-        let token = generate_token();
+    let (auth, mut generated) = if config.principals.is_empty() {
+        let token = Zeroizing::new(generate_token());
         (Auth::single_admin(&token, &channels), Some(token))
     } else {
         match Auth::from_config(&config.principals, &channels) {
@@ -69,6 +70,8 @@ fn serve(args: &ServerArgs) -> ExitCode {
             }
         }
     };
+    // Hashed: the plaintext secrets go (the README's promise: digests only).
+    config.forget_secrets();
     let settings = settings(&config, config.limits.max_message_bytes);
     let workers = settings.workers;
     let shared = match Shared::new(&config, auth, workers) {
@@ -88,13 +91,22 @@ fn serve(args: &ServerArgs) -> ExitCode {
     let result = runtime::serve(
         settings,
         move |info| HubApp::new(info, shared.clone()),
-        |addr| announce(addr, workers, generated.as_deref()),
+        move |addr| {
+            announce(addr, workers, generated.as_deref().map(String::as_str));
+            // Printed once; wiped (Zeroizing) as it drops.
+            generated.take();
+        },
     );
     finish(result)
 }
 
 /// Tells the user how to connect.
+///
+/// A generated token is written in one message built in a buffer that is
+/// wiped when dropped; a write that ends with a newline goes past stdout's
+/// line buffer straight to the descriptor, so no copy stays there either.
 fn announce(addr: SocketAddr, workers: usize, token: Option<&str>) {
+    use std::fmt::Write as _;
     let host = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
@@ -105,20 +117,23 @@ fn announce(addr: SocketAddr, workers: usize, token: Option<&str>) {
         out,
         "eventhub listening on http://{addr} ({workers} workers)"
     );
+    let _ = out.flush();
+    let mut msg = Zeroizing::new(String::with_capacity(2048));
     let token = match token {
         Some(t) => {
             let _ = writeln!(
-                out,
+                msg,
                 "no principals configured: generated an admin token for this run:\n\n  {t}\n"
             );
-            t.to_string()
+            t
         }
-        None => "<TOKEN>".to_string(),
+        None => "<TOKEN>",
     };
     let _ = writeln!(
-        out,
+        msg,
         "subscribe:\n  wscat -H \"Authorization: Bearer {token}\" -c \"ws://{host}/api/v1/ws/subscribe?event_types=pdfm,health,orchestrator\"\n  websocat -H=\"Authorization: Bearer {token}\" \"ws://{host}/v1/ws/subscribe?event_types=pdfm\"\npublish:\n  curl -H \"Authorization: Bearer {token}\" -d '{{\"event_type\":\"pdfm\",\"message\":\"VM_STATE_CHANGED\",\"body\":{{\"previous_state\":\"suspended\",\"current_state\":\"resuming\"}}}}' http://{host}/v1/events"
     );
+    let _ = out.write_all(msg.as_bytes());
     let _ = out.flush();
 }
 

@@ -12,6 +12,8 @@
 //! - [`session`]: one connection after the handshake: the reader, the
 //!   closing handshake of section 7, ping/pong replies, deadlines;
 //! - [`http`]: request-head parser and response writer;
+//! - [`proxy`]: the PROXY protocol header (v1 and v2) a balancer sends
+//!   first; [`forwarded`]: CIDR blocks and the `X-Forwarded-For` chain;
 //! - [`handshake`]: the upgrade check and `Sec-WebSocket-Accept`;
 //! - [`frame`](mod@frame): frame headers and the builders of complete server frames;
 //! - [`reader`]: frames in, messages out, every context rule enforced;
@@ -22,11 +24,13 @@
 
 pub mod close;
 pub mod error;
+pub mod forwarded;
 pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod json;
 pub mod mask;
+pub mod proxy;
 pub mod reader;
 pub mod session;
 pub mod time;

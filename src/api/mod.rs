@@ -26,8 +26,10 @@ pub mod replies;
 pub mod subscribe;
 pub mod unsubscribe;
 
-use std::net::SocketAddr;
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::hub::auth::AuthError;
@@ -38,7 +40,7 @@ use crate::hub::Shared;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
-use crate::runtime::{App, Conn, CoreInfo, Route, Stats};
+use crate::runtime::{App, Conn, CoreInfo, Decision, Route, Stats};
 
 /// The hub application on one core.
 pub struct HubApp {
@@ -46,6 +48,11 @@ pub struct HubApp {
     inbox: Rc<Inbox>,
     shared: Arc<Shared>,
     runtime_stats: Arc<Stats>,
+    /// The client address of the request being routed (set on entry to
+    /// `route_head` and `route`, read by [`HubApp::authenticate`]): a core
+    /// routes one request at a time up to its first await, and
+    /// authentication comes before any.
+    client: Cell<Option<IpAddr>>,
 }
 
 impl HubApp {
@@ -57,6 +64,7 @@ impl HubApp {
             core,
             shared,
             runtime_stats: info.stats,
+            client: Cell::new(None),
         }
     }
 
@@ -66,12 +74,32 @@ impl HubApp {
         Route::Respond(resp)
     }
 
-    /// The principal a request speaks for, or the 401 to send.
+    /// The principal a request speaks for, or the 401 to send; or a 429
+    /// when the client address has spent its failed authentications
+    /// (`hub.auth_failures_per_ip`), right credentials or not. An unknown
+    /// token or key takes one from that bucket.
     fn authenticate(&self, req: &Request) -> Result<usize, Response> {
+        let client = self.client.get();
+        if let Some(ip) = client {
+            if let Err(retry_after_s) = self.shared.auth_failures.check(ip) {
+                self.shared.stats.refused(Refusal::AuthThrottled);
+                let msg = format!(
+                    "too many failed authentications from {ip}; retry in {retry_after_s} s"
+                );
+                return Err(Response::error(429, "auth_rate_limited", &msg)
+                    .with_header("Retry-After", retry_after_s.to_string()));
+            }
+        }
         self.shared.auth.authenticate(req).map_err(|e| {
             let code = match e {
                 AuthError::Missing => "missing_credentials",
-                AuthError::Unknown => "invalid_credentials",
+                AuthError::Unknown => {
+                    self.shared.stats.auth_failures.fetch_add(1, Relaxed);
+                    if let Some(ip) = client {
+                        self.shared.auth_failures.failed(ip);
+                    }
+                    "invalid_credentials"
+                }
             };
             self.shared.stats.refused(Refusal::Unauthorized);
             Response::error(401, code, &e.to_string()).with_header("WWW-Authenticate", "Bearer")
@@ -86,6 +114,17 @@ impl HubApp {
             e.response()
         })?;
         Ok((accept, self.authenticate(req)?))
+    }
+
+    fn not_found(&self, req: &Request) -> Route<HubHandler> {
+        self.refuse(
+            Refusal::NotFound,
+            Response::error(
+                404,
+                "not_found",
+                &format!("no route for {} {}", req.method, req.path),
+            ),
+        )
     }
 
     fn forbidden(&self, message: &str) -> Route<HubHandler> {
@@ -116,6 +155,14 @@ impl HubApp {
     }
 }
 
+/// The path with an `/api` prefix before `/v1/` dropped.
+fn api_path(req: &Request) -> &str {
+    match req.path.strip_prefix("/api") {
+        Some(rest) if rest.starts_with("/v1/") => rest,
+        _ => req.path.as_str(),
+    }
+}
+
 /// A hub connection's handler.
 pub enum HubHandler {
     Subscriber(subscribe::SubscriberSession),
@@ -128,36 +175,49 @@ pub enum HubHandler {
 impl App for HubApp {
     type Handler = HubHandler;
 
-    async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<HubHandler> {
-        let path = match req.path.strip_prefix("/api") {
-            Some(rest) if rest.starts_with("/v1/") => rest,
-            _ => req.path.as_str(),
-        };
+    /// Routes on the head alone: every refusal (404, 405, 401, 429, the
+    /// upgrades' 400/403/409) is sent before a byte of the body is read,
+    /// and only an authenticated POST has its body read.
+    fn route_head(&self, req: &Request, peer: SocketAddr) -> Decision<HubHandler> {
+        self.client.set(Some(peer.ip()));
+        let path = api_path(req);
         match (req.method.as_str(), path) {
-            ("GET", "/healthz") => Route::Respond(Response::json(200, replies::HEALTHY.into())),
-            ("GET", "/metrics") => self.metrics(req),
-            ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer),
-            ("GET", "/events/ws") => events_ws::route(self, req, peer),
-            ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body).await,
-            ("POST", "/v1/events") => publish::post(self, req, &body),
-            ("GET", "/v1/ws/publish") => publish::upgrade(self, req),
+            ("GET", "/healthz") => {
+                Route::Respond(Response::json(200, replies::HEALTHY.into())).into()
+            }
+            ("GET", "/metrics") => self.metrics(req).into(),
+            ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer).into(),
+            ("GET", "/events/ws") => events_ws::route(self, req, peer).into(),
+            ("POST", "/v1/ws/unsubscribe" | "/v1/events") => match self.authenticate(req) {
+                Ok(_) => Decision::ReadBody {
+                    max: self.shared.config.max_body_bytes,
+                },
+                Err(resp) => Route::Respond(resp).into(),
+            },
+            ("GET", "/v1/ws/publish") => publish::upgrade(self, req).into(),
             (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish" | "/events/ws") => {
                 Route::Respond(
                     Response::error(405, "method_not_allowed", "use GET")
                         .with_header("Allow", "GET"),
                 )
+                .into()
             }
             (_, "/v1/ws/unsubscribe" | "/v1/events") => Route::Respond(
                 Response::error(405, "method_not_allowed", "use POST").with_header("Allow", "POST"),
-            ),
-            _ => self.refuse(
-                Refusal::NotFound,
-                Response::error(
-                    404,
-                    "not_found",
-                    &format!("no route for {} {}", req.method, req.path),
-                ),
-            ),
+            )
+            .into(),
+            _ => self.not_found(req).into(),
+        }
+    }
+
+    /// The POST routes, once their head was authenticated and their body
+    /// read.
+    async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<HubHandler> {
+        self.client.set(Some(peer.ip()));
+        match (req.method.as_str(), api_path(req)) {
+            ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body).await,
+            ("POST", "/v1/events") => publish::post(self, req, &body),
+            _ => self.not_found(req),
         }
     }
 

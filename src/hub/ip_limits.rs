@@ -8,6 +8,11 @@
 //! per-address limit there is no place to hold, and the slot is empty: every
 //! subscriber carries one, so it is a single pointer.
 //!
+//! Beside them, for every route that needs credentials, a stricter bucket
+//! of failed authentications per address ([`AuthFailures`]): each unknown
+//! token or key takes one, and an address with none left is refused (429)
+//! before its credentials are looked at, right or wrong, until it refills.
+//!
 //! Layer: hub, a leaf (std only).
 
 use std::collections::HashMap;
@@ -126,6 +131,69 @@ impl IpLimits {
     }
 }
 
+/// The failed-authentication bucket of every address.
+#[derive(Debug)]
+pub struct AuthFailures {
+    rate: f64,
+    burst: f64,
+    /// Tokens left and when they were last refilled.
+    table: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl AuthFailures {
+    /// `burst` failures allowed at once, `rate` forgiven per second.
+    pub fn new(burst: u32, rate: f64) -> AuthFailures {
+        AuthFailures {
+            rate,
+            burst: f64::from(burst.max(1)),
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `ip` may try to authenticate now: `Err(retry_after_s)` when
+    /// its bucket is empty.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        self.check_at(ip, Instant::now())
+    }
+
+    /// Counts a failed authentication of `ip`.
+    pub fn failed(&self, ip: IpAddr) {
+        self.failed_at(ip, Instant::now())
+    }
+
+    fn refill(&self, entry: &mut (f64, Instant), now: Instant) {
+        let elapsed = now.duration_since(entry.1).as_secs_f64();
+        entry.0 = (entry.0 + elapsed * self.rate).min(self.burst);
+        entry.1 = now;
+    }
+
+    fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = table.get_mut(&ip) else {
+            return Ok(());
+        };
+        self.refill(entry, now);
+        if entry.0 >= 1.0 {
+            return Ok(());
+        }
+        Err(((1.0 - entry.0) / self.rate).ceil().max(1.0) as u64)
+    }
+
+    fn failed_at(&self, ip: IpAddr, now: Instant) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() > 100_000 {
+            // Forget addresses whose bucket has refilled.
+            let (rate, burst) = (self.rate, self.burst);
+            table.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let entry = table.entry(ip).or_insert((self.burst, now));
+        self.refill(entry, now);
+        entry.0 = (entry.0 - 1.0).max(0.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +225,20 @@ mod tests {
             IpRefusal::RateLimited { retry_after_s: 1 }
         );
         assert!(l.admit_at(ip(1), t0 + Duration::from_millis(600)).is_ok());
+    }
+
+    #[test]
+    fn failed_authentications_empty_the_bucket_of_their_address_only() {
+        let f = AuthFailures::new(3, 0.5);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(f.check_at(ip(1), t0), Ok(()));
+            f.failed_at(ip(1), t0);
+        }
+        assert_eq!(f.check_at(ip(1), t0), Err(2));
+        assert_eq!(f.check_at(ip(2), t0), Ok(()), "another address");
+        assert_eq!(f.check_at(ip(1), t0 + Duration::from_millis(1500)), Err(1));
+        assert_eq!(f.check_at(ip(1), t0 + Duration::from_secs(2)), Ok(()));
     }
 
     #[test]

@@ -19,15 +19,18 @@ pub enum Refusal {
     RateLimited,
     BadRequest,
     NotFound,
+    /// Too many failed authentications from the address.
+    AuthThrottled,
 }
 
-const REFUSALS: [(Refusal, &str); 6] = [
+const REFUSALS: [(Refusal, &str); 7] = [
     (Refusal::Unauthorized, "unauthorized"),
     (Refusal::Forbidden, "forbidden"),
     (Refusal::Conflict, "conflict"),
     (Refusal::RateLimited, "rate_limited"),
     (Refusal::BadRequest, "bad_request"),
     (Refusal::NotFound, "not_found"),
+    (Refusal::AuthThrottled, "auth_throttled"),
 ];
 
 /// One core's hub counters.
@@ -56,6 +59,8 @@ pub struct HubStats {
     pub docker_connected: AtomicU64,
     pub docker_events: AtomicU64,
     pub docker_reconnects: AtomicU64,
+    /// Requests with an unknown token or API key.
+    pub auth_failures: AtomicU64,
     pub cores: Vec<CoreHubStats>,
 }
 
@@ -69,6 +74,7 @@ impl HubStats {
             docker_connected: AtomicU64::new(0),
             docker_events: AtomicU64::new(0),
             docker_reconnects: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
             cores: (0..cores).map(|_| CoreHubStats::default()).collect(),
         }
     }
@@ -91,7 +97,12 @@ impl HubStats {
             "1 while following the Docker Engine's events",
             one(&self.docker_connected),
         );
-        let counters: [(&str, &str, &AtomicU64); 5] = [
+        let counters: [(&str, &str, &AtomicU64); 6] = [
+            (
+                "eventhub_auth_failures_total",
+                "requests with an unknown token or API key",
+                &self.auth_failures,
+            ),
             (
                 "eventhub_docker_source_events_total",
                 "container events taken from the Docker Engine",

@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use self::auth::Auth;
 use self::channels::{ChannelNameError, Channels};
-use self::ip_limits::IpLimits;
+use self::ip_limits::{AuthFailures, IpLimits};
 use self::mailbox::{CoreMsg, Mailbox};
 use self::metrics::HubStats;
 use self::sequencer::Sequencer;
@@ -59,6 +59,8 @@ use crate::config::Config;
 pub struct HubSettings {
     pub send_queue_bytes: usize,
     pub max_events_per_request: usize,
+    /// Largest request body (`limits.max_body_bytes`).
+    pub max_body_bytes: usize,
 }
 
 /// What every core shares.
@@ -67,6 +69,8 @@ pub struct Shared {
     pub auth: Auth,
     pub config: HubSettings,
     pub ip_limits: Arc<IpLimits>,
+    /// Failed authentications per client address.
+    pub auth_failures: AuthFailures,
     pub sequencer: Sequencer,
     /// Every core's channel: batches from the sequencer, commands from
     /// other cores.
@@ -87,7 +91,12 @@ impl Shared {
             config: HubSettings {
                 send_queue_bytes: config.limits.send_queue_bytes,
                 max_events_per_request: config.hub.max_events_per_request,
+                max_body_bytes: config.limits.max_body_bytes,
             },
+            auth_failures: AuthFailures::new(
+                config.hub.auth_failures_per_ip,
+                config.hub.auth_failure_refill_per_s,
+            ),
             ip_limits: Arc::new(IpLimits::new(
                 config.hub.max_connections_per_ip,
                 config.hub.connect_rate_per_ip,

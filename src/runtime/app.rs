@@ -3,7 +3,8 @@
 //! Runtime layer: imports the connection ([`super::conn::Conn`]), the
 //! config's limits and the protocol crate's request and response types.
 //! This is the whole contract between the shell and an application (the hub
-//! or the echo server): an [`App`] per core, a [`Route`] per request, the
+//! or the echo server): an [`App`] per core, a [`Decision`] on each request
+//! head and a [`Route`] once a body it asked for is read, the
 //! hooks of each upgraded connection, a tick.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use super::conn::Conn;
 use super::stats::Stats;
 use crate::config::{DriverChoice, LimitsConfig};
+use crate::proto::forwarded::Cidr;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
 
@@ -30,6 +32,10 @@ pub struct Settings {
     pub max_message_bytes: u64,
     /// Largest request body; larger is refused with 413.
     pub max_body_bytes: usize,
+    /// Peers whose `X-Forwarded-For` or PROXY protocol header names the
+    /// client (`server.trusted_proxies`); from any other peer a PROXY
+    /// header is a 400 and `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// What an application is given on each core.
@@ -50,10 +56,30 @@ pub enum Route<H> {
     Upgrade { accept: String, handler: H },
 }
 
+/// The answer to a request head, before any of its body is read.
+pub enum Decision<H> {
+    /// Answer (or upgrade) now: the body, if any, is never read (an
+    /// upgrade's announced body, at most `Settings::max_body_bytes`, is
+    /// read and dropped).
+    Now(Route<H>),
+    /// Read the body, at most `max` bytes (a larger `Content-Length` is a
+    /// 413 before any of it is read), then call [`App::route`].
+    ReadBody { max: usize },
+}
+
+impl<H> From<Route<H>> for Decision<H> {
+    fn from(route: Route<H>) -> Decision<H> {
+        Decision::Now(route)
+    }
+}
+
 /// An application, one instance per core.
 ///
-/// `route` is async because answering may need another core (the hub
-/// routes an unsubscribe to the core that holds the connection). The
+/// A request is decided in two steps: [`Self::route_head`] on the head
+/// alone (answer, upgrade, or read the body within a bound), then, only if
+/// it asked for the body, [`Self::route`] with it. `route` is async because
+/// answering may need another core (the hub routes an unsubscribe to the
+/// core that holds the connection). The
 /// runtime is single-threaded per core, so the futures need not be `Send`.
 ///
 /// A connection's own state is a [`Self::Handler`], held by the reactor
@@ -65,8 +91,14 @@ pub enum Route<H> {
 pub trait App: 'static {
     /// `Send`: a handler may move to another core with its connection.
     type Handler: Send + 'static;
-    /// Decides what to do with a request and its body (already read, at
-    /// most `Settings::max_body_bytes`).
+    /// Decides what to do with a request head, before its body: the place
+    /// to authenticate and route, so that a request that will be refused
+    /// (401, 404, 405, 413) is refused before its body is read or any room
+    /// is reserved for it. `peer` is the client's address (the one a
+    /// trusted proxy named, else the socket's peer).
+    fn route_head(&self, req: &Request, peer: SocketAddr) -> Decision<Self::Handler>;
+    /// Decides what to do with a request whose head asked for its body
+    /// ([`Decision::ReadBody`]); `body` is read, at most the bound asked.
     async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<Self::Handler>;
     /// Called once on the core's runtime, before the first connection:
     /// the place to start the application's own tasks ([`super::spawn`]).

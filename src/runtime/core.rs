@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::app::{App, Settings};
 use super::balance::Balancer;
+use super::pre_auth::PreAuth;
 use super::registry::Registry;
 use super::stats::{CoreStats, Stats};
 use super::sys::EpollSet;
@@ -60,6 +61,8 @@ pub(super) struct Core<A: App> {
     pub(super) draining: Cell<bool>,
     /// Where upgraded connections go when another core has fewer.
     pub(super) balancer: Arc<Balancer<A::Handler>>,
+    /// The cap on connections in their HTTP phase, shared by every core.
+    pub(super) pre_auth: Arc<PreAuth>,
 }
 
 /// Milliseconds of a limit, for the session's 32-bit timers.
@@ -74,6 +77,7 @@ impl<A: App> Core<A> {
         settings: Arc<Settings>,
         stats: Arc<Stats>,
         balancer: Arc<Balancer<A::Handler>>,
+        pre_auth: Arc<PreAuth>,
     ) -> std::io::Result<Core<A>> {
         let limits = &settings.limits;
         let session = SessionConfig {
@@ -94,6 +98,7 @@ impl<A: App> Core<A> {
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
             draining: Cell::new(false),
             balancer,
+            pre_auth,
         })
     }
 

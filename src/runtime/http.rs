@@ -1,6 +1,6 @@
 //! A new connection's HTTP phase: read the request head under a deadline and
-//! a size bound, then either answer and close or hand over to the WebSocket
-//! loop.
+//! a size bound, route it before reading any body, then either answer and
+//! close or hand over to the WebSocket loop.
 //!
 //! Runtime layer: imports the core, the balancer, [`super::ws::adopt`],
 //! [`super::sys`] and the protocol crate's head parser. It runs as a monoio
@@ -14,20 +14,23 @@
 //! response before the client reads it.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use super::app::{App, Route};
+use super::app::{App, Decision, Route};
 use super::balance::Handoff;
 use super::core::Core;
+use super::pre_auth::PreAuthRefusal;
 use super::stats::bump;
 use super::sys;
 use super::ws::adopt;
+use crate::proto::forwarded::{canonical, client_from_chain, ForwardedError};
 use crate::proto::http::{parse_head, HeadLimits, HttpError, Request, Response};
+use crate::proto::proxy::{self, Detect};
 
 /// How long an answered connection is drained before it is dropped.
 const LINGER: Duration = Duration::from_millis(500);
@@ -38,6 +41,8 @@ enum HeadError {
     Closed,
     /// The head broke a rule.
     Http(HttpError),
+    /// Refused for another reason (a PROXY header), with this answer.
+    Respond(Response),
 }
 
 /// Serves one accepted connection from its first byte to its last.
@@ -76,38 +81,67 @@ pub(super) async fn serve_connection<A: App>(
 
 /// Reads and routes the request; answers it unless it is an upgrade, which
 /// it returns.
+///
+/// In order: the cap on connections in their HTTP phase (429 per address,
+/// 503 in total, before a byte is read); a PROXY header if the peer is a
+/// trusted proxy (from another peer it is a 400); the head; the client's
+/// address (the PROXY header's, else `X-Forwarded-For`'s from a trusted
+/// peer, else the peer's); [`App::route_head`]; and only if it asks, the
+/// body, within the bound it gives (a larger `Content-Length` is a 413
+/// before any of it is read). The whole phase runs under the handshake
+/// timeout (408).
 async fn http_phase<A: App>(
     core: &Core<A>,
     stream: &TcpStream,
     peer: SocketAddr,
 ) -> Option<(String, A::Handler, Vec<u8>)> {
     let _ = stream.set_nodelay(true);
+    let trusted = is_trusted(core, peer.ip());
+    let _place = match core
+        .pre_auth
+        .admit((!trusted).then(|| canonical(peer.ip())))
+    {
+        Ok(place) => place,
+        Err(why) => {
+            bump(&core.stats().refused);
+            let resp = match why {
+                PreAuthRefusal::PerIp => Response::error(
+                    429,
+                    "too_many_pending",
+                    &format!(
+                        "{} has too many connections that have not finished their request",
+                        peer.ip()
+                    ),
+                ),
+                PreAuthRefusal::Total => Response::error(
+                    503,
+                    "too_many_pending",
+                    "too many connections have not finished their request; retry shortly",
+                ),
+            };
+            log::debug!("{peer}: refused before its request: {why:?}");
+            respond(core, stream, resp.with_header("Retry-After", "1")).await;
+            return None;
+        }
+    };
     let limits = HeadLimits {
         max_head_bytes: core.settings.limits.max_head_bytes,
         max_headers: core.settings.limits.max_headers,
     };
-    let max_body = core.settings.max_body_bytes;
     let timeout = core.settings.limits.handshake_timeout();
-    let request = monoio::time::timeout(timeout, read_request(stream, &limits, max_body)).await;
-    let (req, body, leftover) = match request {
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let head = monoio::time::timeout(timeout, read_head(stream, &limits, trusted)).await;
+    let (req, proxied, rest) = match head {
         Ok(Ok(got)) => got,
-        Ok(Err(HeadError::Closed)) => return None,
-        Ok(Err(HeadError::Http(e))) => {
-            bump(&core.stats().refused);
-            log::debug!("{peer}: bad request: {e}");
-            respond(
-                core,
-                stream,
-                Response::error(e.status(), e.code(), &e.to_string()),
-            )
-            .await;
-            return None;
-        }
-        Err(_) => {
-            bump(&core.stats().refused);
-            let msg = "request not received within the handshake timeout";
-            respond(core, stream, Response::error(408, "request_timeout", msg)).await;
-            return None;
+        Ok(Err(e)) => return refuse_head(core, stream, peer, e).await,
+        Err(_) => return timed_out(core, stream).await,
+    };
+    let client = match client_address(core, peer, proxied, &req) {
+        Ok(c) => c,
+        Err(e) => {
+            let resp = Response::error(400, "bad_forwarded_for", &e.to_string());
+            return refuse_head(core, stream, peer, HeadError::Respond(resp)).await;
         }
     };
     if core.draining.get() {
@@ -116,26 +150,137 @@ async fn http_phase<A: App>(
         respond(core, stream, resp).await;
         return None;
     }
-    match core.app.route(&req, body, peer).await {
-        Route::Respond(resp) => {
+    let max_body = core.settings.max_body_bytes;
+    match core.app.route_head(&req, client) {
+        Decision::Now(Route::Respond(resp)) => {
             if resp.status >= 400 {
                 bump(&core.stats().refused);
             }
             respond(core, stream, resp).await;
             None
         }
-        Route::Upgrade { accept, handler } => Some((accept, handler, leftover)),
+        Decision::Now(Route::Upgrade { accept, handler }) => {
+            // An announced body (unusual on an upgrade) is read and dropped.
+            let read = monoio::time::timeout(left(), read_body(stream, &req, max_body, rest));
+            match read.await {
+                Ok(Ok((_, leftover))) => Some((accept, handler, leftover)),
+                Ok(Err(e)) => refuse_head(core, stream, client, e).await,
+                Err(_) => timed_out(core, stream).await,
+            }
+        }
+        Decision::ReadBody { max } => {
+            let max = max.min(max_body);
+            let read = monoio::time::timeout(left(), read_body(stream, &req, max, rest));
+            let (body, leftover) = match read.await {
+                Ok(Ok(got)) => got,
+                Ok(Err(e)) => return refuse_head(core, stream, client, e).await,
+                Err(_) => return timed_out(core, stream).await,
+            };
+            match core.app.route(&req, body, client).await {
+                Route::Respond(resp) => {
+                    if resp.status >= 400 {
+                        bump(&core.stats().refused);
+                    }
+                    respond(core, stream, resp).await;
+                    None
+                }
+                Route::Upgrade { accept, handler } => Some((accept, handler, leftover)),
+            }
+        }
     }
 }
 
-/// Reads a request head and its body; returns them and any bytes that came
-/// after the body (the first WebSocket frames, for an upgrade).
-async fn read_request(
+/// Whether `ip` is one of `server.trusted_proxies`.
+fn is_trusted<A: App>(core: &Core<A>, ip: IpAddr) -> bool {
+    core.settings.trusted_proxies.iter().any(|c| c.contains(ip))
+}
+
+/// The client's address: the PROXY header's source if one came, else the
+/// peer's; and while that is a trusted proxy, the client `X-Forwarded-For`
+/// names (the right-most hop that is not a trusted proxy).
+fn client_address<A: App>(
+    core: &Core<A>,
+    peer: SocketAddr,
+    proxied: Option<SocketAddr>,
+    req: &Request,
+) -> Result<SocketAddr, ForwardedError> {
+    let addr = proxied.unwrap_or(peer);
+    if !is_trusted(core, addr.ip()) {
+        return Ok(addr);
+    }
+    let chain = req.headers_named("x-forwarded-for");
+    Ok(match client_from_chain(chain, |ip| is_trusted(core, ip))? {
+        Some(ip) => SocketAddr::new(ip, addr.port()),
+        None => addr,
+    })
+}
+
+/// Answers a head that broke a rule, or says nothing to a peer that left.
+async fn refuse_head<A: App, T>(
+    core: &Core<A>,
+    stream: &TcpStream,
+    who: SocketAddr,
+    e: HeadError,
+) -> Option<T> {
+    let resp = match e {
+        HeadError::Closed => return None,
+        HeadError::Http(e) => {
+            log::debug!("{who}: bad request: {e}");
+            Response::error(e.status(), e.code(), &e.to_string())
+        }
+        HeadError::Respond(resp) => {
+            log::debug!("{who}: refused: {}", resp.status);
+            resp
+        }
+    };
+    bump(&core.stats().refused);
+    respond(core, stream, resp).await;
+    None
+}
+
+/// Answers a request that did not arrive within the handshake timeout.
+async fn timed_out<A: App, T>(core: &Core<A>, stream: &TcpStream) -> Option<T> {
+    bump(&core.stats().refused);
+    let msg = "request not received within the handshake timeout";
+    respond(core, stream, Response::error(408, "request_timeout", msg)).await;
+    None
+}
+
+/// Reads a PROXY header (only from a trusted peer: from another it is a
+/// 400) and then a request head; returns the head, the client the PROXY
+/// header named (if any), and the bytes read after the head.
+async fn read_head(
     stream: &TcpStream,
     limits: &HeadLimits,
-    max_body: usize,
-) -> Result<(Request, Vec<u8>, Vec<u8>), HeadError> {
+    trusted: bool,
+) -> Result<(Request, Option<SocketAddr>, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
+    let mut proxied = None;
+    loop {
+        match proxy::detect(&buf) {
+            Detect::Absent => break,
+            Detect::NeedMore => recv_some(stream, &mut buf).await?,
+            Detect::Present if !trusted => {
+                return Err(HeadError::Respond(Response::error(
+                    400,
+                    "proxy_header_refused",
+                    "a PROXY protocol header is accepted only from server.trusted_proxies",
+                )))
+            }
+            Detect::Present => match proxy::parse(&buf) {
+                Ok(Some((header, len))) => {
+                    proxied = header.source;
+                    buf.drain(..len);
+                    break;
+                }
+                Ok(None) => recv_some(stream, &mut buf).await?,
+                Err(e) => {
+                    let resp = Response::error(400, "bad_proxy_header", &e.to_string());
+                    return Err(HeadError::Respond(resp));
+                }
+            },
+        }
+    }
     let (req, head_len) = loop {
         if let Some(got) = parse_head(&buf, limits).map_err(HeadError::Http)? {
             break got;
@@ -145,14 +290,25 @@ async fn read_request(
         }
         recv_some(stream, &mut buf).await?;
     };
-    let body_len = req.body_length(max_body).map_err(HeadError::Http)?;
-    let mut rest = buf.split_off(head_len);
+    Ok((req, proxied, buf.split_off(head_len)))
+}
+
+/// Reads the body `req` announces (at most `max`: a larger one is a 413
+/// before any of it is read) after the `rest` already read; returns it and
+/// any bytes after it (the first WebSocket frames, for an upgrade).
+async fn read_body(
+    stream: &TcpStream,
+    req: &Request,
+    max: usize,
+    mut rest: Vec<u8>,
+) -> Result<(Vec<u8>, Vec<u8>), HeadError> {
+    let body_len = req.body_length(max).map_err(HeadError::Http)?;
     rest.reserve(body_len.saturating_sub(rest.len()));
     while rest.len() < body_len {
         recv_some(stream, &mut rest).await?;
     }
     let leftover = rest.split_off(body_len);
-    Ok((req, rest, leftover))
+    Ok((rest, leftover))
 }
 
 /// Receives at least one byte into the spare capacity of `buf`.

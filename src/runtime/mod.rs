@@ -17,7 +17,10 @@
 //! - `driver`: io_uring or epoll, pinning, the runtime itself;
 //! - `worker`: one core's accept loop and graceful stop;
 //! - `core`: a core's shared state and the per-slot table;
-//! - `http`: reading a request head under a deadline, answering errors;
+//! - `http`: reading a request head under a deadline (after a PROXY
+//!   header from a trusted proxy), routing it before its body, answering
+//!   errors;
+//! - `pre_auth`: the cap on connections still in their HTTP phase;
 //! - `reactor`: every upgraded connection of a core, one epoll set, one
 //!   task;
 //! - `ws`: one WebSocket connection's steps (recv, session, queue, flush);
@@ -39,6 +42,7 @@ mod http;
 mod janitor;
 mod listener;
 mod outbox;
+mod pre_auth;
 mod reactor;
 mod registry;
 mod server;
@@ -51,7 +55,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use app::{App, CoreInfo, Route, Settings};
+pub use app::{App, CoreInfo, Decision, Route, Settings};
 pub use conn::Conn;
 pub use stats::{family, per_core, Stats};
 pub use sys::raise_nofile_limit;

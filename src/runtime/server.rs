@@ -15,6 +15,7 @@ use super::app::{App, CoreInfo, Settings};
 use super::balance::Balancer;
 use super::driver;
 use super::listener::bind_all;
+use super::pre_auth::PreAuth;
 use super::stats::Stats;
 use super::worker::{self, Control, WorkerChannels};
 
@@ -42,6 +43,10 @@ where
     let senders = Arc::new(senders);
     let (balancer, inboxes) = Balancer::new(stats.clone(), settings.balance_connections);
     let balancer = Arc::new(balancer);
+    let pre_auth = Arc::new(PreAuth::new(
+        settings.limits.max_pre_auth_per_ip,
+        settings.limits.max_pre_auth_connections,
+    ));
     spawn_signal_thread(senders.clone())?;
     let mut handles = Vec::new();
     let per_worker = listeners.into_iter().zip(receivers).zip(inboxes);
@@ -56,6 +61,7 @@ where
             ctrl,
             inbox,
             balancer: balancer.clone(),
+            pre_auth: pre_auth.clone(),
         };
         let handle = thread::Builder::new()
             .name(format!("eventhub-w{id}"))

@@ -20,6 +20,7 @@ use super::balance::{Balancer, Handoff};
 use super::clock::now_ms;
 use super::core::Core;
 use super::driver;
+use super::pre_auth::PreAuth;
 use super::stats::{bump, Stats};
 use super::ws::adopt;
 use super::{http, janitor, reactor};
@@ -39,6 +40,8 @@ pub(super) struct WorkerChannels<H> {
     /// Connections handed to this worker.
     pub(super) inbox: flume::Receiver<Handoff<H>>,
     pub(super) balancer: Arc<Balancer<H>>,
+    /// The cap on connections in their HTTP phase, shared by every core.
+    pub(super) pre_auth: Arc<PreAuth>,
 }
 
 /// Runs worker `id` on the calling thread until it has stopped.
@@ -62,7 +65,14 @@ where
             stats: stats.clone(),
         }));
         app.start();
-        let core = Rc::new(Core::new(id, app, settings, stats, channels.balancer)?);
+        let core = Rc::new(Core::new(
+            id,
+            app,
+            settings,
+            stats,
+            channels.balancer,
+            channels.pre_auth,
+        )?);
         monoio::spawn(adopt_handoffs(core.clone(), channels.inbox));
         serve(core, listener, channels.ctrl).await
     })
