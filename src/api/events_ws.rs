@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::replies::error_reply;
 use super::{HubApp, HubHandler};
 use crate::hub::channels::{ChannelSet, CONTAINER};
-use crate::hub::core::{DockerSubscriber, HubCore};
+use crate::hub::core::{DockerSubscriber, HubCore, Replay, REPLAYING};
 use crate::hub::docker::filter::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
 use crate::proto::http::Request;
@@ -76,6 +76,23 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return app.bad_request("bad_request", &e.to_string()),
     };
+    let since_seq = match req.query_param("since_seq").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return app.bad_request(
+                "bad_request",
+                "since_seq must be a non-negative integer (the hub seq a 1013 close names)",
+            )
+        }
+    };
+    let epoch = req.query_param("epoch").map(str::to_ascii_lowercase);
+    if epoch.is_some() && since_seq.is_none() {
+        return app.bad_request(
+            "bad_request",
+            "epoch needs since_seq: resume with since_seq=SEQ&epoch=EPOCH",
+        );
+    }
     let ip_slot = match super::subscribe::admit(app, peer) {
         Ok(slot) => slot,
         Err(resp) => return Route::Respond(resp),
@@ -86,6 +103,8 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             filter: Some(filter),
             since,
             until,
+            since_seq,
+            epoch,
             _ip: ip_slot,
         })),
     }
@@ -97,6 +116,10 @@ pub struct DockerSession {
     filter: Option<DockerFilter>,
     since: Option<i64>,
     until: Option<i64>,
+    /// Resume after this hub seq (what a 1013 close names).
+    since_seq: Option<u64>,
+    /// The run `since_seq` belongs to.
+    epoch: Option<String>,
     _ip: IpSlot,
 }
 
@@ -104,34 +127,50 @@ impl DockerSession {
     pub fn on_open(&mut self, core: &HubCore, conn: &Rc<Conn>) {
         let shared = &core.shared;
         let filter = self.filter.take().unwrap_or_default();
-        let (since, until) = (self.since, self.until);
-        let (replay, last_seq) = match since {
-            Some(since) => shared.sequencer.replay_where(|e| {
-                e.docker.as_ref().is_some_and(|d| {
-                    d.keys.time >= since
-                        && until.is_none_or(|u| d.keys.time <= u)
-                        && filter.matches(&d.keys)
-                })
-            }),
-            None => (Vec::new(), shared.sequencer.last_seq()),
+        let pos = shared.sequencer.position();
+        // Where the replay starts: after `since_seq` (from the ring's start
+        // when it belongs to another run: another epoch, or beyond this
+        // run's last seq; Docker's shape has no message to say so), or the
+        // ring's start for a `since` time; none: live only.
+        let after = match (self.since_seq, self.since) {
+            (Some(n), _) => {
+                let other_run = match &self.epoch {
+                    Some(e) => e != shared.sequencer.epoch(),
+                    None => n > pos.last_seq,
+                };
+                Some(if other_run { pos.oldest - 1 } else { n })
+            }
+            (None, Some(_)) => Some(0),
+            (None, None) => None,
         };
-        for ev in &replay {
-            let docker = ev.docker.as_ref().expect("kept only container events");
-            conn.send_tagged(docker.frame.clone(), ev.seq);
-        }
-        if since.is_some() {
-            shared.stats.replay_requests.fetch_add(1, Relaxed);
-            shared
-                .stats
-                .replayed_events
-                .fetch_add(replay.len() as u64, Relaxed);
-        }
+        let slot = conn.slot_index();
         core.add_docker(DockerSubscriber {
             conn: conn.clone(),
             filter,
-            min_seq: last_seq,
-            until,
+            min_seq: if after.is_some() {
+                REPLAYING
+            } else {
+                pos.last_seq
+            },
+            start: after.unwrap_or(pos.last_seq),
+            until: self.until,
         });
+        if let Some(after) = after {
+            shared.stats.replay_requests.fetch_add(1, Relaxed);
+            core.start_replay(
+                slot,
+                Replay {
+                    after,
+                    since_time: self.since,
+                    gap: None,
+                },
+            );
+        }
+    }
+
+    /// The queue drained below half its bound: the next slice of a replay.
+    pub fn on_drained(&mut self, core: &HubCore, conn: &Conn) {
+        core.refill(conn.slot_index());
     }
 
     pub fn on_message(&mut self, conn: &Rc<Conn>) {

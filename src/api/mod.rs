@@ -201,6 +201,14 @@ impl App for HubApp {
         }
     }
 
+    fn on_drained(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {
+        match handler {
+            HubHandler::Subscriber(s) => s.on_drained(&self.core, conn),
+            HubHandler::Docker(d) => d.on_drained(&self.core, conn),
+            HubHandler::Publisher(_) => {}
+        }
+    }
+
     fn on_close(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {
         match handler {
             HubHandler::Subscriber(s) => s.on_close(&self.core, conn),
