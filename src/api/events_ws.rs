@@ -4,9 +4,11 @@
 //! Checks before the upgrade: the handshake, the principal (it needs the
 //! right to subscribe to `container`), `filters` (malformed JSON, an unknown
 //! key, a value of the wrong type or an invalid event value is a 400 naming
-//! the problem), `since`/`until` (Unix seconds), then the per-IP rules.
-//! After it: the events of the replay ring with `time >= since` that match,
-//! then live ones (none after `until`). Once `until` has passed, the
+//! the problem), `since`/`until` (Unix seconds), `since_seq`/`epoch` (the
+//! hub seq and run a 1013 close names), then the per-IP rules. After it:
+//! the matching events of the replay ring after `since_seq` and with
+//! `time >= since`, fed at the client's pace ([`HubCore::refill`]), then
+//! live ones (none after `until`). Once `until` has passed, the
 //! core's tick closes the connection with 1000 "until reached"
 //! ([`HubCore::on_tick`]); no timer is kept per connection.
 //!

@@ -3,10 +3,13 @@
 //!
 //! Before the upgrade: the handshake, the principal, the channels (unknown
 //! ones are a 400 listing the valid ones; ones outside the principal's
-//! rights a 403), `since`, and the per-IP rules (429, 409). After it: the
-//! confirmation on `global`, then the replay if `since` was given (with an
-//! explicit `replay-gap` message on `system` when the ring no longer
-//! reaches back that far), then live events.
+//! rights a 403), `since` and `epoch`, and the per-IP rules (429, 409).
+//! After it: the confirmation on `global` (with the hub run's epoch), then
+//! the replay if `since` was given, fed from the ring at the client's pace
+//! ([`HubCore::refill`]), with an explicit `replay-gap` message on `system`
+//! when the ring no longer reaches back that far or `since` is from another
+//! run of the hub (another `epoch`, or beyond this run's last seq), then
+//! live events.
 //!
 //! In-band messages: a health ping (`{"event_type":"health","id":..,
 //! "message":"ping"}`, answered with a pong on `health` for subscribers of

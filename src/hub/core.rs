@@ -9,6 +9,18 @@
 //! reactor then writes everything queued to each connection, many frames
 //! per `sendmsg`, once the fan-out yields.
 //!
+//! A resuming subscriber is fed from the replay ring, not from a copy of
+//! it: its row's `min_seq` is [`REPLAYING`] (so fan-out, which compares
+//! every event's `seq` with `min_seq` anyway, skips it at no extra cost),
+//! and a [`Replay`] cursor, kept in a map beside the tables only while it
+//! replays, says how far it got. [`HubCore::refill`] queues the ring's next
+//! slices up to half the send-queue bound, on open and whenever a write
+//! drains the queue below that (`App::on_drained`); when a slice reaches
+//! the last `seq` assigned, `min_seq` becomes that `seq` and the
+//! subscriber is live. Both run on this core's thread, between batches, so
+//! every event the core's batches have brought is already in the ring
+//! when the cursor looks: none is missed, none sent twice.
+//!
 //! The core's timed work ([`HubCore::on_tick`], from the runtime's
 //! `App::on_tick`) is here too: the queued-bytes gauge, and closing the
 //! `/events/ws` subscribers whose `until` has passed. Messages from other
