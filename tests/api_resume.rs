@@ -90,6 +90,83 @@ fn a_resume_over_the_whole_default_ring_is_delivered_whole_once_in_order() {
 }
 
 #[test]
+fn a_resume_while_events_keep_coming_on_two_cores_hands_over_to_live_without_gap_or_duplicate() {
+    let server = Server::hub(2, &config());
+    let addr = server.addr;
+    for k in 0..5 {
+        publish(addr, &padded_events("old", k * 1000, 1000, 500));
+    }
+    // A publisher keeps going while the client replays and goes live.
+    let publisher = std::thread::spawn(move || {
+        let mut last = 0;
+        for k in 0..100 {
+            last = *publish(addr, &padded_events("during", k * 20, 20, 500))
+                .last()
+                .unwrap();
+        }
+        last
+    });
+    let (mut ws, _) = subscribe(addr, "pdfm&since=100");
+    let mut want = 101;
+    let last = loop {
+        let got = read_json(&mut ws);
+        assert_eq!(got["seq"].as_u64(), Some(want), "{got}");
+        if publisher.is_finished() && want == 7000 {
+            break want;
+        }
+        want += 1;
+    };
+    assert_eq!(publisher.join().unwrap(), last);
+    let next = publish(addr, &padded_events("next", 0, 1, 500))[0];
+    assert_eq!(seq(&read_json(&mut ws)), next, "no duplicate before it");
+}
+
+#[test]
+fn a_replay_that_falls_out_of_the_ring_says_so_where_it_does_and_goes_on() {
+    let server = Server::hub(
+        1,
+        &config_with(
+            "replay_size = 200",
+            "send_queue_bytes = 65536\nsocket_send_buffer_bytes = 4096",
+        ),
+    );
+    let addr = server.addr;
+    publish(addr, &padded_events("old", 0, 200, 4000));
+    let auth = bearer(ADMIN_TOKEN);
+    let mut ws = ws_connect_rcvbuf(
+        addr,
+        None,
+        4096,
+        "/v1/ws/subscribe?event_types=pdfm&since=0",
+        &[("Authorization", &auth)],
+    );
+    // It reads nothing while 400 more pass through the ring of 200.
+    for k in 0..4 {
+        publish(addr, &padded_events("new", k * 100, 100, 4000));
+    }
+    assert_eq!(read_json(&mut ws)["event_type"], "global");
+    let mut want = 1;
+    let mut gaps = 0;
+    while want <= 600 {
+        let got = read_json(&mut ws);
+        if got["message"] == "replay-gap" {
+            assert_eq!(got["body"]["missed_from"], want, "{got}");
+            want = got["body"]["missed_to"].as_u64().unwrap() + 1;
+            gaps += 1;
+            continue;
+        }
+        assert_eq!(got["seq"].as_u64(), Some(want), "{got}");
+        want += 1;
+    }
+    // At least one gap, each where the ring lost what it had not reached
+    // (a second one when the socket drained a little while the ring
+    // turned over), and every other event once, in order.
+    assert!(gaps >= 1, "the ring lost events the replay had not reached");
+    let next = publish(addr, &padded_events("next", 0, 1, 500))[0];
+    assert_eq!(seq(&read_json(&mut ws)), next);
+}
+
+#[test]
 fn a_resuming_client_that_does_not_read_holds_about_half_the_queue_bound() {
     // A replay is fed as the client drains: one that never reads pins
     // about half the queue bound (plus the socket's buffers), not the ring.
