@@ -462,3 +462,70 @@ fn a_slow_events_ws_client_resumes_from_its_1013_reason_with_exactly_what_it_mis
     assert!(query.starts_with("since_seq="), "{query}");
     assert!(query.contains("&epoch="), "{query}");
 }
+
+#[test]
+fn a_burst_closing_a_subscriber_before_any_event_was_sent_names_where_it_started() {
+    // One batch larger than the queue: the close comes before any event of
+    // it is written, so the resume point is where the subscription started
+    // (seq 5), not 0 (the whole ring, and events from before it).
+    let server = Server::hub(1, &config_with("", SLOW_LIMITS));
+    let addr = server.addr;
+    publish(addr, &padded_events("before", 0, 5, 200));
+    let path = "/v1/ws/subscribe?event_types=pdfm";
+    let auth = bearer(ADMIN_TOKEN);
+    let (mut ws, _) = common::api::subscribe_as(addr, None, path, &[("Authorization", &auth)]);
+    assert_eq!(
+        publish(addr, &padded_events("burst", 0, 20, 4000)),
+        (6..=25).collect::<Vec<_>>()
+    );
+    let (got, query) = read_to_1013(&mut ws);
+    assert!(got.is_empty(), "{got:?}");
+    assert!(query.starts_with("since=5&epoch="), "{query}");
+    let (mut resumed, _) = common::api::subscribe_as(
+        addr,
+        None,
+        &format!("{path}&{query}"),
+        &[("Authorization", &auth)],
+    );
+    read_contiguous(&mut resumed, 5, 25);
+}
+
+#[test]
+fn a_burst_closing_an_events_ws_client_before_any_event_was_sent_names_where_it_started() {
+    let server = Server::hub(1, &config_with("", SLOW_LIMITS));
+    let addr = server.addr;
+    let auth = bearer(ADMIN_TOKEN);
+    let batch = |tag: &str, n: usize, pad: usize| {
+        let evs: Vec<Value> = (0..n)
+            .map(|k| container_event(&format!("{tag}{k}"), 1_700_000_000, pad))
+            .collect();
+        Value::Array(evs).to_string()
+    };
+    publish(addr, &batch("before", 5, 10));
+    let mut ws = ws_connect_with(addr, None, "/events/ws", &[("Authorization", &auth)]);
+    // (The hub opens the subscription before it answers the upgrade.)
+    publish(addr, &batch("burst", 20, 4000));
+    let (got, query) = read_to_1013(&mut ws);
+    assert!(got.is_empty(), "{got:?}");
+    assert!(query.starts_with("since_seq=5&epoch="), "{query}");
+    publish(addr, &batch("marker", 1, 10));
+    let mut resumed = ws_connect_with(
+        addr,
+        None,
+        &format!("/events/ws?{query}"),
+        &[("Authorization", &auth)],
+    );
+    let names: Vec<String> = (0..21)
+        .map(|_| {
+            read_json(&mut resumed)["Actor"]["Attributes"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = (0..20)
+        .map(|k| format!("burst{k}"))
+        .chain(["marker0".to_string()])
+        .collect();
+    assert_eq!(names, want);
+}

@@ -203,9 +203,11 @@ impl Sequencer {
             oldest,
             ..Slice::default()
         };
-        let skip = (start - oldest) as usize;
+        // The ring's seqs are contiguous: the start is found by arithmetic,
+        // and `range` walks from it (no walk over what precedes it).
+        let skip = ((start - oldest) as usize).min(inner.ring.len());
         let mut used = 0usize;
-        for ev in inner.ring.iter().skip(skip).take(SCAN_MAX) {
+        for ev in inner.ring.range(skip..).take(SCAN_MAX) {
             if let Some(frame) = pick(ev) {
                 let cost = frame.len() + overhead;
                 if used + cost > budget && !(at_least_one && out.events.is_empty()) {
