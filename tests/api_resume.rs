@@ -529,3 +529,43 @@ fn a_burst_closing_an_events_ws_client_before_any_event_was_sent_names_where_it_
         .collect();
     assert_eq!(names, want);
 }
+
+#[test]
+fn bad_resume_parameters_are_400_naming_them() {
+    let server = Server::hub(1, &config());
+    for (path, names) in [
+        (
+            "/v1/ws/subscribe?event_types=pdfm&since=1&epoch=xyz",
+            "epoch",
+        ),
+        (
+            "/v1/ws/subscribe?event_types=pdfm&epoch=0123456789abcdef",
+            "epoch needs since",
+        ),
+        ("/events/ws?since_seq=-1", "since_seq"),
+        ("/events/ws?since_seq=3&epoch=nothex", "epoch"),
+        ("/events/ws?epoch=0123456789abcdef", "epoch needs since_seq"),
+    ] {
+        let resp = common::http_request(
+            server.addr,
+            None,
+            "GET",
+            path,
+            &[
+                ("Authorization", &bearer(ADMIN_TOKEN)),
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", common::SAMPLE_KEY),
+            ],
+            b"",
+        );
+        assert_eq!(resp.status, 400, "{path}: {resp:?}");
+        let body = resp.json();
+        assert_eq!(body["error"], "bad_request", "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(names),
+            "{path}: {body}"
+        );
+    }
+}

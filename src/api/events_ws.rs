@@ -88,7 +88,10 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             )
         }
     };
-    let epoch = req.query_param("epoch").map(str::to_ascii_lowercase);
+    let epoch = match super::subscribe::parse_epoch(req) {
+        Ok(e) => e,
+        Err(msg) => return app.bad_request("bad_request", msg),
+    };
     if epoch.is_some() && since_seq.is_none() {
         return app.bad_request(
             "bad_request",

@@ -70,17 +70,9 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             )
         }
     };
-    let epoch = match req.query_param("epoch") {
-        None => None,
-        Some(e) if e.len() == 16 && e.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Some(e.to_ascii_lowercase())
-        }
-        Some(_) => {
-            return app.bad_request(
-                "bad_request",
-                "epoch must be the 16 hex characters of a subscription confirmation's epoch",
-            )
-        }
+    let epoch = match parse_epoch(req) {
+        Ok(e) => e,
+        Err(msg) => return app.bad_request("bad_request", msg),
     };
     if epoch.is_some() && since.is_none() {
         return app.bad_request(
@@ -103,6 +95,18 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             })),
             _ip: ip_slot,
         }),
+    }
+}
+
+/// The `epoch` parameter of the subscription endpoints: 16 hex characters
+/// (as a confirmation or a 1013 reason gives it), or the 400's message.
+pub(crate) fn parse_epoch(req: &Request) -> Result<Option<String>, &'static str> {
+    match req.query_param("epoch") {
+        None => Ok(None),
+        Some(e) if e.len() == 16 && e.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Some(e.to_ascii_lowercase()))
+        }
+        Some(_) => Err("epoch must be 16 hex characters, as the subscription confirmation or a 1013 close reason gives it"),
     }
 }
 
