@@ -321,11 +321,6 @@ impl HubCore {
         self.refill(slot);
     }
 
-    /// Whether the connection in `slot` is replaying.
-    pub fn is_replaying(&self, slot: usize) -> bool {
-        self.replays.borrow().contains_key(&slot)
-    }
-
     /// Queues the next slices of the replay of the connection in `slot`,
     /// up to half the send-queue bound (the other half is room for live
     /// events once it catches up); when a slice reaches the last `seq`,
