@@ -229,7 +229,7 @@ fn bench(c: &mut Criterion) {
         if input == "seqs" {
             let mailbox = std::sync::Arc::new(eventhub::hub::mailbox::Mailbox::new(1));
             let rx = [mailbox.take_receiver(0)];
-            let s = Sequencer::new(1024, mailbox);
+            let s = Sequencer::new(1024, usize::MAX, mailbox);
             let p = [prepare(BODY)];
             g.bench_function("real_publish", |b| {
                 b.iter(|| {

@@ -105,6 +105,8 @@ pub struct DockerConfig {
 pub struct HubConfig {
     pub channels: Vec<String>,
     pub replay_size: usize,
+    /// Bytes the replay ring's frames may take at most.
+    pub replay_max_bytes: usize,
     pub max_events_per_request: usize,
     pub max_connections_per_ip: u32,
     pub connect_rate_per_ip: f64,
@@ -261,6 +263,12 @@ impl Config {
         }
         if let Err(e) = crate::channel_names::check(&self.hub.channels) {
             return invalid("hub.channels", &e.to_string());
+        }
+        if self.hub.replay_max_bytes < 1024 {
+            return invalid(
+                "hub.replay_max_bytes",
+                "must be at least 1024 (set hub.replay_size = 0 to keep no replay ring)",
+            );
         }
         if self.hub.max_events_per_request == 0 {
             return invalid("hub.max_events_per_request", "must be at least 1");
@@ -446,5 +454,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.trusted_proxies().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn replay_max_bytes_has_a_default_and_a_floor_naming_the_key() {
+        assert_eq!(Config::default_config().hub.replay_max_bytes, 64 << 20);
+        let e = Config::from_toml("[hub]\nreplay_max_bytes = 10\n", None).unwrap_err();
+        assert!(e.to_string().contains("hub.replay_max_bytes"), "{e}");
     }
 }

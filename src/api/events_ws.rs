@@ -4,9 +4,11 @@
 //! Checks before the upgrade: the handshake, the principal (it needs the
 //! right to subscribe to `container`), `filters` (malformed JSON, an unknown
 //! key, a value of the wrong type or an invalid event value is a 400 naming
-//! the problem), `since`/`until` (Unix seconds), then the per-IP rules.
-//! After it: the events of the replay ring with `time >= since` (and
-//! `<= until`) that match, then live ones (none after `until`); `until`
+//! the problem), `since`/`until` (Unix seconds), `since_seq`/`epoch` (the
+//! hub seq and run a 1013 close names), then the per-IP rules. After it:
+//! the matching events of the replay ring after `since_seq` and with
+//! `time >= since` (and `<= until`), fed at the client's pace
+//! ([`HubCore::refill`]), then live ones (none after `until`); `until`
 //! without `since` replays from the start of the ring, as Docker replays
 //! from the start of its buffer. Once `until` has passed, the
 //! core's tick closes the connection with 1000 "until reached"
@@ -23,7 +25,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::replies::error_reply;
 use super::{HubApp, HubHandler};
 use crate::hub::channels::{ChannelSet, CONTAINER};
-use crate::hub::core::{DockerSubscriber, HubCore};
+use crate::hub::core::{DockerSubscriber, HubCore, Replay, REPLAYING};
 use crate::hub::docker::filter::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
 use crate::proto::http::Request;
@@ -78,6 +80,26 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return app.bad_request("bad_request", &e.to_string()),
     };
+    let since_seq = match req.query_param("since_seq").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return app.bad_request(
+                "bad_request",
+                "since_seq must be a non-negative integer (the hub seq a 1013 close names)",
+            )
+        }
+    };
+    let epoch = match super::subscribe::parse_epoch(req) {
+        Ok(e) => e,
+        Err(msg) => return app.bad_request("bad_request", msg),
+    };
+    if epoch.is_some() && since_seq.is_none() {
+        return app.bad_request(
+            "bad_request",
+            "epoch needs since_seq: resume with since_seq=SEQ&epoch=EPOCH",
+        );
+    }
     let ip_slot = match super::subscribe::admit(app, peer) {
         Ok(slot) => slot,
         Err(resp) => return Route::Respond(resp),
@@ -88,6 +110,8 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             filter: Some(filter),
             since,
             until,
+            since_seq,
+            epoch,
             _ip: ip_slot,
         })),
     }
@@ -99,6 +123,10 @@ pub struct DockerSession {
     filter: Option<DockerFilter>,
     since: Option<i64>,
     until: Option<i64>,
+    /// Resume after this hub seq (what a 1013 close names).
+    since_seq: Option<u64>,
+    /// The run `since_seq` belongs to.
+    epoch: Option<String>,
     _ip: IpSlot,
 }
 
@@ -106,39 +134,51 @@ impl DockerSession {
     pub fn on_open(&mut self, core: &HubCore, conn: &Rc<Conn>) {
         let shared = &core.shared;
         let filter = self.filter.take().unwrap_or_default();
-        let (since, until) = (self.since, self.until);
-        // As Docker: `since` replays from that time; `until` alone replays
-        // from the start of the ring (the engine's buffer) up to `until`.
-        let replaying = since.is_some() || until.is_some();
-        let (replay, last_seq) = if replaying {
-            let since = since.unwrap_or(i64::MIN);
-            shared.sequencer.replay_where(|e| {
-                e.docker.as_ref().is_some_and(|d| {
-                    d.keys.time >= since
-                        && until.is_none_or(|u| d.keys.time <= u)
-                        && filter.matches(&d.keys)
-                })
-            })
-        } else {
-            (Vec::new(), shared.sequencer.last_seq())
+        let pos = shared.sequencer.position();
+        // Where the replay starts: after `since_seq` (from the ring's start
+        // when it belongs to another run: another epoch, or beyond this
+        // run's last seq; Docker's shape has no message to say so), or the
+        // ring's start for a `since` time, or (as Docker: from the start of
+        // its buffer) for `until` alone; none: live only.
+        let after = match (self.since_seq, self.since, self.until) {
+            (Some(n), _, _) => {
+                let other_run = match &self.epoch {
+                    Some(e) => e != shared.sequencer.epoch(),
+                    None => n > pos.last_seq,
+                };
+                Some(if other_run { pos.oldest - 1 } else { n })
+            }
+            (None, Some(_), _) | (None, None, Some(_)) => Some(0),
+            (None, None, None) => None,
         };
-        for ev in &replay {
-            let docker = ev.docker.as_ref().expect("kept only container events");
-            conn.send_tagged(docker.frame.clone(), ev.seq);
-        }
-        if replaying {
-            shared.stats.replay_requests.fetch_add(1, Relaxed);
-            shared
-                .stats
-                .replayed_events
-                .fetch_add(replay.len() as u64, Relaxed);
-        }
+        let slot = conn.slot_index();
         core.add_docker(DockerSubscriber {
             conn: conn.clone(),
             filter,
-            min_seq: last_seq,
-            until,
+            min_seq: if after.is_some() {
+                REPLAYING
+            } else {
+                pos.last_seq
+            },
+            start: after.unwrap_or(pos.last_seq),
+            until: self.until,
         });
+        if let Some(after) = after {
+            shared.stats.replay_requests.fetch_add(1, Relaxed);
+            core.start_replay(
+                slot,
+                Replay {
+                    after,
+                    since_time: self.since,
+                    gap: None,
+                },
+            );
+        }
+    }
+
+    /// The queue drained below half its bound: the next slice of a replay.
+    pub fn on_drained(&mut self, core: &HubCore, conn: &Conn) {
+        core.refill(conn.slot_index());
     }
 
     pub fn on_message(&mut self, conn: &Rc<Conn>) {

@@ -261,6 +261,14 @@ impl App for HubApp {
         }
     }
 
+    fn on_drained(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {
+        match handler {
+            HubHandler::Subscriber(s) => s.on_drained(&self.core, conn),
+            HubHandler::Docker(d) => d.on_drained(&self.core, conn),
+            HubHandler::Publisher(_) => {}
+        }
+    }
+
     fn on_close(&self, handler: &mut HubHandler, conn: &Rc<Conn>) {
         match handler {
             HubHandler::Subscriber(s) => s.on_close(&self.core, conn),
@@ -276,7 +284,9 @@ mod tests {
 
     /// Every idle subscriber holds a handler (inside the reactor's session)
     /// and a row of the core's subscriber table; the C scenario's bytes per
-    /// connection are mostly these and the connection itself.
+    /// connection are mostly these and the connection itself. A replay's
+    /// cursor is not in the subscriber row: it lives in the core's map of
+    /// replays in progress, only while one is.
     #[test]
     fn per_connection_state_stays_within_its_budget() {
         assert!(size_of::<super::HubHandler>() <= 24);

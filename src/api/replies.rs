@@ -20,19 +20,19 @@ use crate::hub::auth::Principal;
 use crate::hub::channels::{ChannelId, ChannelSet};
 use crate::hub::event::reply;
 use crate::hub::publish::Published;
-use crate::hub::sequencer::Resume;
 use crate::hub::Shared;
 use crate::proto::json::{error_object, push_string};
 
 /// The body of `GET /healthz`.
 pub const HEALTHY: &str = r#"{"status":"ok"}"#;
 
-/// The first message of a subscriber: its client id and subscriptions, on
-/// `global`.
+/// The first message of a subscriber: its client id, subscriptions, and
+/// the hub run's `epoch` (to resume with, beside `since`), on `global`.
 pub fn confirmation(shared: &Shared, client_id: Uuid, set: ChannelSet) -> Bytes {
     let body = format!(
-        "\"body\":{{\"client_id\":\"{client_id}\",\"subscriptions\":{}}}",
-        shared.channels.json_list(set)
+        "\"body\":{{\"client_id\":\"{client_id}\",\"subscriptions\":{},\"epoch\":\"{}\"}}",
+        shared.channels.json_list(set),
+        shared.sequencer.epoch()
     );
     reply(
         "global",
@@ -50,19 +50,61 @@ pub fn subscriptions(shared: &Shared, action: &str, set: ChannelSet) -> Bytes {
     reply("system", "subscriptions", &body)
 }
 
-/// The `replay-gap` message on `system`: what a resume after `since` could
-/// not replay (`missed` is `(first, last)`).
-pub fn replay_gap(since: u64, missed: (u64, u64), resume: &Resume) -> Bytes {
-    let (first, last) = missed;
-    let why = if resume.ahead {
-        "since is beyond the hub's last seq (the hub restarted); replaying what the ring holds"
-    } else {
-        "the replay ring no longer holds every event after since"
+/// The `replay-gap` message on `system`: the events after `since` in
+/// `first..=last` are no longer in the replay ring (a
+/// [`GapMessage`](crate::hub::core::GapMessage)).
+pub fn replay_gap(since: u64, first: u64, last: u64, last_seq: u64) -> Bytes {
+    gap_message(
+        since,
+        Some((first, last)),
+        last_seq,
+        None,
+        "the replay ring no longer holds every event after since",
+    )
+}
+
+/// The `replay-gap` message on `system` for a `since` from another run of
+/// the hub (its `epoch` is not this run's, or it is beyond the last `seq`
+/// this run assigned): this run's seqs are a new sequence, so what the
+/// ring holds is replayed from its start; `missed` is what this run
+/// assigned that the ring no longer holds.
+pub fn replay_restarted(
+    since: u64,
+    client_epoch: Option<&str>,
+    missed: Option<(u64, u64)>,
+    last_seq: u64,
+) -> Bytes {
+    let why = match client_epoch {
+        Some(_) => "hub restarted: epoch is not the current one; seqs restarted at 1, replaying what the ring holds",
+        None => "hub restarted: since is beyond the last seq of this run; seqs restarted at 1, replaying what the ring holds",
     };
-    let mut body = format!(
-        "\"body\":{{\"since\":{since},\"missed_from\":{first},\"missed_to\":{last},\"last_seq\":{},\"reason\":",
-        resume.last_seq
-    );
+    gap_message(since, missed, last_seq, Some(client_epoch), why)
+}
+
+fn gap_message(
+    since: u64,
+    missed: Option<(u64, u64)>,
+    last_seq: u64,
+    restarted: Option<Option<&str>>,
+    why: &str,
+) -> Bytes {
+    let mut body = format!("\"body\":{{\"since\":{since},");
+    match missed {
+        Some((first, last)) => {
+            let _ = write!(body, "\"missed_from\":{first},\"missed_to\":{last},");
+        }
+        None => body.push_str("\"missed_from\":null,\"missed_to\":null,"),
+    }
+    let _ = write!(body, "\"last_seq\":{last_seq},");
+    if let Some(client_epoch) = restarted {
+        body.push_str("\"restarted\":true,\"client_epoch\":");
+        match client_epoch {
+            Some(e) => push_string(&mut body, e),
+            None => body.push_str("null"),
+        }
+        body.push(',');
+    }
+    body.push_str("\"reason\":");
     push_string(&mut body, why);
     body.push('}');
     reply("system", "replay-gap", &body)

@@ -3,10 +3,13 @@
 //!
 //! Before the upgrade: the handshake, the principal, the channels (unknown
 //! ones are a 400 listing the valid ones; ones outside the principal's
-//! rights a 403), `since`, and the per-IP rules (429, 409). After it: the
-//! confirmation on `global`, then the replay if `since` was given (with an
-//! explicit `replay-gap` message on `system` when the ring no longer
-//! reaches back that far), then live events.
+//! rights a 403), `since` and `epoch`, and the per-IP rules (429, 409).
+//! After it: the confirmation on `global` (with the hub run's epoch), then
+//! the replay if `since` was given, fed from the ring at the client's pace
+//! ([`HubCore::refill`]), with an explicit `replay-gap` message on `system`
+//! when the ring no longer reaches back that far or `since` is from another
+//! run of the hub (another `epoch`, or beyond this run's last seq), then
+//! live events.
 //!
 //! In-band messages: a health ping (`{"event_type":"health","id":..,
 //! "message":"ping"}`, answered with a pong on `health` for subscribers of
@@ -29,7 +32,7 @@ use super::replies::{self, error_reply, may_not_subscribe};
 use super::{HubApp, HubHandler};
 use crate::hub::channels::{ChannelSet, GLOBAL, HEALTH};
 use crate::hub::client_id;
-use crate::hub::core::{HubCore, Subscriber, SubscriberInfo};
+use crate::hub::core::{HubCore, Replay, Subscriber, SubscriberInfo, REPLAYING};
 use crate::hub::ip_limits::{IpRefusal, IpSlot};
 use crate::hub::metrics::Refusal;
 use crate::proto::http::{Request, Response};
@@ -67,6 +70,16 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             )
         }
     };
+    let epoch = match parse_epoch(req) {
+        Ok(e) => e,
+        Err(msg) => return app.bad_request("bad_request", msg),
+    };
+    if epoch.is_some() && since.is_none() {
+        return app.bad_request(
+            "bad_request",
+            "epoch needs since: resume with since=SEQ&epoch=EPOCH",
+        );
+    }
     let ip_slot = match admit(app, peer) {
         Ok(slot) => slot,
         Err(resp) => return Route::Respond(resp),
@@ -77,10 +90,23 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             opening: Some(Box::new(Opening {
                 initial: channels,
                 since,
+                epoch,
                 principal: principal as u32,
             })),
             _ip: ip_slot,
         }),
+    }
+}
+
+/// The `epoch` parameter of the subscription endpoints: 16 hex characters
+/// (as a confirmation or a 1013 reason gives it), or the 400's message.
+pub(crate) fn parse_epoch(req: &Request) -> Result<Option<String>, &'static str> {
+    match req.query_param("epoch") {
+        None => Ok(None),
+        Some(e) if e.len() == 16 && e.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Some(e.to_ascii_lowercase()))
+        }
+        Some(_) => Err("epoch must be 16 hex characters, as the subscription confirmation or a 1013 close reason gives it"),
     }
 }
 
@@ -127,6 +153,8 @@ pub struct SubscriberSession {
 struct Opening {
     initial: ChannelSet,
     since: Option<u64>,
+    /// The epoch `since` belongs to, if the client named it.
+    epoch: Option<String>,
     principal: u32,
 }
 
@@ -155,30 +183,63 @@ impl SubscriberSession {
         let Opening {
             initial,
             since,
+            epoch,
             principal,
         } = *opening;
         let shared = &core.shared;
         let client_id = client_id::new(core.id, conn.slot_index() as u32);
-        let resume = shared.sequencer.resume(since);
+        let slot = conn.slot_index();
+        let pos = shared.sequencer.position();
+        let Some(since) = since else {
+            core.add(Subscriber {
+                conn: conn.clone(),
+                client_id,
+                principal,
+                channels: initial,
+                min_seq: pos.last_seq,
+            });
+            // Tagged with the seq it starts after: the resume point a
+            // slow-consumer close names while no event was sent.
+            conn.send_tagged(
+                replies::confirmation(shared, client_id, initial),
+                pos.last_seq,
+            );
+            return;
+        };
+        shared.stats.replay_requests.fetch_add(1, Relaxed);
         core.add(Subscriber {
             conn: conn.clone(),
             client_id,
             principal,
             channels: initial,
-            min_seq: resume.last_seq,
+            min_seq: REPLAYING,
         });
-        conn.send(replies::confirmation(shared, client_id, initial));
-        let Some(since) = since else { return };
-        shared.stats.replay_requests.fetch_add(1, Relaxed);
-        if let Some(missed) = resume.missed {
-            conn.send(replies::replay_gap(since, missed, &resume));
+        // A since from another run (named by its epoch, or beyond any seq
+        // this run assigned) says nothing about this run's seqs: the ring
+        // is replayed from its start, after an explicit message.
+        let other_run = match &epoch {
+            Some(e) => e != shared.sequencer.epoch(),
+            None => since > pos.last_seq,
+        };
+        let after = if other_run { pos.oldest - 1 } else { since };
+        conn.send_tagged(replies::confirmation(shared, client_id, initial), after);
+        if other_run {
+            let missed = (pos.oldest > 1).then(|| (1, pos.oldest - 1));
+            conn.send(replies::replay_restarted(
+                since,
+                epoch.as_deref(),
+                missed,
+                pos.last_seq,
+            ));
         }
-        let mut replayed = 0;
-        for ev in resume.replay.iter().filter(|e| initial.contains(e.channel)) {
-            conn.send_tagged(ev.frame.clone(), ev.seq);
-            replayed += 1;
-        }
-        shared.stats.replayed_events.fetch_add(replayed, Relaxed);
+        core.start_replay(
+            slot,
+            Replay {
+                after,
+                since_time: None,
+                gap: Some(replies::replay_gap),
+            },
+        );
     }
 
     pub fn on_message(
@@ -265,6 +326,11 @@ impl SubscriberSession {
         };
         core.set_channels(conn.slot_index(), next);
         conn.send(replies::subscriptions(shared, action, next));
+    }
+
+    /// The queue drained below half its bound: the next slice of a replay.
+    pub fn on_drained(&mut self, core: &HubCore, conn: &Conn) {
+        core.refill(conn.slot_index());
     }
 
     pub fn on_close(&mut self, core: &HubCore, conn: &Conn) {

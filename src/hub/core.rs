@@ -9,6 +9,18 @@
 //! reactor then writes everything queued to each connection, many frames
 //! per `sendmsg`, once the fan-out yields.
 //!
+//! A resuming subscriber is fed from the replay ring, not from a copy of
+//! it: its row's `min_seq` is [`REPLAYING`] (so fan-out, which compares
+//! every event's `seq` with `min_seq` anyway, skips it at no extra cost),
+//! and a [`Replay`] cursor, kept in a map beside the tables only while it
+//! replays, says how far it got. [`HubCore::refill`] queues the ring's next
+//! slices up to half the send-queue bound, on open and whenever a write
+//! drains the queue below that (`App::on_drained`); when a slice reaches
+//! the last `seq` assigned, `min_seq` becomes that `seq` and the
+//! subscriber is live. Both run on this core's thread, between batches, so
+//! every event the core's batches have brought is already in the ring
+//! when the cursor looks: none is missed, none sent twice.
+//!
 //! The core's timed work ([`HubCore::on_tick`], from the runtime's
 //! `App::on_tick`) is here too: the queued-bytes gauge, and closing the
 //! `/events/ws` subscribers whose `until` has passed. Messages from other
@@ -21,6 +33,7 @@
 //! [`Conn`] and the protocol crate's close codes.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -45,8 +58,39 @@ pub struct Subscriber {
     pub principal: u32,
     pub channels: ChannelSet,
     /// Events up to this `seq` were sent by the replay (or predate the
-    /// subscription) and are skipped live.
+    /// subscription) and are skipped live; [`REPLAYING`] while a replay
+    /// feeds it from the ring (the one compare the live path makes).
     pub min_seq: u64,
+}
+
+/// `min_seq` of a subscriber whose replay is in progress: every live event
+/// is skipped, since the ring has it (or will have it) and the replay
+/// cursor reaches it in order.
+pub const REPLAYING: u64 = u64::MAX;
+
+/// What the queue accounting adds to each frame it holds (the runtime's
+/// outbox counts an entry's bookkeeping beside its bytes); used to cost a
+/// replay's slices against the queue bound.
+const ENTRY_OVERHEAD: usize = 72;
+
+/// Builds the message telling a subscriber that events after `after` in
+/// `first..=last` are gone from the ring (`last_seq` is the hub's last).
+pub type GapMessage = fn(after: u64, first: u64, last: u64, last_seq: u64) -> bytes::Bytes;
+
+/// A replay in progress: a cursor into the ring, fed as the connection
+/// drains ([`HubCore::refill`]). Kept beside the subscriber tables, in a
+/// map holding only the connections that are replaying.
+#[derive(Debug, Clone, Copy)]
+pub struct Replay {
+    /// The last `seq` handled (sent, or passed over as not the
+    /// subscriber's).
+    pub after: u64,
+    /// For `/events/ws`: Docker's `since` (seconds), if given.
+    pub since_time: Option<i64>,
+    /// What to send when events after the cursor left the ring before the
+    /// cursor reached them; none: skip them silently (Docker's shape has
+    /// no such message).
+    pub gap: Option<GapMessage>,
 }
 
 /// What a subscriber's own messages and an unsubscribe need to know.
@@ -61,8 +105,12 @@ pub struct SubscriberInfo {
 pub struct DockerSubscriber {
     pub conn: Rc<Conn>,
     pub filter: DockerFilter,
-    /// Live events up to this `seq` are skipped (the replay had them).
+    /// Live events up to this `seq` are skipped (the replay had them);
+    /// [`REPLAYING`] while a replay is in progress.
     pub min_seq: u64,
+    /// The `seq` the subscription started after (its `since_seq`, or the
+    /// last `seq` when it opened): the resume point while nothing was sent.
+    pub start: u64,
     /// Docker's `until`: events after this time (seconds) are not sent.
     pub until: Option<i64>,
 }
@@ -75,6 +123,8 @@ pub struct HubCore {
     index: RefCell<SubscriberIndex>,
     docker_subs: RefCell<SlotTable<DockerSubscriber>>,
     filters: RefCell<FilterIndex>,
+    /// Replays in progress, by slot.
+    replays: RefCell<HashMap<usize, Replay>>,
     /// `/events/ws` subscribers with an `until` (the tick looks at none
     /// while there are none).
     with_until: Cell<usize>,
@@ -99,6 +149,7 @@ impl HubCore {
             index: RefCell::new(SubscriberIndex::new(channels)),
             docker_subs: RefCell::new(SlotTable::default()),
             filters: RefCell::new(FilterIndex::default()),
+            replays: RefCell::new(HashMap::new()),
             with_until: Cell::new(0),
             ticks: Cell::new(0),
         }
@@ -116,6 +167,7 @@ impl HubCore {
 
     /// Removes the subscriber in `slot`.
     pub fn remove(&self, slot: usize) {
+        self.replays.borrow_mut().remove(&slot);
         self.index.borrow_mut().clear(slot);
         if self.subs.borrow_mut().remove(slot).is_some() {
             self.shared.stats.cores[self.id]
@@ -139,6 +191,7 @@ impl HubCore {
 
     /// Removes the `/events/ws` subscriber in `slot`.
     pub fn remove_docker(&self, slot: usize) {
+        self.replays.borrow_mut().remove(&slot);
         let Some(sub) = self.docker_subs.borrow_mut().remove(slot) else {
             return;
         };
@@ -182,7 +235,8 @@ impl HubCore {
         for ev in batch {
             index.for_each_match(ev.channel, |slot| {
                 if let Some(sub) = subs.get(slot) {
-                    delivered += u64::from(self.offer(&sub.conn, sub.min_seq, ev.seq, &ev.frame));
+                    delivered +=
+                        u64::from(self.offer(&sub.conn, sub.min_seq, ev.seq, &ev.frame, None));
                 }
             });
             let Some(docker) = &ev.docker else { continue };
@@ -193,7 +247,13 @@ impl HubCore {
                 if sub.until.is_some_and(|until| docker.keys.time > until) {
                     return;
                 }
-                delivered += u64::from(self.offer(&sub.conn, sub.min_seq, ev.seq, &docker.frame));
+                delivered += u64::from(self.offer(
+                    &sub.conn,
+                    sub.min_seq,
+                    ev.seq,
+                    &docker.frame,
+                    Some(sub.start),
+                ));
             });
         }
         self.shared.stats.cores[self.id]
@@ -201,28 +261,162 @@ impl HubCore {
             .fetch_add(delivered, Relaxed);
     }
 
-    /// Queues one event's frame on one connection unless it had it already;
-    /// a connection whose queue would pass the limit is a slow consumer.
-    fn offer(&self, conn: &Conn, min_seq: u64, seq: u64, frame: &bytes::Bytes) -> bool {
+    /// Queues one event's frame on one connection unless it had it already
+    /// (or is replaying); a connection whose queue would pass the limit is
+    /// a slow consumer. `docker_start` is `Some` for an `/events/ws`
+    /// subscriber (its start point).
+    fn offer(
+        &self,
+        conn: &Conn,
+        min_seq: u64,
+        seq: u64,
+        frame: &bytes::Bytes,
+        docker_start: Option<u64>,
+    ) -> bool {
         if seq <= min_seq || !conn.is_open() {
             return false;
         }
         if conn.queued_bytes() + frame.len() > self.shared.config.send_queue_bytes {
-            self.shared.stats.cores[self.id]
-                .slow_consumer_closes
-                .fetch_add(1, Relaxed);
-            conn.close_now(CloseCode::TRY_AGAIN_LATER, |last| {
-                format!("slow consumer: send queue full; last seq sent {last}; reconnect with since={last}")
-            });
-            log::info!(
-                "core {}: closed a slow consumer (connection slot {})",
-                self.id,
-                conn.slot_index()
-            );
+            self.close_slow(conn, min_seq, docker_start);
             return false;
         }
         conn.send_tagged(frame.clone(), seq);
         true
+    }
+
+    /// Closes a slow consumer with 1013 and a reason naming where to
+    /// resume on its endpoint: the last event sent, or, when none was, the
+    /// `seq` its subscription started after (a hub subscriber's
+    /// confirmation is tagged with it; `min_seq` is the fallback for one
+    /// whose confirmation was not written either).
+    #[cold]
+    fn close_slow(&self, conn: &Conn, min_seq: u64, docker_start: Option<u64>) {
+        self.shared.stats.cores[self.id]
+            .slow_consumer_closes
+            .fetch_add(1, Relaxed);
+        let epoch = self.shared.sequencer.epoch();
+        // Kept under the 123 bytes a close reason may have, whatever the seqs.
+        conn.close_now(CloseCode::TRY_AGAIN_LATER, |last| match docker_start {
+            None => {
+                let point = if last > 0 { last } else { min_seq };
+                format!("slow consumer; last seq sent {last}; reconnect with since={point}&epoch={epoch}")
+            }
+            Some(start) => {
+                let point = last.max(start);
+                format!("slow consumer; last seq sent {last}; reconnect with since_seq={point}&epoch={epoch}")
+            }
+        });
+        log::info!(
+            "core {}: closed a slow consumer (connection slot {})",
+            self.id,
+            conn.slot_index()
+        );
+    }
+
+    /// Starts feeding the subscriber in `slot` (already added, with
+    /// `min_seq` [`REPLAYING`]) from the ring after `replay.after`, and
+    /// queues the first slice.
+    pub fn start_replay(&self, slot: usize, replay: Replay) {
+        self.replays.borrow_mut().insert(slot, replay);
+        self.refill(slot);
+    }
+
+    /// Queues the next slices of the replay of the connection in `slot`,
+    /// up to half the send-queue bound (the other half is room for live
+    /// events once it catches up); when a slice reaches the last `seq`,
+    /// the subscriber goes live after it. Called on open and whenever a
+    /// write leaves the queue below half its bound (`App::on_drained`);
+    /// one compare for a core with no replay in progress.
+    pub fn refill(&self, slot: usize) {
+        if self.replays.borrow().is_empty() {
+            return;
+        }
+        let Some(mut replay) = self.replays.borrow_mut().remove(&slot) else {
+            return;
+        };
+        let live_after = {
+            let mut subs = self.subs.borrow_mut();
+            if let Some(sub) = subs.get_mut(slot) {
+                let channels = sub.channels;
+                let after = self.pump(&sub.conn, &mut replay, |e| {
+                    channels.contains(e.channel).then(|| e.frame.clone())
+                });
+                after.map(|a| sub.min_seq = a)
+            } else {
+                drop(subs);
+                let mut docker_subs = self.docker_subs.borrow_mut();
+                let Some(sub) = docker_subs.get_mut(slot) else {
+                    return;
+                };
+                let (since, until, filter) = (replay.since_time, sub.until, &sub.filter);
+                let after = self.pump(&sub.conn, &mut replay, |e| {
+                    let d = e.docker.as_ref()?;
+                    (since.is_none_or(|s| d.keys.time >= s)
+                        && until.is_none_or(|u| d.keys.time <= u)
+                        && filter.matches(&d.keys))
+                    .then(|| d.frame.clone())
+                });
+                after.map(|a| sub.min_seq = a)
+            }
+        };
+        if live_after.is_none() {
+            self.replays.borrow_mut().insert(slot, replay);
+        }
+    }
+
+    /// Queues slices of the ring after `replay.after` on `conn` until the
+    /// queue holds half its bound or the cursor reaches the last `seq`;
+    /// returns that `seq` when it did (the subscriber goes live after it).
+    fn pump(
+        &self,
+        conn: &Conn,
+        replay: &mut Replay,
+        mut pick: impl FnMut(&EventFrame) -> Option<bytes::Bytes>,
+    ) -> Option<u64> {
+        let target = self.shared.config.send_queue_bytes / 2;
+        let mut replayed = 0u64;
+        let caught_up = loop {
+            if !conn.is_open() {
+                break None;
+            }
+            let queued = conn.queued_bytes();
+            if queued >= target {
+                break None;
+            }
+            let slice = self.shared.sequencer.read_after(
+                replay.after,
+                target - queued,
+                ENTRY_OVERHEAD,
+                queued == 0,
+                &mut pick,
+            );
+            if replay.after + 1 < slice.oldest {
+                if let Some(gap) = replay.gap {
+                    conn.send(gap(
+                        replay.after,
+                        replay.after + 1,
+                        slice.oldest - 1,
+                        slice.last_seq,
+                    ));
+                }
+            }
+            replayed += slice.events.len() as u64;
+            for (seq, frame) in slice.events {
+                conn.send_tagged(frame, seq);
+            }
+            replay.after = slice.through;
+            if slice.full {
+                break None;
+            }
+            if slice.through >= slice.last_seq {
+                break Some(slice.last_seq);
+            }
+        };
+        self.shared
+            .stats
+            .replayed_events
+            .fetch_add(replayed, Relaxed);
+        caught_up
     }
 
     /// The core's timed work, called on each tick of its janitor (twice a

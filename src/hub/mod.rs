@@ -84,7 +84,11 @@ impl Shared {
     pub fn new(config: &Config, auth: Auth, workers: usize) -> Result<Shared, ChannelNameError> {
         let channels = Channels::new(&config.hub.channels)?;
         let mailbox = Arc::new(Mailbox::new(workers));
-        let sequencer = Sequencer::new(config.hub.replay_size, mailbox.clone());
+        let sequencer = Sequencer::new(
+            config.hub.replay_size,
+            config.hub.replay_max_bytes,
+            mailbox.clone(),
+        );
         Ok(Shared {
             channels,
             auth,

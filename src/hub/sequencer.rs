@@ -10,10 +10,23 @@
 //! event, and a lone event leaves at once. Sending under the lock keeps
 //! every core's channel in `seq` order.
 //!
-//! A subscriber that resumes (`since=N`) is handed the ring's events after
-//! `N` and the last `seq` assigned at that instant; its core then skips
-//! live events up to that `seq`, which were in flight to it already and
-//! are in the replay. So each event reaches it exactly once, in order.
+//! The ring is bounded twice: by count (`hub.replay_size`) and by bytes
+//! (`hub.replay_max_bytes`, counting every frame an event holds), the
+//! oldest events leaving first. Its seqs are contiguous, so a position in
+//! it is found by arithmetic.
+//!
+//! A subscriber that resumes (`since=N`) is not handed a copy of the ring.
+//! Its core keeps a cursor (the last `seq` handled) and reads the ring a
+//! bounded slice at a time ([`Sequencer::read_after`], a few hundred
+//! events at most under the lock), as fast as the client drains its queue;
+//! when a slice reaches the last `seq` assigned, the core switches the
+//! subscriber to live delivery after that `seq`. The core's batches in
+//! flight carry only events the ring already had when they were sent, so
+//! each event reaches it exactly once, in order.
+//!
+//! Every run of the hub has an [`epoch`](Sequencer::epoch): 64 random bits,
+//! chosen at start, that name the run its seqs belong to (seqs restart at
+//! 1 with each run).
 //!
 //! Layer: hub. Imports the hub's [`event`](super::event) frames and the
 //! [`mailbox`](super::mailbox) it hands batches to; it knows nothing of
@@ -28,49 +41,86 @@ use super::mailbox::Mailbox;
 /// Events per batch at most.
 pub const BATCH_MAX: usize = 64;
 
+/// Events scanned under the lock per [`Sequencer::read_after`] at most.
+pub const SCAN_MAX: usize = 512;
+
 struct Inner {
     last_seq: u64,
     ring: VecDeque<EventFrame>,
     capacity: usize,
+    /// What the ring's frames take, in bytes ([`ring_cost`]).
+    ring_bytes: usize,
+    max_bytes: usize,
     pending: Vec<EventFrame>,
 }
 
-/// Where a resuming subscriber stands.
-#[derive(Debug, Default)]
-pub struct Resume {
-    /// Events after `since` still in the ring, in order.
-    pub replay: Vec<EventFrame>,
-    /// The last `seq` assigned when the replay was taken.
+/// The bytes an event in the ring holds: its frames.
+fn ring_cost(ev: &EventFrame) -> usize {
+    ev.frame.len() + ev.docker.as_ref().map_or(0, |d| d.frame.len())
+}
+
+impl Inner {
+    /// The first `seq` the ring holds (`last_seq + 1` when it is empty).
+    fn oldest(&self) -> u64 {
+        self.ring.front().map_or(self.last_seq + 1, |e| e.seq)
+    }
+}
+
+/// Where the ring stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The last `seq` assigned.
     pub last_seq: u64,
-    /// Events after `since` that the ring no longer holds: `(first, last)`.
-    pub missed: Option<(u64, u64)>,
-    /// `since` was beyond the last `seq` (the hub restarted since).
-    pub ahead: bool,
+    /// The first `seq` the ring holds (`last_seq + 1` when it is empty).
+    pub oldest: u64,
+}
+
+/// One bounded read of the ring after a cursor.
+#[derive(Debug, Default)]
+pub struct Slice {
+    /// `(seq, frame)` of the events picked, in order.
+    pub events: Vec<(u64, bytes::Bytes)>,
+    /// The last `seq` looked at (picked or not): the cursor's next value.
+    pub through: u64,
+    /// The ring's position at the read.
+    pub last_seq: u64,
+    pub oldest: u64,
+    /// The read stopped because the byte budget was spent.
+    pub full: bool,
 }
 
 /// Orders events and hands them to the cores.
 pub struct Sequencer {
     inner: Mutex<Inner>,
     mailbox: Arc<Mailbox>,
+    epoch: String,
 }
 
 impl Sequencer {
-    /// A sequencer with a ring of `capacity` events, handing its batches
-    /// to `mailbox`.
-    pub fn new(capacity: usize, mailbox: Arc<Mailbox>) -> Sequencer {
+    /// A sequencer with a ring of `capacity` events and `max_bytes` bytes
+    /// at most, handing its batches to `mailbox`.
+    pub fn new(capacity: usize, max_bytes: usize, mailbox: Arc<Mailbox>) -> Sequencer {
         Sequencer {
             inner: Mutex::new(Inner {
                 last_seq: 0,
                 ring: VecDeque::with_capacity(capacity.min(1 << 16)),
                 capacity,
+                ring_bytes: 0,
+                max_bytes,
                 pending: Vec::with_capacity(BATCH_MAX),
             }),
             mailbox,
+            epoch: format!("{:016x}", fastrand::u64(..)),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This run's epoch: 16 lowercase hex characters.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// Sequences `events`; returns their `seq`s. They leave for the cores
@@ -83,10 +133,21 @@ impl Sequencer {
             let ev = p.finish(inner.last_seq);
             seqs.push(ev.seq);
             if inner.capacity > 0 {
-                if inner.ring.len() == inner.capacity {
-                    inner.ring.pop_front();
+                let cost = ring_cost(&ev);
+                while !inner.ring.is_empty()
+                    && (inner.ring.len() >= inner.capacity
+                        || inner.ring_bytes + cost > inner.max_bytes)
+                {
+                    if let Some(old) = inner.ring.pop_front() {
+                        inner.ring_bytes -= ring_cost(&old);
+                    }
                 }
-                inner.ring.push_back(ev.clone());
+                // An event larger than the whole byte bound is not kept
+                // (the ring is empty then, so its seqs stay contiguous).
+                if cost <= inner.max_bytes {
+                    inner.ring_bytes += cost;
+                    inner.ring.push_back(ev.clone());
+                }
             }
             inner.pending.push(ev);
             if inner.pending.len() >= BATCH_MAX {
@@ -111,48 +172,54 @@ impl Sequencer {
         self.mailbox.broadcast(batch);
     }
 
-    /// The replay for a subscriber resuming after `since` (none: a new
-    /// subscriber, which only needs the current `seq`).
-    pub fn resume(&self, since: Option<u64>) -> Resume {
+    /// The last `seq` assigned and the oldest the ring holds.
+    pub fn position(&self) -> Position {
         let inner = self.lock();
-        let mut out = Resume {
+        Position {
             last_seq: inner.last_seq,
-            ..Resume::default()
-        };
-        let Some(since) = since else {
-            return out;
-        };
-        if since > inner.last_seq {
-            out.ahead = true;
-            out.replay = inner.ring.iter().cloned().collect();
-            let oldest = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
-            if oldest > 1 {
-                out.missed = Some((1, oldest - 1));
-            }
-            return out;
+            oldest: inner.oldest(),
         }
-        let oldest = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
-        if since + 1 < oldest {
-            out.missed = Some((since + 1, oldest - 1));
-        }
-        out.replay = inner
-            .ring
-            .iter()
-            .filter(|e| e.seq > since)
-            .cloned()
-            .collect();
-        out
     }
 
-    /// The ring's events that satisfy `keep`, and the last `seq` assigned
-    /// at that instant (for a subscriber that replays by its own rule, such
-    /// as Docker's `since` time).
-    pub fn replay_where(&self, keep: impl Fn(&EventFrame) -> bool) -> (Vec<EventFrame>, u64) {
+    /// Reads the ring after `after`: looks at up to [`SCAN_MAX`] events
+    /// from `max(after + 1, oldest)`, picks those `pick` gives a frame for,
+    /// and stops before the picked frames (each costed at its length plus
+    /// `overhead`) would pass `budget`, though it always picks one when
+    /// `budget` is all there is to give (`at_least_one`).
+    pub fn read_after(
+        &self,
+        after: u64,
+        budget: usize,
+        overhead: usize,
+        at_least_one: bool,
+        mut pick: impl FnMut(&EventFrame) -> Option<bytes::Bytes>,
+    ) -> Slice {
         let inner = self.lock();
-        (
-            inner.ring.iter().filter(|e| keep(e)).cloned().collect(),
-            inner.last_seq,
-        )
+        let oldest = inner.oldest();
+        let start = (after + 1).max(oldest);
+        let mut out = Slice {
+            through: start - 1,
+            last_seq: inner.last_seq,
+            oldest,
+            ..Slice::default()
+        };
+        // The ring's seqs are contiguous: the start is found by arithmetic,
+        // and `range` walks from it (no walk over what precedes it).
+        let skip = ((start - oldest) as usize).min(inner.ring.len());
+        let mut used = 0usize;
+        for ev in inner.ring.range(skip..).take(SCAN_MAX) {
+            if let Some(frame) = pick(ev) {
+                let cost = frame.len() + overhead;
+                if used + cost > budget && !(at_least_one && out.events.is_empty()) {
+                    out.full = true;
+                    break;
+                }
+                used += cost;
+                out.events.push((ev.seq, frame));
+            }
+            out.through = ev.seq;
+        }
+        out
     }
 
     /// The last `seq` assigned.
@@ -170,7 +237,7 @@ mod tests {
     fn sequencer(cores: usize, capacity: usize) -> (Sequencer, Vec<flume::Receiver<CoreMsg>>) {
         let mailbox = Arc::new(Mailbox::new(cores));
         let rx = (0..cores).map(|i| mailbox.take_receiver(i)).collect();
-        (Sequencer::new(capacity, mailbox), rx)
+        (Sequencer::new(capacity, usize::MAX, mailbox), rx)
     }
 
     fn prepared(n: usize) -> Vec<Prepared> {
@@ -212,26 +279,73 @@ mod tests {
     }
 
     #[test]
-    fn resume_replays_after_since_and_reports_what_the_ring_lost() {
+    fn read_after_reads_bounded_slices_and_reports_what_the_ring_lost() {
         let (s, _rx) = sequencer(1, 5);
         s.publish(&prepared(8));
-        let r = s.resume(Some(5));
         assert_eq!(
-            r.replay.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            s.position(),
+            Position {
+                last_seq: 8,
+                oldest: 4
+            }
+        );
+        let all = |e: &EventFrame| Some(e.frame.clone());
+        let r = s.read_after(5, usize::MAX, 0, false, all);
+        assert_eq!(
+            r.events.iter().map(|e| e.0).collect::<Vec<_>>(),
             vec![6, 7, 8]
         );
-        assert_eq!((r.last_seq, r.missed, r.ahead), (8, None, false));
-        let r = s.resume(Some(1));
+        assert_eq!((r.through, r.last_seq, r.full), (8, 8, false));
+        let r = s.read_after(1, usize::MAX, 0, false, all);
         assert_eq!(
-            r.replay.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            r.events.iter().map(|e| e.0).collect::<Vec<_>>(),
             vec![4, 5, 6, 7, 8]
         );
-        assert_eq!(r.missed, Some((2, 3)));
-        let r = s.resume(Some(8));
-        assert!(r.replay.is_empty() && r.missed.is_none());
-        let r = s.resume(Some(50));
-        assert!(r.ahead);
-        assert_eq!(r.missed, Some((1, 3)));
-        assert!(s.resume(None).replay.is_empty());
+        assert_eq!(r.oldest, 4, "2 and 3 are gone");
+        let r = s.read_after(8, usize::MAX, 0, false, all);
+        assert!(r.events.is_empty() && r.through == 8);
+        // A budget of one frame: one event, then stop.
+        let one = r.last_seq;
+        let len = s.read_after(one - 1, usize::MAX, 0, false, all).events[0]
+            .1
+            .len();
+        let r = s.read_after(3, len, 0, false, all);
+        assert_eq!((r.events.len(), r.through, r.full), (1, 4, true));
+        let r = s.read_after(3, 0, 0, true, all);
+        assert_eq!(r.events.len(), 1, "at least one");
+        // What is not picked is passed over.
+        let r = s.read_after(3, usize::MAX, 0, false, |e| {
+            (e.seq % 2 == 0).then(|| e.frame.clone())
+        });
+        assert_eq!(
+            r.events.iter().map(|e| e.0).collect::<Vec<_>>(),
+            vec![4, 6, 8]
+        );
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_bytes_too_oldest_first() {
+        let mailbox = Arc::new(Mailbox::new(1));
+        let _rx = mailbox.take_receiver(0);
+        let one = prepared(1)[0].finish(1).frame.len();
+        let s = Sequencer::new(100, one * 3 + one / 2, mailbox);
+        // Seqs of one digit: every frame has the same length.
+        s.publish(&prepared(9));
+        assert_eq!(
+            s.position(),
+            Position {
+                last_seq: 9,
+                oldest: 7
+            }
+        );
+        assert_eq!(s.lock().ring_bytes, one * 3);
+    }
+
+    #[test]
+    fn each_run_has_its_own_epoch() {
+        let (a, _ra) = sequencer(1, 5);
+        let (b, _rb) = sequencer(1, 5);
+        assert_eq!(a.epoch().len(), 16);
+        assert_ne!(a.epoch(), b.epoch());
     }
 }

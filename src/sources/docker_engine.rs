@@ -536,12 +536,13 @@ mod tests {
             let mut cursor = Cursor::new(0);
             let mut backoff = BACKOFF_MIN;
             let err = follow(&socket, &shared, &mut cursor, &mut backoff);
-            let (events, _) = shared.sequencer.replay_where(|_| true);
-            let got = events
-                .iter()
-                .filter_map(|e| e.docker.as_ref())
-                .map(|d| (d.keys.id.clone(), d.keys.action.unwrap()))
-                .collect();
+            let mut got = Vec::new();
+            shared.sequencer.read_after(0, usize::MAX, 0, true, |e| {
+                if let Some(d) = &e.docker {
+                    got.push((d.keys.id.clone(), d.keys.action.unwrap()));
+                }
+                None
+            });
             let _ = tx.send((err.to_string(), got));
         });
         rx.recv_timeout(limit)
