@@ -109,6 +109,9 @@ pub struct HubConfig {
     pub replay_max_bytes: usize,
     pub max_events_per_request: usize,
     pub max_connections_per_ip: u32,
+    /// How long a probed connection has to answer before it is closed
+    /// (milliseconds; 0 = no probe).
+    pub conflict_probe_ms: u64,
     pub connect_rate_per_ip: f64,
     pub connect_burst_per_ip: u32,
     /// Failed authentications an address may make in a burst; past it,

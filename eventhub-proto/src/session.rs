@@ -188,6 +188,22 @@ impl Session {
         }
     }
 
+    /// When the peer's bytes last arrived, while open (`None` once a close
+    /// was sent or received).
+    pub fn last_input(&self) -> Option<Stamp> {
+        (self.phase == Phase::Open).then_some(self.since)
+    }
+
+    /// A ping to send now, to learn whether the peer is still there (any
+    /// bytes from it after this ping say so); `None` unless open.
+    pub fn ping(&mut self) -> Option<Bytes> {
+        if self.phase != Phase::Open {
+            return None;
+        }
+        self.ping_outstanding = true;
+        Some(Bytes::from_static(PING))
+    }
+
     /// Bytes an earlier read left undecoded (an unfinished frame, or the
     /// rest of a read the caller stopped early): worth an [`Session::input`]
     /// with no new bytes once the caller may go on.

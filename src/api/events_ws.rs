@@ -112,7 +112,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
             until,
             since_seq,
             epoch,
-            _ip: ip_slot,
+            ip: ip_slot,
         })),
     }
 }
@@ -127,11 +127,12 @@ pub struct DockerSession {
     since_seq: Option<u64>,
     /// The run `since_seq` belongs to.
     epoch: Option<String>,
-    _ip: IpSlot,
+    ip: IpSlot,
 }
 
 impl DockerSession {
     pub fn on_open(&mut self, core: &HubCore, conn: &Rc<Conn>) {
+        self.ip.place(core.id, conn.slot_index());
         let shared = &core.shared;
         let filter = self.filter.take().unwrap_or_default();
         let pos = shared.sequencer.position();

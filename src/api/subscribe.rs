@@ -93,7 +93,7 @@ pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler>
                 epoch,
                 principal: principal as u32,
             })),
-            _ip: ip_slot,
+            ip: ip_slot,
         }),
     }
 }
@@ -127,13 +127,29 @@ pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Response> 
                 app.shared.stats.refused(Refusal::RateLimited);
                 resp
             }
-            IpRefusal::Conflict { max } => {
+            IpRefusal::Conflict { max, holders } => {
+                app.shared.stats.refused(Refusal::Conflict);
                 let msg = format!(
                     "{} already has {max} active connection(s); close it first",
                     peer.ip()
                 );
-                app.shared.stats.refused(Refusal::Conflict);
-                Response::error(409, "conflict", &msg)
+                let probe = app.shared.config.conflict_probe;
+                if probe.is_zero() {
+                    return Response::error(409, "conflict", &msg);
+                }
+                // The connections holding the places may be dead: each is
+                // pinged now, and closed if it stays silent.
+                for (core, slot) in holders {
+                    app.shared.mailbox.send_command(
+                        core as usize,
+                        Box::new(move |hc: &HubCore| hc.probe(slot as usize)),
+                    );
+                }
+                let retry = probe.as_millis().div_ceil(1000) as u64 + 1;
+                let msg = format!(
+                    "{msg} (it is being probed: if it does not answer, retry in {retry} s)"
+                );
+                Response::error(409, "conflict", &msg).with_header("Retry-After", retry.to_string())
             }
         })
 }
@@ -146,7 +162,7 @@ pub struct SubscriberSession {
     /// What the request asked for, until the connection opens.
     opening: Option<Box<Opening>>,
     /// Held while the connection lives (the per-IP rule).
-    _ip: IpSlot,
+    ip: IpSlot,
 }
 
 /// A subscription request: channels, replay start, and who asked.
@@ -177,6 +193,7 @@ struct ClientMessage {
 
 impl SubscriberSession {
     pub fn on_open(&mut self, core: &HubCore, conn: &Rc<Conn>) {
+        self.ip.place(core.id, conn.slot_index());
         let Some(opening) = self.opening.take() else {
             return;
         };

@@ -46,6 +46,7 @@ use super::docker::filter::DockerFilter;
 use super::docker::index::FilterIndex;
 use super::event::EventFrame;
 use super::index::SubscriberIndex;
+use super::probe::Probes;
 use super::slots::SlotTable;
 use super::Shared;
 use crate::proto::CloseCode;
@@ -130,6 +131,8 @@ pub struct HubCore {
     with_until: Cell<usize>,
     /// Ticks of the core's janitor so far.
     ticks: Cell<u64>,
+    /// Connections being probed after a 409 to their address.
+    probes: Probes,
 }
 
 /// Seconds since the epoch (Docker's `since`/`until` are in these).
@@ -152,6 +155,18 @@ impl HubCore {
             replays: RefCell::new(HashMap::new()),
             with_until: Cell::new(0),
             ticks: Cell::new(0),
+            probes: Probes::default(),
+        }
+    }
+
+    /// Probes the connection in `slot` (a subscriber of either endpoint),
+    /// whose address was just refused another one with 409: see
+    /// [`super::probe`].
+    pub fn probe(&self, slot: usize) {
+        let conn = self.subs.borrow().get(slot).map(|s| s.conn.clone());
+        let conn = conn.or_else(|| self.docker_subs.borrow().get(slot).map(|s| s.conn.clone()));
+        if conn.is_some_and(|c| self.probes.start(c)) {
+            self.shared.stats.conflict_probes.fetch_add(1, Relaxed);
         }
     }
 
@@ -431,6 +446,20 @@ impl HubCore {
         }
         if self.with_until.get() > 0 {
             self.close_past_until(now_secs());
+        }
+        if !self.probes.is_empty() {
+            let checked = self.probes.check(self.shared.config.conflict_probe);
+            if checked.closed > 0 {
+                log::info!(
+                    "core {}: closed {} connection(s) that did not answer a probe",
+                    self.id,
+                    checked.closed
+                );
+                self.shared
+                    .stats
+                    .conflict_probe_closes
+                    .fetch_add(checked.closed, Relaxed);
+            }
         }
     }
 

@@ -21,19 +21,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Why a connection attempt was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpRefusal {
     /// Too many attempts: retry after this many seconds.
     RateLimited { retry_after_s: u64 },
-    /// The address already has its allowed connections.
-    Conflict { max: u32 },
+    /// The address already has its allowed connections, which are at
+    /// these places (core, slot): worth probing, they may be dead.
+    Conflict { max: u32, holders: Vec<Place> },
 }
+
+/// Where an admitted connection lives once open: its core and slot.
+pub type Place = (u32, u32);
 
 #[derive(Debug)]
 struct Entry {
     active: u32,
     tokens: f64,
     refilled: Instant,
+    /// The places of the open connections holding this address's places.
+    holders: Vec<Place>,
 }
 
 /// The rules and the table.
@@ -50,13 +56,30 @@ pub struct IpLimits {
 /// A place held by an admitted connection (none when places are unlimited).
 #[derive(Debug)]
 pub struct IpSlot {
-    _held: Option<Box<Held>>,
+    held: Option<Box<Held>>,
 }
 
 #[derive(Debug)]
 struct Held {
     limits: Arc<IpLimits>,
     ip: IpAddr,
+    place: Option<Place>,
+}
+
+impl IpSlot {
+    /// Records where the connection lives, once open, so that a conflicting
+    /// attempt from the same address can have it probed.
+    pub fn place(&mut self, core: usize, slot: usize) {
+        let Some(held) = self.held.as_deref_mut() else {
+            return;
+        };
+        let place = (core as u32, slot as u32);
+        held.place = Some(place);
+        let mut table = held.limits.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = table.get_mut(&held.ip) {
+            e.holders.push(place);
+        }
+    }
 }
 
 impl Drop for Held {
@@ -64,6 +87,12 @@ impl Drop for Held {
         let mut table = self.limits.table.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = table.get_mut(&self.ip) {
             e.active = e.active.saturating_sub(1);
+            if let Some(i) = self
+                .place
+                .and_then(|p| e.holders.iter().position(|h| *h == p))
+            {
+                e.holders.swap_remove(i);
+            }
         }
     }
 }
@@ -85,7 +114,7 @@ impl IpLimits {
 
     fn admit_at(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<IpSlot, IpRefusal> {
         if self.max_active == 0 && self.rate <= 0.0 {
-            return Ok(IpSlot { _held: None });
+            return Ok(IpSlot { held: None });
         }
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.len() > 100_000 {
@@ -100,6 +129,7 @@ impl IpLimits {
             active: 0,
             tokens: self.burst,
             refilled: now,
+            holders: Vec::new(),
         });
         if self.rate > 0.0 {
             let elapsed = now.duration_since(e.refilled).as_secs_f64();
@@ -114,18 +144,20 @@ impl IpLimits {
             e.tokens -= 1.0;
         }
         if self.max_active == 0 {
-            return Ok(IpSlot { _held: None });
+            return Ok(IpSlot { held: None });
         }
         if e.active >= self.max_active {
             return Err(IpRefusal::Conflict {
                 max: self.max_active,
+                holders: e.holders.clone(),
             });
         }
         e.active += 1;
         Ok(IpSlot {
-            _held: Some(Box::new(Held {
+            held: Some(Box::new(Held {
                 limits: self.clone(),
                 ip,
+                place: None,
             })),
         })
     }
@@ -206,11 +238,20 @@ mod tests {
     #[test]
     fn second_connection_from_one_address_conflicts_until_the_first_closes() {
         let l = Arc::new(IpLimits::new(1, 0.0, 1));
-        let first = l.admit(ip(1)).unwrap();
-        assert_eq!(l.admit(ip(1)).unwrap_err(), IpRefusal::Conflict { max: 1 });
+        let mut first = l.admit(ip(1)).unwrap();
+        let conflict = |holders| IpRefusal::Conflict { max: 1, holders };
+        assert_eq!(l.admit(ip(1)).unwrap_err(), conflict(vec![]));
+        first.place(1, 7);
+        assert_eq!(
+            l.admit(ip(1)).unwrap_err(),
+            conflict(vec![(1, 7)]),
+            "the refusal says where the holder lives, to probe it"
+        );
         assert!(l.admit(ip(2)).is_ok());
         drop(first);
-        assert!(l.admit(ip(1)).is_ok());
+        let again = l.admit(ip(1)).unwrap();
+        drop(again);
+        assert_eq!(l.table.lock().unwrap()[&ip(1)].holders, vec![]);
     }
 
     #[test]
@@ -247,7 +288,7 @@ mod tests {
         let slots: Vec<_> = (0..100).map(|_| l.admit(ip(1)).unwrap()).collect();
         assert_eq!(slots.len(), 100);
         assert!(
-            slots.iter().all(|s| s._held.is_none()),
+            slots.iter().all(|s| s.held.is_none()),
             "nothing to give back"
         );
         assert!(

@@ -61,6 +61,10 @@ pub struct HubStats {
     pub docker_reconnects: AtomicU64,
     /// Requests with an unknown token or API key.
     pub auth_failures: AtomicU64,
+    /// Connections probed because another from their address was refused
+    /// with 409, and those closed for not answering.
+    pub conflict_probes: AtomicU64,
+    pub conflict_probe_closes: AtomicU64,
     pub cores: Vec<CoreHubStats>,
 }
 
@@ -75,6 +79,8 @@ impl HubStats {
             docker_events: AtomicU64::new(0),
             docker_reconnects: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
+            conflict_probes: AtomicU64::new(0),
+            conflict_probe_closes: AtomicU64::new(0),
             cores: (0..cores).map(|_| CoreHubStats::default()).collect(),
         }
     }
@@ -97,11 +103,21 @@ impl HubStats {
             "1 while following the Docker Engine's events",
             one(&self.docker_connected),
         );
-        let counters: [(&str, &str, &AtomicU64); 6] = [
+        let counters: [(&str, &str, &AtomicU64); 8] = [
             (
                 "eventhub_auth_failures_total",
                 "requests with an unknown token or API key",
                 &self.auth_failures,
+            ),
+            (
+                "eventhub_conflict_probes_total",
+                "connections pinged because another from their address got 409",
+                &self.conflict_probes,
+            ),
+            (
+                "eventhub_conflict_probe_closes_total",
+                "probed connections closed for not answering",
+                &self.conflict_probe_closes,
             ),
             (
                 "eventhub_docker_source_events_total",

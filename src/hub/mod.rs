@@ -14,7 +14,8 @@
 //! - [`docker`]: Docker-shaped container events, Docker's filters, and
 //!   their per-core bitmask index;
 //! - [`client_id`]: client ids that name their core and slot;
-//! - [`auth`], [`ip_limits`]: principals and per-IP rules;
+//! - [`auth`], [`ip_limits`]: principals and per-IP rules; [`probe`]: the
+//!   liveness probe of a connection that holds its address's place;
 //! - [`metrics`]: the hub's counters.
 //!
 //! [`Shared`] is what every core shares (behind `Arc`): configuration,
@@ -40,6 +41,7 @@ pub mod ingest;
 pub mod ip_limits;
 pub mod mailbox;
 pub mod metrics;
+pub mod probe;
 pub mod publish;
 pub mod sequencer;
 pub mod slots;
@@ -61,6 +63,9 @@ pub struct HubSettings {
     pub max_events_per_request: usize,
     /// Largest request body (`limits.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// How long a connection probed after a 409 has to answer
+    /// (`hub.conflict_probe_ms`; zero: no probe).
+    pub conflict_probe: std::time::Duration,
 }
 
 /// What every core shares.
@@ -96,6 +101,7 @@ impl Shared {
                 send_queue_bytes: config.limits.send_queue_bytes,
                 max_events_per_request: config.hub.max_events_per_request,
                 max_body_bytes: config.limits.max_body_bytes,
+                conflict_probe: std::time::Duration::from_millis(config.hub.conflict_probe_ms),
             },
             auth_failures: AuthFailures::new(
                 config.hub.auth_failures_per_ip,

@@ -23,7 +23,7 @@ use std::task::Waker;
 
 use bytes::Bytes;
 
-use super::clock::{now_s, stamp, Stamp};
+use super::clock::{age_ms, now_s, stamp, Stamp};
 use super::outbox::{Flush, Outbox};
 use super::sys;
 use crate::proto::{CloseCode, Session, SessionConfig, Timeout};
@@ -185,6 +185,27 @@ impl Conn {
             wire.out.last_sent_tag()
         };
         self.close(code, &reason(last));
+    }
+
+    /// Sends a ping now, to learn whether the peer is still there: any
+    /// bytes from it afterwards (see [`Conn::quiet_ms`]) say it is.
+    pub fn ping(&self) {
+        if let Some(frame) = self.session(Session::ping) {
+            self.push_control(frame);
+        }
+    }
+
+    /// Milliseconds since the peer's bytes last arrived (0 once closing).
+    pub fn quiet_ms(&self) -> u64 {
+        let now = stamp();
+        self.session(|s| s.last_input())
+            .map_or(0, |then| age_ms(now, then))
+    }
+
+    /// Gives up on a peer that does not answer: the socket is shut at once,
+    /// without a closing handshake (it would not be answered).
+    pub fn abort(&self) {
+        self.kill();
     }
 
     /// Open for messages: no close started and not given up on.

@@ -375,3 +375,16 @@ fn timers_work_across_the_clock_wrap() {
 fn a_session_between_messages_is_16_bytes() {
     assert!(std::mem::size_of::<Session>() <= 16);
 }
+
+#[test]
+fn a_probe_ping_counts_as_the_outstanding_ping_and_only_while_open() {
+    let mut s = Session::new(0);
+    assert_eq!(s.ping(), Some(Bytes::from_static(PING)));
+    assert_eq!(s.poll_timeout(&CONFIG), Some(65_000), "no second ping");
+    assert_eq!(s.last_input(), Some(0));
+    feed(&mut s, &client(Opcode::Pong, b""), 700, &mut Vec::new());
+    assert_eq!(s.last_input(), Some(700), "the answer is input");
+    s.close(CloseCode::NORMAL, "", 800);
+    assert_eq!(s.ping(), None);
+    assert_eq!(s.last_input(), None);
+}
