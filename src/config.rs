@@ -112,6 +112,9 @@ pub struct HubConfig {
     /// How long a probed connection has to answer before it is closed
     /// (milliseconds; 0 = no probe).
     pub conflict_probe_ms: u64,
+    /// Events waiting to be fanned out on one core past which publishers
+    /// are slowed (POST: 503; publisher sockets: not read).
+    pub max_pending_events: usize,
     pub connect_rate_per_ip: f64,
     pub connect_burst_per_ip: u32,
     /// Failed authentications an address may make in a burst; past it,
@@ -272,6 +275,9 @@ impl Config {
                 "hub.replay_max_bytes",
                 "must be at least 1024 (set hub.replay_size = 0 to keep no replay ring)",
             );
+        }
+        if self.hub.max_pending_events == 0 {
+            return invalid("hub.max_pending_events", "must be at least 1");
         }
         if self.hub.max_events_per_request == 0 {
             return invalid("hub.max_events_per_request", "must be at least 1");

@@ -36,6 +36,7 @@ use crate::hub::auth::AuthError;
 use crate::hub::core::HubCore;
 use crate::hub::mailbox::Inbox;
 use crate::hub::metrics::Refusal;
+use crate::hub::publish::admit;
 use crate::hub::Shared;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
@@ -60,7 +61,7 @@ impl HubApp {
         let core = Rc::new(HubCore::new(info.id, shared.clone()));
         let rx = shared.take_receiver(info.id);
         HubApp {
-            inbox: Rc::new(Inbox::new(core.clone(), rx)),
+            inbox: Rc::new(Inbox::new(core.clone(), rx, shared.mailbox.clone())),
             core,
             shared,
             runtime_stats: info.stats,
@@ -189,10 +190,20 @@ impl App for HubApp {
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer).into(),
             ("GET", "/events/ws") => events_ws::route(self, req, peer).into(),
             ("POST", "/v1/ws/unsubscribe" | "/v1/events") => match self.authenticate(req) {
+                Err(resp) => Route::Respond(resp).into(),
+                Ok(_) if path == "/v1/events" => match admit(&self.shared) {
+                    Ok(()) => Decision::ReadBody {
+                        max: self.shared.config.max_body_bytes,
+                    },
+                    Err(e) => Route::Respond(
+                        Response::error(503, "overloaded", &e.to_string())
+                            .with_header("Retry-After", "1"),
+                    )
+                    .into(),
+                },
                 Ok(_) => Decision::ReadBody {
                     max: self.shared.config.max_body_bytes,
                 },
-                Err(resp) => Route::Respond(resp).into(),
             },
             ("GET", "/v1/ws/publish") => publish::upgrade(self, req).into(),
             (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish" | "/events/ws") => {
@@ -253,6 +264,12 @@ impl App for HubApp {
             HubHandler::Docker(d) => d.on_message(conn),
             HubHandler::Publisher(p) => p.on_message(&self.core, kind, payload, conn),
         }
+    }
+
+    /// A publisher socket is not read while the cores are behind: its
+    /// producer's writes back up instead of the hub's memory.
+    fn may_read(&self, handler: &HubHandler) -> bool {
+        !matches!(handler, HubHandler::Publisher(_)) || admit(&self.shared).is_ok()
     }
 
     fn on_input_end(&self, handler: &mut HubHandler, _conn: &Rc<Conn>) {

@@ -65,6 +65,8 @@ pub struct HubStats {
     /// with 409, and those closed for not answering.
     pub conflict_probes: AtomicU64,
     pub conflict_probe_closes: AtomicU64,
+    /// Publishes refused or held back because the cores were behind.
+    pub publish_overloads: AtomicU64,
     pub cores: Vec<CoreHubStats>,
 }
 
@@ -81,6 +83,7 @@ impl HubStats {
             auth_failures: AtomicU64::new(0),
             conflict_probes: AtomicU64::new(0),
             conflict_probe_closes: AtomicU64::new(0),
+            publish_overloads: AtomicU64::new(0),
             cores: (0..cores).map(|_| CoreHubStats::default()).collect(),
         }
     }
@@ -103,7 +106,12 @@ impl HubStats {
             "1 while following the Docker Engine's events",
             one(&self.docker_connected),
         );
-        let counters: [(&str, &str, &AtomicU64); 8] = [
+        let counters: [(&str, &str, &AtomicU64); 9] = [
+            (
+                "eventhub_publish_overloads_total",
+                "publishes refused (503) or publisher reads held back while the cores were behind",
+                &self.publish_overloads,
+            ),
             (
                 "eventhub_auth_failures_total",
                 "requests with an unknown token or API key",

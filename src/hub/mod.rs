@@ -66,6 +66,9 @@ pub struct HubSettings {
     /// How long a connection probed after a 409 has to answer
     /// (`hub.conflict_probe_ms`; zero: no probe).
     pub conflict_probe: std::time::Duration,
+    /// Events that may wait on one core before publishers are slowed
+    /// (`hub.max_pending_events`).
+    pub max_pending_events: usize,
 }
 
 /// What every core shares.
@@ -102,6 +105,7 @@ impl Shared {
                 max_events_per_request: config.hub.max_events_per_request,
                 max_body_bytes: config.limits.max_body_bytes,
                 conflict_probe: std::time::Duration::from_millis(config.hub.conflict_probe_ms),
+                max_pending_events: config.hub.max_pending_events,
             },
             auth_failures: AuthFailures::new(
                 config.hub.auth_failures_per_ip,

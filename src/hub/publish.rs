@@ -41,6 +41,30 @@ pub enum PublishError {
     Forbidden { principal: String, channel: String },
 }
 
+/// The cores are behind: more events wait to be fanned out on some core
+/// than `hub.max_pending_events`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the hub is not keeping up ({waiting} events wait to be delivered on one core); retry shortly"
+)]
+pub struct Overloaded {
+    pub waiting: usize,
+}
+
+/// Whether the hub takes new events now: not while some core has more than
+/// `hub.max_pending_events` waiting. Producers are then slowed or refused
+/// (counted), so that neither memory nor the healthy subscribers' queues
+/// pay for a flood.
+pub fn admit(shared: &Shared) -> Result<(), Overloaded> {
+    if shared.mailbox.overloaded(shared.config.max_pending_events) {
+        shared.stats.publish_overloads.fetch_add(1, Relaxed);
+        return Err(Overloaded {
+            waiting: shared.mailbox.deepest(),
+        });
+    }
+    Ok(())
+}
+
 /// Validates the events in `text` (an event or an array), checks that the
 /// principal `principal` may publish each, and sequences them.
 pub fn publish_text(

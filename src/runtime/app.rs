@@ -116,6 +116,12 @@ pub trait App: 'static {
         payload: &mut [u8],
         conn: &Rc<Conn>,
     );
+    /// Whether the connection's input is wanted now (default: yes). While
+    /// it is not, the socket is not read (its peer's writes back up); the
+    /// question is asked again on each tick of the janitor.
+    fn may_read(&self, _handler: &Self::Handler) -> bool {
+        true
+    }
     /// Every complete message of one read has been handled: the place to
     /// flush work batched across those messages.
     fn on_input_end(&self, _handler: &mut Self::Handler, _conn: &Rc<Conn>) {}

@@ -94,6 +94,8 @@ pub struct Conn {
     marked: Cell<bool>,
     /// Given up on (by the janitor) or finished: the reactor drops it.
     dead: Cell<bool>,
+    /// The application wanted no input when the reactor would have read.
+    held: Cell<bool>,
     /// When the connection was opened, in seconds on the core clock.
     opened_s: u32,
     /// While the socket is full: when it last accepted bytes (0 when it is
@@ -122,6 +124,7 @@ impl Conn {
             }),
             marked: Cell::new(false),
             dead: Cell::new(false),
+            held: Cell::new(false),
             opened_s: now_s(),
             blocked_since: Cell::new(0),
             slot: Cell::new(u32::MAX),
@@ -322,6 +325,17 @@ impl Conn {
     pub(super) fn retire(&self) {
         self.dead.set(true);
         self.wire.borrow_mut().out = Outbox::default();
+    }
+
+    /// Reading waits for the application (see `App::may_read`).
+    pub(super) fn hold(&self) {
+        self.held.set(true);
+    }
+
+    /// Whether reading was waiting for the application (and no longer is
+    /// marked so).
+    pub(super) fn take_held(&self) -> bool {
+        self.held.replace(false)
     }
 
     /// Taken off the ready list by the reactor.

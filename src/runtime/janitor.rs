@@ -33,6 +33,10 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>) {
             if c.is_dead() {
                 return;
             }
+            if c.take_held() {
+                // Ask the application again whether it wants the input.
+                c.wake();
+            }
             let blocked = c.blocked_since();
             if blocked != 0 && age_ms(now, blocked) >= write {
                 bump(&core.stats().timeouts);

@@ -9,7 +9,7 @@
 //!
 //! The submodules are private; what an application sees is re-exported
 //! here: [`App`], [`Route`], [`CoreInfo`], [`Settings`], [`Conn`], [`serve`],
-//! [`spawn`], the counters ([`Stats`], [`family`], [`per_core`]) and
+//! [`spawn`], [`yield_now`], the counters ([`Stats`], [`family`], [`per_core`]) and
 //! [`raise_nofile_limit`].
 //!
 //! - `app`: the contract with the application;
@@ -73,6 +73,21 @@ where
     F: Fn(CoreInfo) -> A + Send + Sync + 'static,
 {
     server::run_all(settings, Arc::new(make_app), ready)
+}
+
+/// Lets the calling core's other tasks (its reactor's writes above all) run
+/// before coming back: the seam for an application's long loop.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Runs `task` on the calling core's runtime, beside its connections: the

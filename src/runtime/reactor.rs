@@ -78,7 +78,7 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
                 break;
             }
             if handled >= CONNS_PER_TURN {
-                yield_now().await;
+                super::yield_now().await;
                 handled = 0;
             }
         }
@@ -108,18 +108,4 @@ pub(super) type DriverHandle = monoio::net::unix::UnixDatagram;
 /// other tasks.
 pub(super) fn driver_handle<A: App>(core: &Core<A>) -> io::Result<DriverHandle> {
     monoio::net::unix::UnixDatagram::from_std(core.epoll.as_pollable()?)
-}
-
-/// Lets the other tasks of the core run before coming back.
-async fn yield_now() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await
 }

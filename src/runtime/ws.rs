@@ -122,7 +122,7 @@ fn advance<A: App>(
     if io.read {
         state.read_pending = true;
     }
-    if state.read_pending && may_read(core, conn) {
+    if state.read_pending && may_read(core, conn, &state.handler) {
         state.read_pending = false;
         if on_readable(core, conn, state) == Flow::Finished {
             return Flow::Finished;
@@ -135,7 +135,7 @@ fn advance<A: App>(
         if conn.is_open() && conn.queued_bytes() < core.settings.limits.send_queue_bytes / 2 {
             core.app.on_drained(&mut state.handler, conn);
         }
-        if state.read_pending && may_read(core, conn) {
+        if state.read_pending && may_read(core, conn, &state.handler) {
             // The queue drained below the bound: read what waited.
             conn.wake();
         }
@@ -146,10 +146,15 @@ fn advance<A: App>(
     Flow::Continue
 }
 
-/// Reading pauses when the session wants no more input, and while so much
-/// is queued that a client sending without reading could grow its queue
-/// without bound.
-fn may_read<A: App>(core: &Core<A>, conn: &Conn) -> bool {
+/// Reading pauses when the session wants no more input, while so much is
+/// queued that a client sending without reading could grow its queue
+/// without bound, and while the application wants none (then the janitor
+/// asks again on its next tick).
+fn may_read<A: App>(core: &Core<A>, conn: &Conn, handler: &A::Handler) -> bool {
+    if !core.app.may_read(handler) {
+        conn.hold();
+        return false;
+    }
     conn.session(|s| s.may_read()) && conn.queued_bytes() < core.settings.limits.send_queue_bytes
 }
 
@@ -162,7 +167,7 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Hand
         if input(core, conn, state, &mut []) == Flow::Finished {
             return Flow::Finished;
         }
-        if !may_read(core, conn) {
+        if !may_read(core, conn, &state.handler) {
             state.read_pending = true;
             return Flow::Continue;
         }
@@ -175,7 +180,7 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Hand
                 if input(core, conn, state, &mut buf[..n]) == Flow::Finished {
                     return Flow::Finished;
                 }
-                if !may_read(core, conn) {
+                if !may_read(core, conn, &state.handler) {
                     // Paused: the socket may hold more, and no readiness
                     // event will say so.
                     state.read_pending = true;
