@@ -188,20 +188,20 @@ impl Session {
         }
     }
 
-    /// When the peer's bytes last arrived, while open (`None` once a close
-    /// was sent or received).
-    pub fn last_input(&self) -> Option<Stamp> {
-        (self.phase == Phase::Open).then_some(self.since)
-    }
-
     /// A ping to send now, to learn whether the peer is still there (any
-    /// bytes from it after this ping say so); `None` unless open.
+    /// bytes from it after this ping say so: [`Session::awaits_answer`]
+    /// turns false); `None` unless open.
     pub fn ping(&mut self) -> Option<Bytes> {
         if self.phase != Phase::Open {
             return None;
         }
         self.ping_outstanding = true;
         Some(Bytes::from_static(PING))
+    }
+
+    /// A ping was sent and no bytes have come from the peer since.
+    pub fn awaits_answer(&self) -> bool {
+        self.ping_outstanding
     }
 
     /// Bytes an earlier read left undecoded (an unfinished frame, or the

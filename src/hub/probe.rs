@@ -62,8 +62,7 @@ impl Probes {
         let mut out = Checked::default();
         pending.retain(|p| {
             let waited = p.started.elapsed();
-            let answered = u128::from(p.conn.quiet_ms()) < waited.as_millis();
-            if !p.conn.is_open() || answered {
+            if !p.conn.is_open() || p.conn.ping_answered() {
                 return false;
             }
             if waited >= within {

@@ -23,7 +23,7 @@ use std::task::Waker;
 
 use bytes::Bytes;
 
-use super::clock::{age_ms, now_s, stamp, Stamp};
+use super::clock::{now_s, stamp, Stamp};
 use super::outbox::{Flush, Outbox};
 use super::sys;
 use crate::proto::{CloseCode, Session, SessionConfig, Timeout};
@@ -191,18 +191,17 @@ impl Conn {
     }
 
     /// Sends a ping now, to learn whether the peer is still there: any
-    /// bytes from it afterwards (see [`Conn::quiet_ms`]) say it is.
+    /// bytes from it afterwards (see [`Conn::ping_answered`]) say it is.
     pub fn ping(&self) {
         if let Some(frame) = self.session(Session::ping) {
             self.push_control(frame);
         }
     }
 
-    /// Milliseconds since the peer's bytes last arrived (0 once closing).
-    pub fn quiet_ms(&self) -> u64 {
-        let now = stamp();
-        self.session(|s| s.last_input())
-            .map_or(0, |then| age_ms(now, then))
+    /// Whether bytes came from the peer since the last ping (see
+    /// [`Conn::ping`]).
+    pub fn ping_answered(&self) -> bool {
+        !self.session(|s| s.awaits_answer())
     }
 
     /// Gives up on a peer that does not answer: the socket is shut at once,
