@@ -55,7 +55,7 @@ fn parse_time(name: &'static str, value: Option<&str>) -> Result<Option<i64>, Qu
 
 /// `GET /events/ws`.
 pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
-    let (accept, principal) = match app.accept_ws(req) {
+    let (accept, principal) = match app.accept_ws(req, peer.ip()) {
         Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };

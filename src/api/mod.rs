@@ -26,7 +26,6 @@ pub mod replies;
 pub mod subscribe;
 pub mod unsubscribe;
 
-use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -49,11 +48,6 @@ pub struct HubApp {
     inbox: Rc<Inbox>,
     shared: Arc<Shared>,
     runtime_stats: Arc<Stats>,
-    /// The client address of the request being routed (set on entry to
-    /// `route_head` and `route`, read by [`HubApp::authenticate`]): a core
-    /// routes one request at a time up to its first await, and
-    /// authentication comes before any.
-    client: Cell<Option<IpAddr>>,
 }
 
 impl HubApp {
@@ -65,7 +59,6 @@ impl HubApp {
             core,
             shared,
             runtime_stats: info.stats,
-            client: Cell::new(None),
         }
     }
 
@@ -79,26 +72,21 @@ impl HubApp {
     /// when the client address has spent its failed authentications
     /// (`hub.auth_failures_per_ip`), right credentials or not. An unknown
     /// token or key takes one from that bucket.
-    fn authenticate(&self, req: &Request) -> Result<usize, Response> {
-        let client = self.client.get();
-        if let Some(ip) = client {
-            if let Err(retry_after_s) = self.shared.auth_failures.check(ip) {
-                self.shared.stats.refused(Refusal::AuthThrottled);
-                let msg = format!(
-                    "too many failed authentications from {ip}; retry in {retry_after_s} s"
-                );
-                return Err(Response::error(429, "auth_rate_limited", &msg)
-                    .with_header("Retry-After", retry_after_s.to_string()));
-            }
+    fn authenticate(&self, req: &Request, client: IpAddr) -> Result<usize, Response> {
+        if let Err(retry_after_s) = self.shared.auth_failures.check(client) {
+            self.shared.stats.refused(Refusal::AuthThrottled);
+            let msg = format!(
+                "too many failed authentications from {client}; retry in {retry_after_s} s"
+            );
+            return Err(Response::error(429, "auth_rate_limited", &msg)
+                .with_header("Retry-After", retry_after_s.to_string()));
         }
         self.shared.auth.authenticate(req).map_err(|e| {
             let code = match e {
                 AuthError::Missing => "missing_credentials",
                 AuthError::Unknown => {
                     self.shared.stats.auth_failures.fetch_add(1, Relaxed);
-                    if let Some(ip) = client {
-                        self.shared.auth_failures.failed(ip);
-                    }
+                    self.shared.auth_failures.failed(client);
                     "invalid_credentials"
                 }
             };
@@ -109,12 +97,12 @@ impl HubApp {
 
     /// The checks every WebSocket route starts with: a valid upgrade
     /// (its `Sec-WebSocket-Accept`) and the principal.
-    fn accept_ws(&self, req: &Request) -> Result<(String, usize), Response> {
+    fn accept_ws(&self, req: &Request, client: IpAddr) -> Result<(String, usize), Response> {
         let accept = check_upgrade(req).map_err(|e| {
             self.shared.stats.refused(Refusal::BadRequest);
             e.response()
         })?;
-        Ok((accept, self.authenticate(req)?))
+        Ok((accept, self.authenticate(req, client)?))
     }
 
     fn not_found(&self, req: &Request) -> Route<HubHandler> {
@@ -139,8 +127,8 @@ impl HubApp {
         self.refuse(Refusal::BadRequest, Response::error(400, code, message))
     }
 
-    fn metrics(&self, req: &Request) -> Route<HubHandler> {
-        let principal = match self.authenticate(req) {
+    fn metrics(&self, req: &Request, client: IpAddr) -> Route<HubHandler> {
+        let principal = match self.authenticate(req, client) {
             Ok(p) => p,
             Err(resp) => return Route::Respond(resp),
         };
@@ -180,32 +168,33 @@ impl App for HubApp {
     /// upgrades' 400/403/409) is sent before a byte of the body is read,
     /// and only an authenticated POST has its body read.
     fn route_head(&self, req: &Request, peer: SocketAddr) -> Decision<HubHandler> {
-        self.client.set(Some(peer.ip()));
         let path = api_path(req);
         match (req.method.as_str(), path) {
             ("GET", "/healthz") => {
                 Route::Respond(Response::json(200, replies::HEALTHY.into())).into()
             }
-            ("GET", "/metrics") => self.metrics(req).into(),
+            ("GET", "/metrics") => self.metrics(req, peer.ip()).into(),
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer).into(),
             ("GET", "/events/ws") => events_ws::route(self, req, peer).into(),
-            ("POST", "/v1/ws/unsubscribe" | "/v1/events") => match self.authenticate(req) {
-                Err(resp) => Route::Respond(resp).into(),
-                Ok(_) if path == "/v1/events" => match admit(&self.shared) {
-                    Ok(()) => Decision::ReadBody {
+            ("POST", "/v1/ws/unsubscribe" | "/v1/events") => {
+                match self.authenticate(req, peer.ip()) {
+                    Err(resp) => Route::Respond(resp).into(),
+                    Ok(_) if path == "/v1/events" => match admit(&self.shared) {
+                        Ok(()) => Decision::ReadBody {
+                            max: self.shared.config.max_body_bytes,
+                        },
+                        Err(e) => Route::Respond(
+                            Response::error(503, "overloaded", &e.to_string())
+                                .with_header("Retry-After", "1"),
+                        )
+                        .into(),
+                    },
+                    Ok(_) => Decision::ReadBody {
                         max: self.shared.config.max_body_bytes,
                     },
-                    Err(e) => Route::Respond(
-                        Response::error(503, "overloaded", &e.to_string())
-                            .with_header("Retry-After", "1"),
-                    )
-                    .into(),
-                },
-                Ok(_) => Decision::ReadBody {
-                    max: self.shared.config.max_body_bytes,
-                },
-            },
-            ("GET", "/v1/ws/publish") => publish::upgrade(self, req).into(),
+                }
+            }
+            ("GET", "/v1/ws/publish") => publish::upgrade(self, req, peer).into(),
             (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish" | "/events/ws") => {
                 Route::Respond(
                     Response::error(405, "method_not_allowed", "use GET")
@@ -224,10 +213,9 @@ impl App for HubApp {
     /// The POST routes, once their head was authenticated and their body
     /// read.
     async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<HubHandler> {
-        self.client.set(Some(peer.ip()));
         match (req.method.as_str(), api_path(req)) {
-            ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body).await,
-            ("POST", "/v1/events") => publish::post(self, req, &body),
+            ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body, peer).await,
+            ("POST", "/v1/events") => publish::post(self, req, &body, peer),
             _ => self.not_found(req),
         }
     }

@@ -11,6 +11,7 @@
 //! Layer: API. Imports the hub's publish service, the API's
 //! [`replies`](super::replies), and the runtime's connection and route.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -23,8 +24,8 @@ use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
 
 /// `POST /v1/events`.
-pub fn post(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler> {
-    let principal = match app.authenticate(req) {
+pub fn post(app: &HubApp, req: &Request, body: &[u8], peer: SocketAddr) -> Route<HubHandler> {
+    let principal = match app.authenticate(req, peer.ip()) {
         Ok(p) => p,
         Err(resp) => return Route::Respond(resp),
     };
@@ -42,8 +43,8 @@ pub fn post(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler> {
 }
 
 /// `GET /v1/ws/publish[?ack=true]`.
-pub fn upgrade(app: &HubApp, req: &Request) -> Route<HubHandler> {
-    let (accept, principal) = match app.accept_ws(req) {
+pub fn upgrade(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
+    let (accept, principal) = match app.accept_ws(req, peer.ip()) {
         Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };

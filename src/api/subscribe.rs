@@ -41,7 +41,7 @@ use crate::runtime::{Conn, Route};
 
 /// `GET /v1/ws/subscribe`.
 pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
-    let (accept, principal) = match app.accept_ws(req) {
+    let (accept, principal) = match app.accept_ws(req, peer.ip()) {
         Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };

@@ -13,6 +13,7 @@
 //! the runtime's route.
 
 use serde::Deserialize;
+use std::net::SocketAddr;
 use uuid::Uuid;
 
 use super::replies;
@@ -31,8 +32,13 @@ struct UnsubscribeBody {
 }
 
 /// `POST /v1/ws/unsubscribe`.
-pub async fn route(app: &HubApp, req: &Request, body: &[u8]) -> Route<HubHandler> {
-    let principal = match app.authenticate(req) {
+pub async fn route(
+    app: &HubApp,
+    req: &Request,
+    body: &[u8],
+    peer: SocketAddr,
+) -> Route<HubHandler> {
+    let principal = match app.authenticate(req, peer.ip()) {
         Ok(p) => p,
         Err(resp) => return Route::Respond(resp),
     };

@@ -448,17 +448,16 @@ impl HubCore {
             self.close_past_until(now_secs());
         }
         if !self.probes.is_empty() {
-            let checked = self.probes.check(self.shared.config.conflict_probe);
-            if checked.closed > 0 {
+            let closed = self.probes.check(self.shared.config.conflict_probe);
+            if closed > 0 {
                 log::info!(
-                    "core {}: closed {} connection(s) that did not answer a probe",
-                    self.id,
-                    checked.closed
+                    "core {}: closed {closed} connection(s) that did not answer a probe",
+                    self.id
                 );
                 self.shared
                     .stats
                     .conflict_probe_closes
-                    .fetch_add(checked.closed, Relaxed);
+                    .fetch_add(closed, Relaxed);
             }
         }
     }

@@ -31,13 +31,6 @@ pub struct Probes {
     pending: RefCell<Vec<Probe>>,
 }
 
-/// How one check went.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Checked {
-    /// Probes that ended with the connection closed for not answering.
-    pub closed: u64,
-}
-
 impl Probes {
     /// Pings `conn` unless it is being probed already; returns whether a
     /// probe started.
@@ -56,10 +49,10 @@ impl Probes {
 
     /// Ends the probes that got an answer (bytes since the ping) or whose
     /// connection is gone, and closes those that waited `within` for
-    /// nothing.
-    pub fn check(&self, within: Duration) -> Checked {
+    /// nothing; returns how many it closed.
+    pub fn check(&self, within: Duration) -> u64 {
         let mut pending = self.pending.borrow_mut();
-        let mut out = Checked::default();
+        let mut closed = 0;
         pending.retain(|p| {
             let waited = p.started.elapsed();
             if !p.conn.is_open() || p.conn.ping_answered() {
@@ -67,12 +60,12 @@ impl Probes {
             }
             if waited >= within {
                 p.conn.abort();
-                out.closed += 1;
+                closed += 1;
                 return false;
             }
             true
         });
-        out
+        closed
     }
 
     pub fn is_empty(&self) -> bool {

@@ -51,12 +51,18 @@ pub struct Overloaded {
     pub waiting: usize,
 }
 
+/// Whether no core has more than `hub.max_pending_events` waiting (the
+/// check alone, for a producer that waits rather than being refused).
+pub fn keeping_up(shared: &Shared) -> bool {
+    !shared.mailbox.overloaded(shared.config.max_pending_events)
+}
+
 /// Whether the hub takes new events now: not while some core has more than
 /// `hub.max_pending_events` waiting. Producers are then slowed or refused
 /// (counted), so that neither memory nor the healthy subscribers' queues
 /// pay for a flood.
 pub fn admit(shared: &Shared) -> Result<(), Overloaded> {
-    if shared.mailbox.overloaded(shared.config.max_pending_events) {
+    if !keeping_up(shared) {
         shared.stats.publish_overloads.fetch_add(1, Relaxed);
         return Err(Overloaded {
             waiting: shared.mailbox.deepest(),

@@ -57,7 +57,7 @@ use serde::Deserialize;
 use crate::hub::channels::CONTAINER;
 use crate::hub::docker::event::{Action, ContainerEvent};
 use crate::hub::ingest::NewEvent;
-use crate::hub::publish::{admit, flush, publish};
+use crate::hub::publish::{flush, keeping_up, publish};
 use crate::hub::Shared;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -325,7 +325,7 @@ async fn stream_events(
         let fed = lines.feed(&data, |line| collect_events(line, cursor, &mut batch));
         // The cores are behind: wait (the engine's stream waits with us)
         // rather than add to what they have not delivered yet.
-        while !batch.is_empty() && admit(shared).is_err() {
+        while !batch.is_empty() && !keeping_up(shared) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         publish_batch(shared, batch);
