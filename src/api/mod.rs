@@ -183,11 +183,7 @@ impl App for HubApp {
                         Ok(()) => Decision::ReadBody {
                             max: self.shared.config.max_body_bytes,
                         },
-                        Err(e) => Route::Respond(
-                            Response::error(503, "overloaded", &e.to_string())
-                                .with_header("Retry-After", "1"),
-                        )
-                        .into(),
+                        Err(e) => Route::Respond(replies::overloaded(&e)).into(),
                     },
                     Ok(_) => Decision::ReadBody {
                         max: self.shared.config.max_body_bytes,

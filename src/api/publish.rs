@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::replies::{accepted, error_reply, published};
+use super::replies::{self, accepted, error_reply, published};
 use super::{HubApp, HubHandler};
 use crate::hub::core::HubCore;
-use crate::hub::publish::{flush, publish_text, PublishError};
+use crate::hub::publish::{admit, flush, publish_text, PublishError};
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Route};
@@ -32,6 +32,11 @@ pub fn post(app: &HubApp, req: &Request, body: &[u8], peer: SocketAddr) -> Route
     let Ok(text) = std::str::from_utf8(body) else {
         return app.bad_request("invalid_event", "body is not UTF-8");
     };
+    // Checked again now that the body is here: the POSTs admitted at once
+    // by their heads must not all land on cores that fell behind since.
+    if let Err(e) = admit(&app.shared) {
+        return Route::Respond(replies::overloaded(&e));
+    }
     match publish_text(&app.shared, principal, text) {
         Ok(events) => {
             flush(&app.shared);

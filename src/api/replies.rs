@@ -1,7 +1,7 @@
 //! Every JSON shape the API sends a client that is not an event: the
 //! subscription confirmation, subscription changes, the replay gap, pongs,
-//! the client-id reply, publish results and acks, unsubscribe results, and
-//! in-band errors; and the texts of the refusals that name a right.
+//! the client-id reply, publish results and acks, unsubscribe results,
+//! in-band errors and the overloaded answer; and the texts of the refusals that name a right.
 //!
 //! Frames for one client are envelopes made by [`crate::hub::event::reply`]
 //! (id, channel, timestamp, message) with the members built here. Strings
@@ -19,12 +19,19 @@ use uuid::Uuid;
 use crate::hub::auth::Principal;
 use crate::hub::channels::{ChannelId, ChannelSet};
 use crate::hub::event::reply;
-use crate::hub::publish::Published;
+use crate::hub::publish::{Overloaded, Published};
 use crate::hub::Shared;
+use crate::proto::http::Response;
 use crate::proto::json::{error_object, push_string};
 
 /// The body of `GET /healthz`.
 pub const HEALTHY: &str = r#"{"status":"ok"}"#;
+
+/// The answer to a `POST /v1/events` while the cores are behind: 503 with
+/// `Retry-After`, before its body is read or after.
+pub fn overloaded(why: &Overloaded) -> Response {
+    Response::error(503, "overloaded", &why.to_string()).with_header("Retry-After", "1")
+}
 
 /// The first message of a subscriber: its client id, subscriptions, and
 /// the hub run's `epoch` (to resume with, beside `since`), on `global`.

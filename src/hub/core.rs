@@ -50,7 +50,7 @@ use super::probe::Probes;
 use super::slots::SlotTable;
 use super::Shared;
 use crate::proto::CloseCode;
-use crate::runtime::Conn;
+use crate::runtime::{Conn, ENTRY_OVERHEAD};
 
 /// A subscribed connection.
 pub struct Subscriber {
@@ -68,11 +68,6 @@ pub struct Subscriber {
 /// is skipped, since the ring has it (or will have it) and the replay
 /// cursor reaches it in order.
 pub const REPLAYING: u64 = u64::MAX;
-
-/// What the queue accounting adds to each frame it holds (the runtime's
-/// outbox counts an entry's bookkeeping beside its bytes); used to cost a
-/// replay's slices against the queue bound.
-const ENTRY_OVERHEAD: usize = 72;
 
 /// Builds the message telling a subscriber that events after `after` in
 /// `first..=last` are gone from the ring (`last_seq` is the hub's last).

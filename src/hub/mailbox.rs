@@ -11,12 +11,14 @@
 //! Layer: hub. Imports the hub's [`event`](super::event) frames and the
 //! [`core`](super::core) it delivers to; nothing of the API or the runtime.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use super::core::HubCore;
 use super::event::EventFrame;
+use crate::runtime::ENTRY_OVERHEAD;
 
 /// A closure run on one core.
 pub type Command = Box<dyn FnOnce(&HubCore) + Send>;
@@ -30,14 +32,21 @@ pub enum CoreMsg {
     Command(Command),
 }
 
-/// Events a core fans out before it lets its writers run: a turn queues at
-/// most this many frames on any one connection, so a sustained flood
-/// reaches the sockets in slices instead of piling up in every queue at
-/// once. Large enough that ordinary bursts still go out in one pass (each
-/// connection's frames coalesced into one `sendmsg`): a bound of 256 made
-/// the debug build's writers take many small passes under the load tool's
-/// 1,000 x 4 KiB events/s, and its healthy subscribers fall behind.
-const EVENTS_PER_TURN: usize = 4096;
+/// The share of `limits.send_queue_bytes` a core fans out in one turn
+/// before it lets its writers run (a quarter): a turn queues at most that
+/// much on any one connection, so a sustained flood reaches the sockets in
+/// slices, each connection's slice coalesced into one `sendmsg`, and a
+/// subscriber that reads keeps its queue far below the bound at which it
+/// would be closed as slow. Counted as the outbox counts (frame bytes plus
+/// each entry's bookkeeping), per event, whatever its subscribers.
+const TURN_SHARE: usize = 4;
+
+/// What queueing `ev` costs a connection that takes it (the larger of its
+/// two forms: a connection gets one or the other).
+fn cost(ev: &EventFrame) -> usize {
+    let docker = ev.docker.as_ref().map_or(0, |d| d.frame.len());
+    ev.frame.len().max(docker) + ENTRY_OVERHEAD
+}
 
 /// The sending ends of every core's channel, and the receiving ends until
 /// each core takes its own.
@@ -110,40 +119,75 @@ pub struct Inbox {
     core: Rc<HubCore>,
     rx: flume::Receiver<CoreMsg>,
     mailbox: Arc<Mailbox>,
+    /// A batch fanned out in part (a turn's budget ran out inside it), and
+    /// where its rest starts.
+    partial: RefCell<Option<(Arc<[EventFrame]>, usize)>>,
+    /// Bytes a turn may queue ([`TURN_SHARE`]).
+    budget: usize,
 }
 
 impl Inbox {
     pub fn new(core: Rc<HubCore>, rx: flume::Receiver<CoreMsg>, mailbox: Arc<Mailbox>) -> Inbox {
-        Inbox { core, rx, mailbox }
+        let budget = core.shared.config.send_queue_bytes / TURN_SHARE;
+        Inbox {
+            core,
+            rx,
+            mailbox,
+            partial: RefCell::new(None),
+            budget,
+        }
     }
 
-    /// Handles one message; returns the events it fanned out.
-    fn handle(&self, msg: CoreMsg) -> usize {
-        match msg {
-            CoreMsg::Batch(batch) => {
-                self.core.deliver(&batch);
-                self.mailbox.pending[self.core.id].fetch_sub(batch.len(), Relaxed);
-                batch.len()
-            }
-            CoreMsg::Command(f) => {
-                f(&self.core);
-                0
+    /// The next batch to fan out (the rest of a partial one first) and
+    /// where in it to start; runs any command met on the way. `None` when
+    /// nothing is waiting.
+    fn next_batch(&self) -> Option<(Arc<[EventFrame]>, usize)> {
+        if let Some(partial) = self.partial.borrow_mut().take() {
+            return Some(partial);
+        }
+        loop {
+            match self.rx.try_recv().ok()? {
+                CoreMsg::Batch(batch) => return Some((batch, 0)),
+                CoreMsg::Command(f) => f(&self.core),
             }
         }
     }
 
-    /// The core's fan-out task: runs until every sender is gone. It takes
-    /// what has arrived up to [`EVENTS_PER_TURN`] events, then lets the
-    /// core's other tasks (the writers above all) run before going on.
+    /// Fans out events from `batch[from..]` until `spent` reaches the
+    /// budget; keeps the rest for the next turn. Returns `spent`.
+    fn fan_out(&self, batch: Arc<[EventFrame]>, from: usize, mut spent: usize) -> usize {
+        let mut end = from;
+        while end < batch.len() && spent < self.budget {
+            spent += cost(&batch[end]);
+            end += 1;
+        }
+        self.core.deliver(&batch[from..end]);
+        self.mailbox.pending[self.core.id].fetch_sub(end - from, Relaxed);
+        if end < batch.len() {
+            *self.partial.borrow_mut() = Some((batch, end));
+        }
+        spent
+    }
+
+    /// The core's fan-out task: runs until every sender is gone. It fans
+    /// out what has arrived up to a turn's budget, then lets the core's
+    /// other tasks (the writers above all) run before going on.
     pub async fn run(self: Rc<Self>) {
-        while let Ok(msg) = self.rx.recv_async().await {
-            let mut events = self.handle(msg);
-            while events < EVENTS_PER_TURN {
-                let Ok(msg) = self.rx.try_recv() else { break };
-                events += self.handle(msg);
+        let mut spent = 0;
+        loop {
+            if let Some((batch, from)) = self.next_batch() {
+                spent = self.fan_out(batch, from, spent);
+                if spent >= self.budget {
+                    crate::runtime::yield_now().await;
+                    spent = 0;
+                }
+                continue;
             }
-            if events >= EVENTS_PER_TURN {
-                crate::runtime::yield_now().await;
+            spent = 0;
+            match self.rx.recv_async().await {
+                Ok(CoreMsg::Batch(batch)) => spent = self.fan_out(batch, 0, spent),
+                Ok(CoreMsg::Command(f)) => f(&self.core),
+                Err(_) => return,
             }
         }
     }
@@ -151,8 +195,9 @@ impl Inbox {
     /// Delivers everything already sent to this core (on shutdown, before
     /// the close frames).
     pub fn drain(&self) {
-        while let Ok(msg) = self.rx.try_recv() {
-            self.handle(msg);
+        while let Some((batch, from)) = self.next_batch() {
+            self.core.deliver(&batch[from..]);
+            self.mailbox.pending[self.core.id].fetch_sub(batch.len() - from, Relaxed);
         }
     }
 }

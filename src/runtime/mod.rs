@@ -50,6 +50,7 @@ mod stats;
 mod sys;
 mod worker;
 mod ws;
+mod yielding;
 
 use std::io;
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ use std::sync::Arc;
 
 pub use app::{App, CoreInfo, Decision, Route, Settings};
 pub use conn::Conn;
+pub use outbox::ENTRY_OVERHEAD;
 pub use stats::{family, per_core, Stats};
 pub use sys::raise_nofile_limit;
 
@@ -76,18 +78,10 @@ where
 }
 
 /// Lets the calling core's other tasks (its reactor's writes above all) run
-/// before coming back: the seam for an application's long loop.
+/// before coming back: the seam for an application's long loop (see
+/// [`yielding`] for why this is not the usual self-wake).
 pub async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            return std::task::Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
-    .await
+    yielding::yield_now().await
 }
 
 /// Runs `task` on the calling core's runtime, beside its connections: the

@@ -39,6 +39,8 @@ const EVENTS_PER_WAIT: usize = 256;
 /// Connections handled in one turn before other tasks of the core (accepts,
 /// handshakes, the application's own) get to run.
 const CONNS_PER_TURN: usize = 1024;
+/// Passes over the ready list at most between two looks at the epoll set.
+const EPOLL_EVERY: u32 = 16;
 
 /// The core's reactor: handles ready connections until the runtime ends.
 /// `waiter` is the core's epoll set as the driver sees it
@@ -50,6 +52,8 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
     // The set may have events the driver has not reported (it reports
     // edges): look at it until it comes back empty.
     let mut epoll_pending = true;
+    // Passes over the ready list since the set was last looked at.
+    let mut passes = 0;
     loop {
         let mut handled = 0;
         loop {
@@ -82,12 +86,18 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
                 handled = 0;
             }
         }
+        // The set is looked at when the driver says it has events, and,
+        // while the ready list never empties (a sustained fan-out), at
+        // least every `EPOLL_EVERY` passes whatever the driver says: a
+        // write-blocked connection waits for its `EPOLLOUT` edge in the
+        // set, and a reactor that only served the ready list would leave
+        // it blocked until its queue passed the bound.
         let fired = poll_fn(|cx| {
-            if !ReadyList::with(ReadyList::is_empty) {
-                return Poll::Ready(false);
-            }
             if armed.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(true);
+            }
+            if !ReadyList::with(ReadyList::is_empty) {
+                return Poll::Ready(false);
             }
             ReadyList::with(|r| r.register(cx.waker()));
             Poll::Pending
@@ -96,6 +106,13 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
         if fired {
             epoll_pending = true;
             armed.set(waiter.readable(false));
+            passes = 0;
+        } else {
+            passes += 1;
+            if passes >= EPOLL_EVERY {
+                epoll_pending = true;
+                passes = 0;
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ use super::driver;
 use super::pre_auth::PreAuth;
 use super::stats::{bump, Stats};
 use super::ws::adopt;
+use super::yielding;
 use super::{http, janitor, reactor};
 use crate::config::DriverChoice;
 use crate::proto::CloseCode;
@@ -60,6 +61,7 @@ where
 {
     let pinned = driver::pin(id, settings.pin_workers);
     driver::block_on(id, driver, &pinned, move || async move {
+        monoio::spawn(yielding::relay());
         let app = Rc::new(make_app(CoreInfo {
             id,
             stats: stats.clone(),

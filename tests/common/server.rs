@@ -16,6 +16,15 @@ use super::TIMEOUT;
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 
+/// The binary under test: this build's `eventhub`, or the one
+/// `EVENTHUB_TEST_BIN` names (to run a suite against another build, e.g. an
+/// older commit's, and see which of its tests fail there).
+fn binary() -> PathBuf {
+    std::env::var_os("EVENTHUB_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_eventhub")))
+}
+
 /// A running `eventhub` process; killed (SIGKILL) on drop if still alive.
 pub struct Server {
     child: Child,
@@ -51,7 +60,7 @@ impl Server {
     /// Starts the binary with `args` (plus `--config FILE` when `config` is
     /// given) and waits for the line on stdout that names its address.
     pub fn start(args: &[&str], config: Option<&str>) -> Server {
-        Server::start_with(Command::new(env!("CARGO_BIN_EXE_eventhub")), args, config)
+        Server::start_with(Command::new(binary()), args, config)
     }
 
     /// `eventhub serve` as [`Server::hub`] does, inside the network
@@ -59,7 +68,7 @@ impl Server {
     /// process and its pid are the hub's). Its address is that namespace's.
     pub fn hub_in_netns(netns: &str, workers: usize, config: &str) -> Server {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", netns, env!("CARGO_BIN_EXE_eventhub")]);
+        cmd.args(["netns", "exec", netns]).arg(binary());
         let workers = workers.to_string();
         Server::start_with(
             cmd,
