@@ -224,11 +224,11 @@ fn a_since_from_before_a_restart_gets_a_replay_gap_saying_the_hub_restarted() {
     }
     read_contiguous(&mut ws, 0, 3);
     drop(ws);
-    // SIGKILL: a crash, then a new run of the hub. (Its own port: the
-    // first run's closed connections hold the old one in TIME_WAIT.)
+    // SIGKILL: a crash, then a new run of the hub on the same port, as a
+    // supervisor restarts it.
     drop(first);
-    let second = Server::hub(1, &config());
-    let addr = second.addr;
+    let second = Server::hub_at(addr, 1, &config());
+    assert_eq!(second.addr, addr);
     assert_eq!(publish(addr, &padded_events("b", 1, 1, 200)), vec![1]);
 
     // since without epoch, beyond this run's last seq.

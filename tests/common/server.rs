@@ -57,6 +57,16 @@ impl Server {
         )
     }
 
+    /// `eventhub serve` as [`Server::hub`] does, on `addr` (a restart on
+    /// the port of a run that just ended).
+    pub fn hub_at(addr: SocketAddr, workers: usize, config: &str) -> Server {
+        let (listen, workers) = (addr.to_string(), workers.to_string());
+        Server::start(
+            &["serve", "--listen", &listen, "--workers", &workers],
+            Some(config),
+        )
+    }
+
     /// Starts the binary with `args` (plus `--config FILE` when `config` is
     /// given) and waits for the line on stdout that names its address.
     pub fn start(args: &[&str], config: Option<&str>) -> Server {
