@@ -19,8 +19,12 @@ use eventhub::hub::Shared;
 use eventhub::runtime;
 use zeroize::Zeroizing;
 
+mod wiping_alloc;
+
+use wiping_alloc::{wiping, WipingAlloc};
+
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: WipingAlloc = WipingAlloc(mimalloc::MiMalloc);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -46,19 +50,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// `eventhub serve`: the hub.
-fn serve(args: &ServerArgs) -> ExitCode {
-    let Some(mut config) = load(args) else {
-        return ExitCode::from(2);
-    };
+/// A generated admin token, wiped when dropped.
+type Generated = Option<Zeroizing<String>>;
+
+/// The config and its principals (over its channels) with their secrets hashed
+/// and the plaintext gone (the README's promise: digests only); a token is
+/// generated when no principal is configured. `None` (reported) on a bad
+/// config.
+fn secure_config(args: &ServerArgs) -> Option<(Config, Auth, Generated)> {
+    let mut config = load(args)?;
     let channels = match Channels::new(&config.hub.channels) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("eventhub: invalid config: `hub.channels` {e}");
-            return ExitCode::from(2);
+            return None;
         }
     };
-    let (auth, mut generated) = if config.principals.is_empty() {
+    let (auth, generated) = if config.principals.is_empty() {
         let token = Zeroizing::new(generate_token());
         (Auth::single_admin(&token, &channels), Some(token))
     } else {
@@ -66,12 +74,21 @@ fn serve(args: &ServerArgs) -> ExitCode {
             Ok(a) => (a, None),
             Err(e) => {
                 eprintln!("eventhub: invalid config: {e}");
-                return ExitCode::from(2);
+                return None;
             }
         }
     };
-    // Hashed: the plaintext secrets go (the README's promise: digests only).
     config.forget_secrets();
+    Some((config, auth, generated))
+}
+
+/// `eventhub serve`: the hub.
+fn serve(args: &ServerArgs) -> ExitCode {
+    // Every buffer freed while the config is read and hashed is wiped
+    // (the parser's copies of the secrets too).
+    let Some((config, auth, mut generated)) = wiping(|| secure_config(args)) else {
+        return ExitCode::from(2);
+    };
     let settings = settings(&config, config.limits.max_message_bytes);
     let workers = settings.workers;
     let shared = match Shared::new(&config, auth, workers) {
