@@ -82,3 +82,36 @@ fn metrics_count_events_in_and_deliveries() {
     connected = subscribers_per_core(addr, 2);
     assert_eq!(connected.iter().sum::<u64>(), 2, "{connected:?}");
 }
+
+#[test]
+fn metrics_show_how_many_frames_each_write_carried() {
+    let server = Server::hub(1, &config());
+    let addr = server.addr;
+    let (mut ws, _) = subscribe(addr, "pdfm");
+    // Twenty events in one request: fanned out in one turn, so the
+    // subscriber's frames leave in few writes, each carrying several.
+    let batch: Vec<String> = (0..20).map(|i| event("pdfm", &i.to_string())).collect();
+    publish(addr, &format!("[{}]", batch.join(",")));
+    for i in 0..20 {
+        assert!(is_event(&read_json(&mut ws), "pdfm", &i.to_string()));
+    }
+    let text = metrics(addr);
+    let value = |key: &str| metric_value(&text, key).unwrap_or_else(|| panic!("{key}: {text}"));
+    let writes = value("eventhub_frames_per_write_count{core=\"0\"}");
+    let frames = value("eventhub_frames_per_write_sum{core=\"0\"}");
+    // The confirmation and the twenty events, at least; in fewer writes.
+    assert!(frames >= 21, "{text}");
+    assert!(
+        writes >= 1 && writes < frames,
+        "{writes} writes for {frames} frames: {text}"
+    );
+    assert_eq!(
+        value("eventhub_frames_per_write_bucket{core=\"0\",le=\"+Inf\"}"),
+        writes,
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE eventhub_frames_per_write histogram"),
+        "{text}"
+    );
+}

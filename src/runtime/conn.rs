@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use super::clock::{now_s, stamp, Stamp};
 use super::outbox::{Flush, Outbox};
+use super::stats::WriteHistogram;
 use super::sys;
 use crate::proto::{CloseCode, Session, SessionConfig, Timeout};
 
@@ -273,14 +274,15 @@ impl Conn {
         self.blocked_since.get() != 0
     }
 
-    /// Writes what the socket takes; records since when it has taken
+    /// Writes what the socket takes (each write counted in `writes`);
+    /// records since when it has taken
     /// nothing: the write timeout measures a socket that accepts no bytes,
     /// not one that accepts them slowly (a slow link receiving a burst).
-    pub(super) fn flush(&self) -> std::io::Result<Flush> {
+    pub(super) fn flush(&self, writes: &WriteHistogram) -> std::io::Result<Flush> {
         let (r, progressed) = {
             let mut wire = self.wire.borrow_mut();
             let before = wire.out.queued_bytes();
-            let r = wire.out.flush(self.fd)?;
+            let r = wire.out.flush(self.fd, writes)?;
             (r, wire.out.queued_bytes() < before)
         };
         match r {

@@ -16,6 +16,7 @@ use std::os::fd::RawFd;
 
 use bytes::Bytes;
 
+use super::stats::WriteHistogram;
 use super::sys;
 
 /// Frames gathered into one `sendmsg`.
@@ -100,8 +101,9 @@ impl Outbox {
         }
     }
 
-    /// Writes as much as the socket takes.
-    pub fn flush(&mut self, fd: RawFd) -> io::Result<Flush> {
+    /// Writes as much as the socket takes; counts each write's whole frames
+    /// in `writes`.
+    pub fn flush(&mut self, fd: RawFd, writes: &WriteHistogram) -> io::Result<Flush> {
         while !self.frames.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let count = self.frames.len().min(MAX_IOVECS);
@@ -114,7 +116,7 @@ impl Outbox {
                 iov[i] = IoSlice::new(&f[start..]);
             }
             match sys::sendmsg(fd, &iov[..count]) {
-                Ok(n) => self.advance(n),
+                Ok(n) => writes.record(self.advance(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -128,14 +130,16 @@ impl Outbox {
         Ok(Flush::Done)
     }
 
-    fn advance(&mut self, mut n: usize) {
+    /// Drops the `n` bytes written; returns the frames finished.
+    fn advance(&mut self, mut n: usize) -> usize {
         self.bytes = self.bytes.saturating_sub(len32(n));
+        let mut finished = 0;
         while n > 0 {
             let (front, tag) = self.frames.front().expect("wrote no more than was queued");
             let left = front.len() - self.head_written as usize;
             if n < left {
                 self.head_written += n as u32;
-                return;
+                return finished;
             }
             if *tag != 0 {
                 self.last_written_tag = *tag;
@@ -143,7 +147,9 @@ impl Outbox {
             n -= left;
             self.head_written = 0;
             self.frames.pop_front();
+            finished += 1;
         }
+        finished
     }
 }
 
@@ -162,7 +168,11 @@ mod tests {
             out.push(Bytes::from(vec![i; 3]));
         }
         assert_eq!(out.queued_bytes(), 600 + 200 * ENTRY_OVERHEAD);
-        assert_eq!(out.flush(a.as_raw_fd()).unwrap(), Flush::Done);
+        assert_eq!(
+            out.flush(a.as_raw_fd(), &WriteHistogram::default())
+                .unwrap(),
+            Flush::Done
+        );
         assert!(out.is_empty());
         let mut got = vec![0; 600];
         b.read_exact(&mut got).unwrap();
@@ -185,11 +195,16 @@ mod tests {
         out.push_tagged(Bytes::from_static(b"one"), 1);
         out.push_tagged(Bytes::from_static(b"two"), 2);
         assert_eq!(out.last_sent_tag(), 0);
-        out.flush(a.as_raw_fd()).unwrap();
+        out.flush(a.as_raw_fd(), &WriteHistogram::default())
+            .unwrap();
         assert_eq!(out.last_sent_tag(), 2);
         out.push_tagged(Bytes::from(vec![0u8; 8 << 20]), 3);
         out.push_tagged(Bytes::from_static(b"four"), 4);
-        assert_eq!(out.flush(a.as_raw_fd()).unwrap(), Flush::Blocked);
+        assert_eq!(
+            out.flush(a.as_raw_fd(), &WriteHistogram::default())
+                .unwrap(),
+            Flush::Blocked
+        );
         out.drop_unsent();
         assert_eq!(
             out.last_sent_tag(),
@@ -204,7 +219,11 @@ mod tests {
         let mut out = Outbox::default();
         let big = Bytes::from(vec![7u8; 4 << 20]);
         out.push(big.clone());
-        assert_eq!(out.flush(a.as_raw_fd()).unwrap(), Flush::Blocked);
+        assert_eq!(
+            out.flush(a.as_raw_fd(), &WriteHistogram::default())
+                .unwrap(),
+            Flush::Blocked
+        );
         assert!(out.queued_bytes() < big.len() + ENTRY_OVERHEAD);
         out.push_tagged(Bytes::from_static(b"tail"), 9);
         out.drop_unsent();
@@ -215,7 +234,11 @@ mod tests {
             b.read_to_end(&mut all).unwrap();
             all
         });
-        while out.flush(a.as_raw_fd()).unwrap() == Flush::Blocked {
+        while out
+            .flush(a.as_raw_fd(), &WriteHistogram::default())
+            .unwrap()
+            == Flush::Blocked
+        {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         drop(a);

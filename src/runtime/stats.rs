@@ -27,6 +27,54 @@ pub struct CoreStats {
     pub timeouts: AtomicU64,
     /// Upgraded connections passed to a less loaded core.
     pub handed_off: AtomicU64,
+    /// Frames per `sendmsg`: how much each write coalesces.
+    pub writes: WriteHistogram,
+}
+
+/// Buckets of [`WriteHistogram`]: at most 1, 2, 4, ... 1024 frames, and more.
+const WRITE_BUCKETS: usize = 12;
+
+/// The frames each `sendmsg` wrote whole, as a histogram (a write that
+/// only finishes part of a frame counts in the first bucket); its count is
+/// the number of writes, its sum the frames written.
+#[derive(Debug, Default)]
+pub struct WriteHistogram {
+    buckets: [AtomicU64; WRITE_BUCKETS],
+    frames: AtomicU64,
+}
+
+impl WriteHistogram {
+    /// Counts one write of `frames` whole frames.
+    pub fn record(&self, frames: usize) {
+        let bucket = match frames {
+            0 | 1 => 0,
+            n => (usize::BITS - (n - 1).leading_zeros()) as usize,
+        };
+        self.buckets[bucket.min(WRITE_BUCKETS - 1)].fetch_add(1, Relaxed);
+        self.frames.fetch_add(frames as u64, Relaxed);
+    }
+
+    /// Adds this core's samples of `eventhub_frames_per_write` (cumulative
+    /// buckets, sum, count) to `out`.
+    fn render(&self, core: usize, out: &mut String) {
+        let name = "eventhub_frames_per_write";
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Relaxed);
+            let le = if i + 1 == WRITE_BUCKETS {
+                "+Inf".to_string()
+            } else {
+                (1u64 << i).to_string()
+            };
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let frames = self.frames.load(Relaxed);
+        let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {frames}");
+        let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {cumulative}");
+    }
 }
 
 /// A counter's name, type, help text and place in [`CoreStats`].
@@ -99,6 +147,16 @@ impl Stats {
         for (name, kind, help, get) in metrics {
             family(out, name, kind, help, per_core(&self.cores, get));
         }
+        family(
+            out,
+            "eventhub_frames_per_write",
+            "histogram",
+            "frames written whole by each sendmsg",
+            [],
+        );
+        for (i, c) in self.cores.iter().enumerate() {
+            c.writes.render(i, out);
+        }
     }
 }
 
@@ -141,4 +199,40 @@ pub fn bump(counter: &AtomicU64) {
 /// Subtracts one from a gauge.
 pub fn drop_one(gauge: &AtomicU64) {
     gauge.fetch_sub(1, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_per_write_land_in_power_of_two_buckets_with_sum_and_count() {
+        let h = WriteHistogram::default();
+        for frames in [0, 1, 2, 3, 4, 5, 1024, 1025, 5000] {
+            h.record(frames);
+        }
+        let mut out = String::new();
+        h.render(3, &mut out);
+        let value = |key: &str| -> u64 {
+            let line = out.lines().find(|l| l.starts_with(key)).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let bucket = |le: &str| {
+            value(&format!(
+                "eventhub_frames_per_write_bucket{{core=\"3\",le=\"{le}\"}}"
+            ))
+        };
+        assert_eq!(bucket("1"), 2, "{out}");
+        assert_eq!(bucket("2"), 3);
+        assert_eq!(bucket("4"), 5);
+        assert_eq!(bucket("8"), 6);
+        assert_eq!(bucket("512"), 6);
+        assert_eq!(bucket("1024"), 7);
+        assert_eq!(bucket("+Inf"), 9);
+        assert_eq!(value("eventhub_frames_per_write_count{core=\"3\"}"), 9);
+        assert_eq!(
+            value("eventhub_frames_per_write_sum{core=\"3\"}"),
+            1 + 2 + 3 + 4 + 5 + 1024 + 1025 + 5000
+        );
+    }
 }

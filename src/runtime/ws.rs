@@ -129,7 +129,7 @@ fn advance<A: App>(
         }
     }
     if conn.has_output() && (io.write || !conn.write_blocked()) {
-        if conn.flush().is_err() {
+        if conn.flush(&core.stats().writes).is_err() {
             return Flow::Finished;
         }
         if conn.is_open() && conn.queued_bytes() < core.settings.limits.send_queue_bytes / 2 {
