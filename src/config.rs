@@ -151,6 +151,9 @@ pub struct LimitsConfig {
     pub close_timeout_s: u64,
     pub shutdown_timeout_s: u64,
     pub send_queue_bytes: usize,
+    /// How long a core holds its writes once frames are queued, to send
+    /// what arrives meanwhile in the same writes; 0 = write at once.
+    pub write_coalesce_us: u64,
     pub socket_send_buffer_bytes: usize,
     pub max_body_bytes: usize,
     pub max_connection_age_s: u64,
@@ -324,6 +327,12 @@ impl Config {
         }
         if l.send_queue_bytes < 1024 {
             return invalid("limits.send_queue_bytes", "must be at least 1024");
+        }
+        if l.write_coalesce_us > 100_000 {
+            return invalid(
+                "limits.write_coalesce_us",
+                "must be at most 100000 (0.1 s of added latency)",
+            );
         }
         if l.socket_send_buffer_bytes > (1 << 30) {
             return invalid(

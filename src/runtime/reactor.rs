@@ -27,6 +27,7 @@ use std::io;
 use std::pin::pin;
 use std::rc::Rc;
 use std::task::Poll;
+use std::time::Duration;
 
 use super::app::App;
 use super::conn::ReadyList;
@@ -54,10 +55,15 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
     let mut epoll_pending = true;
     // Passes over the ready list since the set was last looked at.
     let mut passes = 0;
+    let mut hold = Hold::new(&core);
     loop {
         let mut handled = 0;
         loop {
-            ReadyList::with(|r| r.take_into(&mut marked));
+            if hold.may_write() {
+                ReadyList::with(|r| r.take_into(&mut marked));
+            } else {
+                marked.clear();
+            }
             for &slot in &marked {
                 ws::step(&core, slot, Readiness::default());
             }
@@ -74,6 +80,10 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
                 epoll_pending = got == events.len();
                 for ev in &events[..got] {
                     let (slot, io) = sys::event(ev);
+                    if slot == HOLD_TIMER_SLOT {
+                        hold.expired();
+                        continue;
+                    }
                     ws::step(&core, slot, io);
                 }
                 handled += got;
@@ -96,6 +106,11 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
             if armed.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(true);
             }
+            // While writes are held, the ready list waits for the timer
+            // (an event of the set).
+            if hold.is_holding() {
+                return Poll::Pending;
+            }
             if !ReadyList::with(ReadyList::is_empty) {
                 return Poll::Ready(false);
             }
@@ -114,6 +129,74 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
                 passes = 0;
             }
         }
+    }
+}
+
+/// The epoll slot of the write-coalescing timer (no connection has it).
+const HOLD_TIMER_SLOT: u32 = u32::MAX;
+
+/// `limits.write_coalesce_us`: once frames are queued, the core waits that
+/// long before writing any, so that what arrives meanwhile leaves in the
+/// same writes. Off (every write at once) when zero. Reads are not held;
+/// a connection that reads may write its own queue then.
+struct Hold {
+    /// The timer and how long it holds; `None` when off.
+    timer: Option<(sys::Timer, Duration)>,
+    /// The timer runs: writes wait for it.
+    holding: bool,
+    /// The timer fired: the next look at the ready list writes.
+    due: bool,
+}
+
+impl Hold {
+    fn new<A: App>(core: &Core<A>) -> Hold {
+        let hold = Duration::from_micros(core.settings.limits.write_coalesce_us);
+        let timer = (!hold.is_zero())
+            .then(|| match sys::Timer::new(&core.epoll, HOLD_TIMER_SLOT) {
+                Ok(t) => Some((t, hold)),
+                Err(e) => {
+                    log::error!(
+                        "worker {}: no write-coalescing timer ({e}); writing at once",
+                        core.id
+                    );
+                    None
+                }
+            })
+            .flatten();
+        Hold {
+            timer,
+            holding: false,
+            due: false,
+        }
+    }
+
+    /// Whether the ready list may be written now; starts the timer when
+    /// frames wait and it is not running.
+    fn may_write(&mut self) -> bool {
+        let Some((timer, hold)) = &self.timer else {
+            return true;
+        };
+        if std::mem::take(&mut self.due) {
+            return true;
+        }
+        if !self.holding && !ReadyList::with(ReadyList::is_empty) {
+            timer.arm(*hold);
+            self.holding = true;
+        }
+        !self.holding
+    }
+
+    fn is_holding(&self) -> bool {
+        self.holding
+    }
+
+    /// The timer fired.
+    fn expired(&mut self) {
+        if let Some((timer, _)) = &self.timer {
+            timer.clear();
+        }
+        self.holding = false;
+        self.due = true;
     }
 }
 

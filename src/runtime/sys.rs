@@ -195,6 +195,60 @@ impl EpollSet {
     }
 }
 
+/// A one-shot monotonic timer whose expiry is an event in an epoll set,
+/// with microsecond resolution (monoio's timers tick in milliseconds).
+#[derive(Debug)]
+pub(super) struct Timer {
+    fd: OwnedFd,
+}
+
+impl Timer {
+    /// A disarmed timer, watched by `set` under `slot`.
+    pub(super) fn new(set: &EpollSet, slot: u32) -> io::Result<Timer> {
+        // SAFETY: plain syscall; a non-negative result is a new descriptor
+        // that we own.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and is owned by nobody else.
+        let timer = Timer {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        };
+        set.add(timer.fd.as_raw_fd(), slot)?;
+        Ok(timer)
+    }
+
+    /// Fires once, `after` from now.
+    pub(super) fn arm(&self, after: std::time::Duration) {
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                // At least 1 ns: a zero value would disarm it.
+                tv_nsec: libc::c_long::from(after.subsec_nanos().max(1)),
+            },
+        };
+        // SAFETY: the descriptor is open and spec is a valid itimerspec.
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Takes the expiry (edge-triggered: the next one is a new edge).
+    pub(super) fn clear(&self) {
+        let mut expirations = [0u8; 8];
+        // SAFETY: the descriptor is open; the buffer has 8 writable bytes.
+        unsafe { libc::read(self.fd.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+    }
+}
+
 /// The slot and readiness of one fetched event.
 pub(super) fn event(ev: &libc::epoll_event) -> (u32, Readiness) {
     let (bits, slot) = (ev.events, ev.u64);
