@@ -59,15 +59,10 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
     loop {
         let mut handled = 0;
         loop {
-            if hold.may_write() {
-                ReadyList::with(|r| r.take_into(&mut marked));
-            } else {
-                marked.clear();
-            }
-            for &slot in &marked {
-                ws::step(&core, slot, Readiness::default());
-            }
-            handled += marked.len();
+            // Input first: what the reads publish is fanned out (by the
+            // application's tasks, which run at the yield) before any
+            // connection is written, so that it leaves in the same writes
+            // as what was already queued.
             let mut got = 0;
             if epoll_pending {
                 got = match core.epoll.poll_now(&mut events) {
@@ -87,7 +82,19 @@ pub(super) async fn run<A: App>(core: Rc<Core<A>>, waiter: DriverHandle) {
                     ws::step(&core, slot, io);
                 }
                 handled += got;
+                if got > 0 {
+                    super::yield_now().await;
+                }
             }
+            if hold.may_write() {
+                ReadyList::with(|r| r.take_into(&mut marked));
+            } else {
+                marked.clear();
+            }
+            for &slot in &marked {
+                ws::step(&core, slot, Readiness::default());
+            }
+            handled += marked.len();
             if marked.is_empty() && got == 0 {
                 break;
             }
