@@ -1,45 +1,126 @@
 #!/usr/bin/env bash
 # Runs eventhub and each peer server back to back with the same load and
-# prints one table (and writes target/perf/<scenario>-<server>.json).
+# prints one table (and writes target/perf/<scenario>-<server>-<reader>.json).
 #
-#   perf/compare.sh                     every scenario, every server
-#   SCENARIOS="A A2" SERVERS="eventhub node-ws" perf/compare.sh
-#   WORKERS=2 perf/compare.sh           server threads (default: all cores)
+#   perf/compare.sh                     every scenario, server and reader
+#   SCENARIOS="A A2" SERVERS="eventhub bun" READERS=epoll perf/compare.sh
+#   PINNED=1 perf/compare.sh            the pinned comparison (below)
+#   WORKERS=2 perf/compare.sh           server threads in the shared mode
+#                                       (default: all cores)
 #   EVENTHUB_BASE=/tmp/base/eventhub SERVERS="eventhub eventhub-base" perf/compare.sh
 #                                       this build against another build of
 #                                       eventhub (e.g. the commit before a
 #                                       change), same load tool, same run
 #
+# Modes:
+#   shared (default, PINNED unset or 0)
+#                     server and load tool share every core; the server runs
+#                     WORKERS threads (eventhub --workers, peers --threads).
+#   PINNED=1          the server is pinned to core 0 (taskset -c 0) with one
+#                     thread (eventhub --workers 1, peers --threads 1; Node
+#                     and Bun run one event-loop thread anyway), the load tool
+#                     to core 1 (taskset -c 1): one core each, no contention
+#                     between them. Needs 2 cores or more; WORKERS is ignored.
+# The header line says which mode ran.
+#
+# Readers: READERS (default "epoll tungstenite") names the load tool's
+# subscriber readers (eventhub-load --reader); every scenario and server runs
+# once per reader, and the reader is part of the label ("A2 bun epoll").
+# READERS=none passes no --reader (a load tool from before that option) and
+# leaves the label without one.
+#
 # Scenarios (256-byte events):
 #   A   1,000 subscribers x 100 events/s (10 s)
 #   A2  100 subscribers x 1,000 events/s (10 s)
-#   B   1,000 subscribers, 2,000 events as fast as possible
+#   B   1,000 subscribers, 2,000 events as fast as the publisher can send
+#       (open loop: a burst that the servers must queue)
+#   Bw  1,000 subscribers, 2,000 events, closed loop: at most 32 events in
+#       flight per subscriber (eventhub-load --window 32), rate 0 (as fast as
+#       the window allows)
 #   C   19,000 idle subscribed connections: server RSS per connection
+#   S   connect storm: 19,000 idle subscribers opened at 20,000/s: connections
+#       per second and server CPU per connection
 #   E   as A, with 1% of the subscribers not reading: the others' latency
-# Servers: eventhub, tokio-tungstenite, fastwebsockets, node-ws, and
-# eventhub-base (the binary named by EVENTHUB_BASE).
+# Servers: eventhub, tokio-tungstenite, fastwebsockets (perf/peers),
+# node-ws (Node + ws, perf/peers/node), bun (Bun.serve, i.e. uWebSockets,
+# perf/peers/bun), and eventhub-base (the binary named by EVENTHUB_BASE).
+# Every peer follows the same broadcast contract (perf/peers/node/server.js).
+# What a run needs is built or installed first: eventhub, eventhub-load and
+# the Rust peers with cargo, node-ws and bun with npm (once, into their
+# node_modules; BUN=/path/to/bun uses another Bun binary instead).
 #
 # Everything runs on this machine over loopback; each run is bounded by its
 # event count and the load tool's --timeout. The figures to compare are the
-# server's CPU time per delivery and the latency percentiles; the load tool
-# shares the cores, so absolute rates depend on the machine.
+# server's CPU time per delivery and the latency percentiles; in the shared
+# mode the load tool shares the cores, so absolute rates depend on the
+# machine. Runs are interleaved: for each scenario (and reader) the servers
+# run one right after another, each on a fresh process, so a drift in the
+# machine's speed (other tenants, frequency) hits them about alike. On a box
+# whose speed drifts only the ratios between servers within one run mean
+# anything; do not compare absolute figures across runs.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
-SCENARIOS=${SCENARIOS:-"A A2 B C E"}
-SERVERS=${SERVERS:-"eventhub tokio-tungstenite fastwebsockets node-ws"}
+SCENARIOS=${SCENARIOS:-"A A2 B Bw C S E"}
+SERVERS=${SERVERS:-"eventhub tokio-tungstenite fastwebsockets node-ws bun"}
+READERS=${READERS:-"epoll tungstenite"}
+PINNED=${PINNED:-}
 WORKERS=${WORKERS:-$(nproc)}
 PORT=${PORT:-9300}
 TOKEN=bench-token-0123456789abcdef
+BIN=${CARGO_TARGET_DIR:-target}/release
 OUT=target/perf
+BUN_DEFAULT=perf/peers/bun/node_modules/@oven/bun-linux-x64/bin/bun
+BUN=${BUN:-$BUN_DEFAULT}
 mkdir -p "$OUT"
 
-cargo build --release -q --bin eventhub -p eventhub -p eventhub-load || exit 1
-if [[ " $SERVERS " == *" tokio-tungstenite "* || " $SERVERS " == *" fastwebsockets "* ]]; then
+has() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+server_pin=()
+load_pin=()
+if [[ $PINNED == 1 ]]; then
+    command -v taskset >/dev/null || { echo "PINNED=1 needs taskset (util-linux)" >&2; exit 2; }
+    (($(nproc) >= 2)) || { echo "PINNED=1 needs 2 cores, this machine has $(nproc)" >&2; exit 2; }
+    server_pin=(taskset -c 0)
+    load_pin=(taskset -c 1)
+    WORKERS=1
+elif [[ -n $PINNED && $PINNED != 0 ]]; then
+    echo "PINNED is 1 (pinned), or 0 or unset (shared), not '$PINNED'" >&2
+    exit 2
+fi
+if has eventhub-base && [[ -z ${EVENTHUB_BASE:-} ]]; then
+    echo "eventhub-base: set EVENTHUB_BASE to the other eventhub binary" >&2
+    exit 2
+fi
+
+# Build everything that runs (all of eventhub and eventhub-load, not only the
+# eventhub binary: a fresh clone has no eventhub-load either). The peers build
+# on their own: one build with them would unify dependency features across
+# all three packages and rebuild eventhub every time the set changes.
+cargo build --release -q -p eventhub -p eventhub-load || exit 1
+if has tokio-tungstenite || has fastwebsockets; then
     cargo build --release -q -p eventhub-peers || exit 1
 fi
-if [[ " $SERVERS " == *" node-ws "* && ! -d perf/peers/node/node_modules ]]; then
+if has node-ws && [[ ! -d perf/peers/node/node_modules ]]; then
     npm install --silent --no-audit --no-fund --prefix perf/peers/node >/dev/null || exit 1
+fi
+if has bun && [[ $BUN == "$BUN_DEFAULT" && ! -x $BUN ]]; then
+    npm install --silent --no-audit --no-fund --prefix perf/peers/bun >/dev/null || exit 1
+fi
+if has bun && ! "$BUN" --version >/dev/null 2>&1; then
+    echo "bun: $BUN does not run" >&2
+    exit 1
+fi
+
+# The load tool must know the options this script passes.
+load_help=$("$BIN/eventhub-load" --help 2>&1)
+if [[ " $READERS " != " none " && $load_help != *--reader* ]]; then
+    echo "$BIN/eventhub-load has no --reader option (READERS=\"$READERS\")" >&2
+    exit 1
+fi
+if [[ " $SCENARIOS " == *" Bw "* && $load_help != *--window* ]]; then
+    echo "$BIN/eventhub-load has no --window option (scenario Bw)" >&2
+    exit 1
 fi
 
 # The hub's config per scenario: a 1 MiB send queue (B's bursts reach a few
@@ -72,12 +153,18 @@ start_server() {
     local name=$1 config=$OUT/bench.toml
     [[ $2 == E ]] && config=$OUT/bench-e.toml
     local log="$OUT/server-$name.log"
+    local listen=127.0.0.1:$PORT
+    # Emptied here, not only by the server's redirection (which runs in the
+    # child, after the wait below may already have read the last run's
+    # "listening" line).
+    : >"$log"
     case $name in
-        eventhub) target/release/eventhub serve --listen 127.0.0.1:$PORT --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
-        eventhub-base) "${EVENTHUB_BASE:?set EVENTHUB_BASE to the other eventhub binary}" serve --listen 127.0.0.1:$PORT --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
-        tokio-tungstenite) target/release/peer-tokio-tungstenite --listen 127.0.0.1:$PORT --threads "$WORKERS" >"$log" 2>&1 & ;;
-        fastwebsockets) target/release/peer-fastwebsockets --listen 127.0.0.1:$PORT --threads "$WORKERS" >"$log" 2>&1 & ;;
-        node-ws) (ulimit -n "$(ulimit -Hn)"; exec node perf/peers/node/server.js --listen 127.0.0.1:$PORT) >"$log" 2>&1 & ;;
+        eventhub) "${server_pin[@]}" "$BIN/eventhub" serve --listen "$listen" --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
+        eventhub-base) "${server_pin[@]}" "$EVENTHUB_BASE" serve --listen "$listen" --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
+        tokio-tungstenite) "${server_pin[@]}" "$BIN/peer-tokio-tungstenite" --listen "$listen" --threads "$WORKERS" >"$log" 2>&1 & ;;
+        fastwebsockets) "${server_pin[@]}" "$BIN/peer-fastwebsockets" --listen "$listen" --threads "$WORKERS" >"$log" 2>&1 & ;;
+        node-ws) (ulimit -n "$(ulimit -Hn)"; exec "${server_pin[@]}" node perf/peers/node/server.js --listen "$listen" --threads "$WORKERS") >"$log" 2>&1 & ;;
+        bun) (ulimit -n "$(ulimit -Hn)"; exec "${server_pin[@]}" "$BUN" perf/peers/bun/server.js --listen "$listen" --threads "$WORKERS") >"$log" 2>&1 & ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
     server_pid=$!
@@ -104,24 +191,43 @@ scenario_args() {
         A) echo "--subscribers 1000 --rate 100 --count 1000" ;;
         A2) echo "--subscribers 100 --rate 1000 --count 10000" ;;
         B) echo "--subscribers 1000 --rate 0 --count 2000" ;;
+        Bw) echo "--subscribers 1000 --rate 0 --count 2000 --window 32" ;;
         C) echo "--subscribers 19000 --idle --ramp-per-s 4000" ;;
+        S) echo "--subscribers 19000 --idle --ramp-per-s 20000" ;;
         E) echo "--subscribers 1000 --rate 100 --count 1000 --slow-percent 1" ;;
+        *) return 1 ;;
     esac
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r); server threads: $WORKERS; date: $(date -u +%Y-%m-%dT%H:%MZ)"
+for scenario in $SCENARIOS; do
+    scenario_args "$scenario" >/dev/null || { echo "unknown scenario $scenario" >&2; exit 2; }
+done
+
+if [[ $PINNED == 1 ]]; then
+    mode="pinned: server on core 0 with 1 thread, load tool on core 1"
+else
+    mode="shared: server ($WORKERS threads) and load tool on all $(nproc) cores"
+fi
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r); mode $mode; readers: $READERS; date: $(date -u +%Y-%m-%dT%H:%MZ)"
 status=0
 for scenario in $SCENARIOS; do
-    for server in $SERVERS; do
-        start_server "$server" "$scenario" || { status=1; continue; }
-        kind=peer
-        [[ $server == eventhub* ]] && kind=eventhub
-        # shellcheck disable=SC2046
-        target/release/eventhub-load --addr 127.0.0.1:$PORT --kind $kind --token $TOKEN --size 256 \
-            --server-pid "$server_pid" --label "$scenario $server" --json "$OUT/$scenario-$server.json" \
-            $(scenario_args "$scenario") || status=1
-        stop_server
-        PORT=$((PORT + 1))
+    for reader in $READERS; do
+        reader_args=(--reader "$reader")
+        label_reader=" $reader"
+        file_reader=-$reader
+        if [[ $reader == none ]]; then reader_args=(); label_reader=""; file_reader=""; fi
+        for server in $SERVERS; do
+            start_server "$server" "$scenario" || { status=1; stop_server; continue; }
+            kind=peer
+            [[ $server == eventhub* ]] && kind=eventhub
+            # shellcheck disable=SC2046
+            "${load_pin[@]}" "$BIN/eventhub-load" --addr "127.0.0.1:$PORT" --kind "$kind" --token "$TOKEN" --size 256 \
+                --server-pid "$server_pid" --label "$scenario $server$label_reader" \
+                --json "$OUT/$scenario-$server$file_reader.json" \
+                "${reader_args[@]}" $(scenario_args "$scenario") || status=1
+            stop_server
+            PORT=$((PORT + 1))
+        done
     done
 done
 exit $status
