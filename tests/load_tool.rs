@@ -1,8 +1,10 @@
 //! Runs the load tool (`perf/load`, binary `eventhub-load`) briefly against
 //! the real hub, so that the figures `perf/compare.sh` prints keep coming
-//! from a tool that works: every delivery counted and checked, slow
-//! consumers seen closed with 1013, idle connections' memory measured, and
-//! a failing exit status when deliveries go missing.
+//! from a tool that works: every delivery counted and checked, under both
+//! readers (epoll, tungstenite) and closed-loop publishing (`--window`),
+//! slow consumers seen closed with 1013, idle connections' memory and the
+//! connect storm measured, and a failing exit status when deliveries go
+//! missing.
 //!
 //! The tool is built (in this test's profile) by `cargo build -p
 //! eventhub-load` on first use: a workspace test run does not build other
@@ -175,5 +177,114 @@ fn missing_deliveries_fail_the_run() {
         String::from_utf8_lossy(&out.stderr).contains("loss"),
         "{}",
         explain(&out)
+    );
+}
+
+#[test]
+fn the_tungstenite_reader_delivers_everything_with_no_gaps() {
+    let server = Server::hub(2, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --reader tungstenite --subscribers 20 --rate 500 --count 200 --threads 2",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["reader"], "tungstenite", "{report}");
+    assert_eq!(report["subscribers"], 20, "{report}");
+    assert_eq!(report["expected"], 4000, "{report}");
+    assert_eq!(report["deliveries"], 4000, "{report}");
+    for check in ["gaps", "duplicates", "disorder", "slow_subscribers"] {
+        assert_eq!(report[check], 0, "{check}: {report}");
+    }
+    let p50 = report["latency_us"]["p50"].as_f64().unwrap_or(0.0);
+    assert!(p50 > 0.0, "every delivery has its latency: {report}");
+}
+
+#[test]
+fn the_tungstenite_reader_sees_slow_consumers_closed_with_1013() {
+    let server = Server::hub(2, &config(256 * 1024));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --reader tungstenite --subscribers 10 --slow-percent 20 --rate 1000 --count 3000 --size 4096",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["slow_subscribers"], 2, "{report}");
+    assert_eq!(report["slow_closed_1013"], 2, "{report}");
+    assert_eq!(report["deliveries"], 8 * 3000, "{report}");
+}
+
+#[test]
+fn a_window_run_delivers_everything_and_reports_writes_per_delivery_or_none() {
+    // Two publishers share the window: neither may run ahead of the
+    // slowest subscriber by more than 8 events of both.
+    let server = Server::hub(2, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --subscribers 50 --publishers 2 --window 8 --rate 0 --count 300 --threads 2",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["window"], 8, "{report}");
+    assert_eq!(report["published"], 600, "{report}");
+    assert_eq!(report["expected"], 50 * 600, "{report}");
+    assert_eq!(report["deliveries"], 50 * 600, "{report}");
+    for check in ["gaps", "duplicates", "disorder"] {
+        assert_eq!(report[check], 0, "{check}: {report}");
+    }
+    // A hub with `eventhub_frames_per_write` gives figures, one without
+    // gives none; the run goes on either way.
+    let writes = &report["writes_per_delivery"];
+    let frames = &report["frames_per_write"];
+    assert!(
+        (writes.is_null() && frames.is_null())
+            || (writes.as_f64().is_some_and(|w| w > 0.0)
+                && frames.as_f64().is_some_and(|f| f >= 1.0)),
+        "{report}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("window 8") && table.contains("writes/delivery "),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_window_run_with_the_tungstenite_reader_delivers_everything() {
+    let server = Server::hub(2, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --reader tungstenite --subscribers 50 --window 4 --rate 0 --count 300",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["deliveries"], 50 * 300, "{report}");
+    for check in ["gaps", "duplicates", "disorder"] {
+        assert_eq!(report[check], 0, "{check}: {report}");
+    }
+}
+
+#[test]
+fn an_idle_connect_storm_is_timed_with_the_servers_cpu_per_connection() {
+    let server = Server::hub(2, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --subscribers 300 --idle --idle-hold-s 0 --ramp-per-s 0",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["subscribers"], 300, "{report}");
+    let connect = &report["connect"];
+    assert!(
+        connect["seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{report}"
+    );
+    assert!(
+        connect["per_s"].as_f64().is_some_and(|r| r > 0.0),
+        "{report}"
+    );
+    assert!(
+        connect["server_cpu_us_per_connection"].as_f64().is_some(),
+        "with --server-pid: {report}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("connect storm") && table.contains("cpu/connection"),
+        "{table}"
     );
 }

@@ -2,36 +2,50 @@
 //! broadcast contract) with N subscribers and M paced publishers, and
 //! reports what a user would want to compare: deliveries per second,
 //! publish-to-receive latency percentiles, server CPU time per delivery,
-//! server memory per idle connection, and per-subscriber loss, duplicate
-//! and order checks.
+//! eventhub's writes per delivery, server memory per idle connection and
+//! CPU per connection in a connect storm, and per-subscriber loss,
+//! duplicate and order checks.
 //!
-//! Publishing is open-loop: event `k` of a publisher is due at
-//! `start + k / rate` whatever happened to earlier ones, and carries the
-//! time it is written to the socket (CLOCK_MONOTONIC, shared by every
-//! process on the machine) in its body. The send time rather than the due
-//! time, because tokio's timer wakes up to a millisecond late and that
-//! delay is the tool's, not the server's. Server CPU comes from
-//! `/proc/<pid>/stat` (utime + stime over the publish phase), the fairest
-//! figure when the load tool shares the cores with the server.
+//! Publishing is open-loop by default: event `k` of a publisher is due at
+//! `start + k / rate` whatever happened to earlier ones; with `--window N`
+//! it is closed-loop as well, no subscriber more than N events behind. An
+//! event carries the time it is written to the socket (CLOCK_MONOTONIC,
+//! shared by every process on the machine) in its body. The send time
+//! rather than the due time, because tokio's timer wakes up to a
+//! millisecond late and that delay is the tool's, not the server's. Server
+//! CPU comes from `/proc/<pid>/stat` (utime + stime over the phase), the
+//! fairest figure when the load tool shares the cores with the server.
+//!
+//! The subscribers read one of two ways (`--reader`), so that each figure
+//! can be had under the cheapest reading there is and under an ordinary
+//! WebSocket library's.
 //!
 //! Every run is bounded: by `--count` events per publisher and by
 //! `--timeout` for the deliveries; all traffic goes to the given loopback
 //! address.
 
+mod accounting;
 mod client;
+mod connecting;
+mod metrics;
+mod progress;
+mod publisher;
 mod readers;
 mod report;
+mod window;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use client::{connect, Subscriber};
-use readers::Progress;
+use metrics::Writes;
+use progress::Progress;
+use publisher::Publisher;
+use readers::ReaderKind;
 use report::{proc_cpu_ns, proc_rss_bytes, Report};
+use window::Window;
 
 /// What kind of server is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,9 +74,15 @@ pub struct Args {
     pub subscribers: usize,
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
-    /// Events per second over all publishers; 0 = as fast as possible.
+    /// Events per second over all publishers; 0 = as fast as possible
+    /// (or as the window allows).
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    /// Closed loop: an event is sent only while every healthy subscriber
+    /// has received all but at most N of the events sent so far; 0 = open
+    /// loop.
+    #[arg(long, default_value_t = 0)]
+    pub window: u64,
     /// Events per publisher.
     #[arg(long, default_value_t = 1000)]
     pub count: u64,
@@ -85,13 +105,20 @@ pub struct Args {
     /// Source addresses for subscribers: 127.0.X.1-250 with X from this.
     #[arg(long, default_value_t = 1)]
     pub source_subnet: u8,
-    /// Connections opened per second while ramping up.
+    /// Connections started per second while ramping up; 0 = all at once.
     #[arg(long, default_value_t = 2000)]
     pub ramp_per_s: u32,
+    /// Handshakes in flight at once while ramping up.
+    #[arg(long, default_value_t = 64)]
+    pub connect_parallel: usize,
     /// Seconds to wait for every delivery after the last publish.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// Threads reading the subscribers.
+    /// How the subscribers read.
+    #[arg(long, value_enum, default_value = "epoll")]
+    pub reader: ReaderKind,
+    /// Threads reading the subscribers (epoll threads, or the tokio
+    /// runtime's workers for `--reader tungstenite`).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Label of this run in the report.
@@ -137,78 +164,25 @@ fn raise_nofile_limit() {
     }
 }
 
-/// Source address number `i`: 127.0.subnet.1 .. 127.0.subnet.250, then the
-/// next subnet.
-fn source_ip(subnet: u8, i: usize) -> IpAddr {
-    let host = (i % 250) as u8 + 1;
-    let net = subnet.wrapping_add((i / 250) as u8);
-    IpAddr::V4(Ipv4Addr::new(127, 0, net, host))
-}
-
-fn subscribe_path(args: &Args) -> String {
-    match args.kind {
-        Kind::Eventhub => format!("/v1/ws/subscribe?event_types={}", args.channel),
-        Kind::Peer => "/v1/ws/subscribe".to_string(),
-    }
-}
-
 async fn run(args: &Args) -> Report {
     let rss_before = args.server_pid.and_then(proc_rss_bytes);
-    // Ramp up the subscribers.
-    let path = subscribe_path(args);
-    let slow_every = if args.slow_percent > 0.0 {
-        (100.0 / args.slow_percent).round().max(1.0) as usize
-    } else {
-        0
-    };
+    let opened = connecting::open(args).await;
+    let connected = opened.subs.len();
+    let healthy = connected - opened.slow;
     let expected_total = args.publishers as u64 * args.count;
-    let progress = Progress {
-        expected: expected_total,
-        done: Arc::new(AtomicU64::new(0)),
-        stop: Arc::new(AtomicBool::new(false)),
-    };
-    let gap = Duration::from_secs_f64(1.0 / f64::from(args.ramp_per_s.max(1)));
-    let mut subs = Vec::new();
-    let mut connect_errors = 0usize;
-    let mut slow_connected = 0usize;
-    for i in 0..args.subscribers {
-        let slow = slow_every > 0 && i % slow_every == slow_every - 1;
-        match connect(
-            args.addr,
-            Some(source_ip(args.source_subnet, i)),
-            &path,
-            &args.token,
-            slow,
-        )
-        .await
-        {
-            Ok(stream) => {
-                slow_connected += usize::from(slow);
-                let sub = Subscriber::new(i, slow, args.publishers, args.kind == Kind::Eventhub);
-                subs.push((stream, sub));
-            }
-            Err(e) => {
-                connect_errors += 1;
-                if connect_errors <= 3 {
-                    eprintln!("subscriber {i}: {e}");
-                }
-            }
-        }
-        if i % 100 == 99 {
-            tokio::time::sleep(gap * 100).await;
-        }
-    }
-    let connected = subs.len();
-    let readers = match readers::spawn(subs, args.threads, &progress) {
+    let window = (args.window > 0 && !args.idle)
+        .then(|| Arc::new(Window::new(args.window, healthy as u64, expected_total)));
+    let progress = Progress::new(expected_total, window.clone());
+    let readers = match readers::spawn(args.reader, opened.subs, args.threads, &progress) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("eventhub-load: cannot start the readers: {e}");
             std::process::exit(2);
         }
     };
-    // Let every confirmation arrive (and the server settle).
+    // Let the server settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut report = Report::new(&args.label, args, connected, connect_errors);
+    let mut report = Report::new(args, connected, opened.errors, opened.storm);
     if args.idle {
         tokio::time::sleep(Duration::from_secs(args.idle_hold_s)).await;
         let rss_after = args.server_pid.and_then(proc_rss_bytes);
@@ -216,58 +190,26 @@ async fn run(args: &Args) -> Report {
             report.rss_per_connection = Some(a.saturating_sub(b) as f64 / connected.max(1) as f64);
             report.rss_total = Some(a);
         }
-        progress.stop.store(true, Relaxed);
+        progress.stop();
         for r in readers {
             let _ = r.join();
         }
         return report;
     }
-    // Publish.
+    let writes_before = server_writes(args).await;
     let cpu_start = args.server_pid.and_then(proc_cpu_ns);
     let started = Instant::now();
-    let per_pub_rate = args.rate / args.publishers as f64;
-    let mut pubs = Vec::new();
-    for p in 0..args.publishers {
-        let args_addr = args.addr;
-        let (token, channel, kind, size, count) = (
-            args.token.clone(),
-            args.channel.clone(),
-            args.kind,
-            args.size,
-            args.count,
-        );
-        pubs.push(tokio::spawn(async move {
-            client::publish(
-                args_addr,
-                kind,
-                &token,
-                &channel,
-                p,
-                count,
-                per_pub_rate,
-                size,
-            )
-            .await
-        }));
-    }
-    let mut published = 0u64;
-    for p in pubs {
-        match p.await {
-            Ok(Ok(n)) => published += n,
-            Ok(Err(e)) => eprintln!("publisher: {e}"),
-            Err(e) => eprintln!("publisher task: {e}"),
-        }
-    }
+    let published = publish(args, window).await;
     let publish_done = started.elapsed();
     // Wait for the healthy subscribers to have everything.
-    let healthy = connected - slow_connected;
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    while (progress.done.load(Relaxed) as usize) < healthy && Instant::now() < deadline {
+    while (progress.done() as usize) < healthy && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
     let cpu_end = args.server_pid.and_then(proc_cpu_ns);
-    progress.stop.store(true, Relaxed);
+    let writes_after = server_writes(args).await;
+    progress.stop();
     let seen: Vec<_> = readers
         .into_iter()
         .map(|r| r.join().expect("a reader thread panicked"))
@@ -276,12 +218,58 @@ async fn run(args: &Args) -> Report {
     report.publish_seconds = publish_done.as_secs_f64();
     report.elapsed_seconds = elapsed.as_secs_f64();
     report.server_cpu_ns = cpu_start.zip(cpu_end).map(|(a, b)| b.saturating_sub(a));
+    report.writes = writes_before.zip(writes_after).map(|(b, a)| a.since(b));
     for s in &seen {
         report.take_stats(s, expected_total);
     }
-    if args.kind == Kind::Eventhub && slow_connected > 0 {
+    if args.kind == Kind::Eventhub && opened.slow > 0 {
         let name = "eventhub_slow_consumer_closes_total";
-        report.server_slow_closes = client::metric_sum(args.addr, &args.token, name).await;
+        report.server_slow_closes = metrics::scrape(args.addr, &args.token)
+            .await
+            .and_then(|text| metrics::family_sum(&text, name))
+            .map(|n| n as u64);
     }
     report
+}
+
+/// Runs the publishers to the end; returns how many events they sent.
+async fn publish(args: &Args, window: Option<Arc<Window>>) -> u64 {
+    let pubs: Vec<_> = (0..args.publishers)
+        .map(|index| {
+            tokio::spawn(
+                Publisher {
+                    addr: args.addr,
+                    kind: args.kind,
+                    token: args.token.clone(),
+                    channel: args.channel.clone(),
+                    index,
+                    count: args.count,
+                    rate: args.rate / args.publishers as f64,
+                    size: args.size,
+                    window: window.clone(),
+                    stall_timeout: Duration::from_secs(args.timeout),
+                }
+                .run(),
+            )
+        })
+        .collect();
+    let mut published = 0u64;
+    for p in pubs {
+        match p.await {
+            Ok(Ok(n)) => published += n,
+            Ok(Err(e)) => eprintln!("publisher: {e}"),
+            Err(e) => eprintln!("publisher task: {e}"),
+        }
+    }
+    published
+}
+
+/// eventhub's frames-per-write histogram now; `None` for a peer or a hub
+/// without it.
+async fn server_writes(args: &Args) -> Option<Writes> {
+    if args.kind != Kind::Eventhub {
+        return None;
+    }
+    let text = metrics::scrape(args.addr, &args.token).await?;
+    Writes::parse(&text)
 }

@@ -1,12 +1,14 @@
 //! Figures of a run: merged latency histogram, delivery rate, server CPU
-//! per delivery and memory per connection, loss checks; printed as a table
-//! row and as JSON.
+//! per delivery, writes per delivery, memory and CPU per connection, loss
+//! checks; printed as a table row and as JSON.
 
 use hdrhistogram::Histogram;
 use serde_json::json;
 
-use crate::client::latency_histogram;
-use crate::readers::Seen;
+use crate::accounting::latency_histogram;
+use crate::connecting::Storm;
+use crate::metrics::Writes;
+use crate::readers::{ReaderKind, Seen};
 use crate::Args;
 
 /// utime + stime of a process, in nanoseconds.
@@ -33,6 +35,9 @@ pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
 /// One run's figures.
 pub struct Report {
     pub label: String,
+    pub reader: ReaderKind,
+    /// 0: open loop.
+    pub window: u64,
     pub publishers: usize,
     pub rate: f64,
     pub size: usize,
@@ -42,6 +47,9 @@ pub struct Report {
     pub publish_seconds: f64,
     pub elapsed_seconds: f64,
     pub server_cpu_ns: Option<u64>,
+    /// eventhub's writes over the publishing (`None`: not in `/metrics`).
+    pub writes: Option<Writes>,
+    pub storm: Storm,
     pub rss_per_connection: Option<f64>,
     pub rss_total: Option<u64>,
     pub deliveries: u64,
@@ -58,9 +66,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(label: &str, args: &Args, connected: usize, connect_errors: usize) -> Report {
+    pub fn new(args: &Args, connected: usize, connect_errors: usize, storm: Storm) -> Report {
         Report {
-            label: label.to_string(),
+            label: args.label.clone(),
+            reader: args.reader,
+            window: args.window,
             publishers: args.publishers,
             rate: args.rate,
             size: args.size,
@@ -70,6 +80,8 @@ impl Report {
             publish_seconds: 0.0,
             elapsed_seconds: 0.0,
             server_cpu_ns: None,
+            writes: None,
+            storm,
             rss_per_connection: None,
             rss_total: None,
             deliveries: 0,
@@ -124,23 +136,59 @@ impl Report {
         self.deliveries as f64 / self.elapsed_seconds.max(1e-9)
     }
 
+    pub fn writes_per_delivery(&self) -> Option<f64> {
+        self.writes
+            .filter(|_| self.deliveries > 0)
+            .map(|w| w.writes / self.deliveries as f64)
+    }
+
+    pub fn frames_per_write(&self) -> Option<f64> {
+        self.writes
+            .filter(|w| w.writes > 0.0)
+            .map(|w| w.frames / w.writes)
+    }
+
+    pub fn connections_per_s(&self) -> f64 {
+        self.connected as f64 / self.storm.seconds.max(1e-9)
+    }
+
+    pub fn cpu_per_connection_us(&self) -> Option<f64> {
+        self.storm
+            .server_cpu_ns
+            .filter(|_| self.connected > 0)
+            .map(|ns| ns as f64 / self.connected as f64 / 1000.0)
+    }
+
+    fn reader_name(&self) -> &'static str {
+        match self.reader {
+            ReaderKind::Epoll => "epoll",
+            ReaderKind::Tungstenite => "tungstenite",
+        }
+    }
+
     pub fn table(&self) -> String {
         if let Some(rss) = self.rss_per_connection {
             return format!(
-                "{:<22} idle subscribers {:>6} (errors {}): server RSS {:.1} MiB, {:.0} bytes per connection",
+                "{:<22} {:<11} idle subscribers {:>6} (errors {}): server RSS {:.1} MiB, {:.0} bytes per connection | connect storm {:.2} s, {:.0}/s, cpu/connection {}",
                 self.label,
+                self.reader_name(),
                 self.connected,
                 self.connect_errors,
                 self.rss_total.unwrap_or(0) as f64 / 1048576.0,
-                rss
+                rss,
+                self.storm.seconds,
+                self.connections_per_s(),
+                self.cpu_per_connection_us().map_or("n/a".into(), |c| format!("{c:.1} us")),
             );
         }
         format!(
-            "{:<22} subs {:>5} pubs {:>2} rate {:>7} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{}",
+            "{:<22} {:<11} subs {:>5} pubs {:>2} rate {:>7} {:<9} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | writes/delivery {} frames/write {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{}",
             self.label,
+            self.reader_name(),
             self.connected,
             self.publishers,
             if self.rate > 0.0 { format!("{}", self.rate) } else { "max".into() },
+            if self.window > 0 { format!("window {}", self.window) } else { "open-loop".into() },
             self.deliveries,
             self.expected,
             self.deliveries_per_s(),
@@ -150,6 +198,8 @@ impl Report {
             self.us(0.999),
             self.latency.max() as f64 / 1000.0,
             self.cpu_per_delivery_us().map_or("n/a".into(), |c| format!("{c:.3} us")),
+            self.writes_per_delivery().map_or("n/a".into(), |w| format!("{w:.3}")),
+            self.frames_per_write().map_or("n/a".into(), |f| format!("{f:.2}")),
             self.gaps,
             self.duplicates,
             self.disorder,
@@ -163,6 +213,8 @@ impl Report {
     pub fn json(&self) -> serde_json::Value {
         json!({
             "label": self.label,
+            "reader": self.reader_name(),
+            "window": self.window,
             "subscribers": self.connected,
             "connect_errors": self.connect_errors,
             "publishers": self.publishers,
@@ -178,6 +230,13 @@ impl Report {
                 "max": self.latency.max() as f64 / 1000.0,
             },
             "server_cpu_us_per_delivery": self.cpu_per_delivery_us(),
+            "writes_per_delivery": self.writes_per_delivery(),
+            "frames_per_write": self.frames_per_write(),
+            "connect": {
+                "seconds": self.storm.seconds,
+                "per_s": self.connections_per_s(),
+                "server_cpu_us_per_connection": self.cpu_per_connection_us(),
+            },
             "rss_bytes_per_connection": self.rss_per_connection,
             "gaps": self.gaps, "duplicates": self.duplicates, "disorder": self.disorder,
             "slow_subscribers": self.slow_subscribers, "slow_closed_1013": self.slow_closed_1013,

@@ -1,5 +1,5 @@
-//! The subscribers' reading side: plain threads, each with an
-//! edge-triggered epoll set over its share of the sockets.
+//! The epoll reader: plain threads, each with an edge-triggered epoll set
+//! over its share of the sockets and eventhub's own sans-IO decoder.
 //!
 //! Why not tokio tasks: a tokio read costs two syscalls per message (the
 //! read, then the one that returns `EAGAIN` and re-arms readiness) plus a
@@ -9,27 +9,27 @@
 //! read that does not fill the buffer is taken to have drained the socket
 //! (with edge triggering, bytes that arrive later bring a new edge), so a
 //! burst costs one read. Every message is stamped when its read returns, so
-//! the latency is what a client sees.
+//! the latency is what a client sees. (The tungstenite reader reads the
+//! tokio way on purpose, as the ordinary client's pattern.)
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use eventhub_proto::{masked_frame, Decoded, Event, Opcode, Reader, Role};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{latency_histogram, monotonic_ns, Subscriber, SubscriberStats, Upgraded};
+use super::{Seen, CLOSE_CODE_WAIT};
+use crate::accounting::{latency_histogram, Subscriber};
+use crate::client::{monotonic_ns, Upgraded};
+use crate::progress::Progress;
 
 /// Bytes asked for by one read.
 const READ_SIZE: usize = 64 * 1024;
 /// How often a waiting thread looks at the stop flag.
 const WAIT_MS: i32 = 50;
-/// How long slow consumers are read, after the run, to see their close code.
-const CLOSE_CODE_WAIT: Duration = Duration::from_secs(2);
 
 /// One subscriber socket and its decoding state.
 struct Reading {
@@ -37,51 +37,25 @@ struct Reading {
     sub: Subscriber,
     reader: Reader,
     buf: Vec<u8>,
-    /// The first message arrived, or none is expected before events (a
-    /// slow consumer stops reading from then on).
-    confirmed: bool,
-    /// Counted in `done`.
-    finished: bool,
     /// The server closed, or the socket failed: nothing more to read.
     ended: bool,
 }
 
-/// What a thread shares with the run.
-#[derive(Clone)]
-pub struct Progress {
-    /// Events each subscriber should receive.
-    pub expected: u64,
-    /// Subscribers that received all of them.
-    pub done: Arc<AtomicU64>,
-    /// Set when the run is over.
-    pub stop: Arc<AtomicBool>,
-}
-
-/// What a reader thread saw: each subscriber's counts, and the latency of
-/// every delivery to its healthy subscribers.
-pub struct Seen {
-    pub subscribers: Vec<SubscriberStats>,
-    pub latency_ns: Histogram<u64>,
-}
-
 /// Starts `threads` readers over `subs` (dealt round-robin); each returns
-/// what it saw when `stop` is set.
+/// what it saw once `progress` is stopped.
 pub fn spawn(
     subs: Vec<(Upgraded, Subscriber)>,
     threads: usize,
     progress: &Progress,
 ) -> io::Result<Vec<JoinHandle<Seen>>> {
-    let threads = threads.max(1);
     let mut shares: Vec<Vec<Reading>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, (up, sub)) in subs.into_iter().enumerate() {
         let fd: OwnedFd = up.stream.into_std()?.into();
         shares[i % threads].push(Reading {
             fd,
-            confirmed: !sub.expects_confirmation(),
             sub,
             reader: Reader::new(Role::Client, 64 << 20),
             buf: up.leftover,
-            finished: false,
             ended: false,
         });
     }
@@ -108,11 +82,11 @@ fn run(mut share: Vec<Reading>, progress: &Progress) -> Seen {
     }
     let mut chunk = vec![0u8; READ_SIZE];
     let mut ready = Vec::with_capacity(256);
-    while !progress.stop.load(Relaxed) {
+    while !progress.stopped() {
         epoll.wait(&mut ready, WAIT_MS);
         for &i in &ready {
             let r = &mut share[i];
-            if r.sub.stats().slow && r.confirmed {
+            if !r.sub.reading() {
                 continue; // a slow consumer: it stopped reading
             }
             r.read_burst(&mut chunk, progress, &mut latency);
@@ -189,8 +163,7 @@ impl Reading {
                     used += n;
                     match ev {
                         Event::Message(_, payload) => {
-                            self.confirmed = true;
-                            self.sub.on_text(payload, now, latency);
+                            self.sub.on_message(payload, now, latency, progress);
                         }
                         Event::Ping(p) => {
                             let pong = masked_frame(true, Opcode::Pong, p, [1, 2, 3, 4]);
@@ -220,10 +193,6 @@ impl Reading {
             }
         }
         self.buf.drain(..used);
-        if !self.finished && self.sub.stats().received >= progress.expected {
-            self.finished = true;
-            progress.done.fetch_add(1, Relaxed);
-        }
     }
 }
 

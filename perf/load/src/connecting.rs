@@ -1,0 +1,116 @@
+//! Opening the subscribers: every connection upgraded, and for eventhub
+//! confirmed, before the run goes on; at most `--connect-parallel`
+//! handshakes in flight, started at `--ramp-per-s` (0: all at once). The
+//! phase is timed from the first connect to the last confirmation, with
+//! the server's CPU time over it, which gives the connect storm's figures
+//! (connections per second, server CPU per connection) in the same run as
+//! the memory per idle connection.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use futures_util::{stream, StreamExt};
+use tokio::time::Instant;
+
+use crate::accounting::Subscriber;
+use crate::client::{connect, Until, Upgraded};
+use crate::report::proc_cpu_ns;
+use crate::{Args, Kind};
+
+/// The subscribers that connected, and how the connecting went.
+pub struct Opened {
+    pub subs: Vec<(Upgraded, Subscriber)>,
+    pub errors: usize,
+    /// Slow consumers among `subs`.
+    pub slow: usize,
+    pub storm: Storm,
+}
+
+/// The connect phase's figures.
+#[derive(Clone, Copy)]
+pub struct Storm {
+    /// First connect to last confirmation (or last 101, for a peer).
+    pub seconds: f64,
+    /// The server's CPU time over it.
+    pub server_cpu_ns: Option<u64>,
+}
+
+/// Source address number `i`: 127.0.subnet.1 .. 127.0.subnet.250, then the
+/// next subnet.
+fn source_ip(subnet: u8, i: usize) -> IpAddr {
+    let host = (i % 250) as u8 + 1;
+    let net = subnet.wrapping_add((i / 250) as u8);
+    IpAddr::V4(Ipv4Addr::new(127, 0, net, host))
+}
+
+fn subscribe_path(args: &Args) -> String {
+    match args.kind {
+        Kind::Eventhub => format!("/v1/ws/subscribe?event_types={}", args.channel),
+        Kind::Peer => "/v1/ws/subscribe".to_string(),
+    }
+}
+
+/// Connects `--subscribers`; every `100 / --slow-percent`-th is a slow
+/// consumer.
+pub async fn open(args: &Args) -> Opened {
+    let path = subscribe_path(args);
+    let slow_every = if args.slow_percent > 0.0 {
+        (100.0 / args.slow_percent).round().max(1.0) as usize
+    } else {
+        0
+    };
+    let is_slow = |i: usize| slow_every > 0 && i % slow_every == slow_every - 1;
+    let until = match args.kind {
+        Kind::Eventhub => Until::FirstMessage,
+        Kind::Peer => Until::Upgrade,
+    };
+    let cpu_start = args.server_pid.and_then(proc_cpu_ns);
+    let started = Instant::now();
+    let mut results: Vec<_> = stream::iter(0..args.subscribers)
+        .map(|i| {
+            let path = &path;
+            async move {
+                if args.ramp_per_s > 0 {
+                    let due = i as f64 / f64::from(args.ramp_per_s);
+                    tokio::time::sleep_until(started + Duration::from_secs_f64(due)).await;
+                }
+                let source = Some(source_ip(args.source_subnet, i));
+                let slow = is_slow(i);
+                let result = connect(args.addr, source, path, &args.token, slow, until).await;
+                (i, result)
+            }
+        })
+        .buffer_unordered(args.connect_parallel.max(1))
+        .collect()
+        .await;
+    let storm = Storm {
+        seconds: started.elapsed().as_secs_f64(),
+        server_cpu_ns: cpu_start
+            .zip(args.server_pid.and_then(proc_cpu_ns))
+            .map(|(a, b)| b.saturating_sub(a)),
+    };
+    results.sort_by_key(|(i, _)| *i);
+    let mut opened = Opened {
+        subs: Vec::with_capacity(results.len()),
+        errors: 0,
+        slow: 0,
+        storm,
+    };
+    for (i, result) in results {
+        match result {
+            Ok(up) => {
+                let slow = is_slow(i);
+                opened.slow += usize::from(slow);
+                let sub = Subscriber::new(slow, args.publishers, args.kind == Kind::Eventhub);
+                opened.subs.push((up, sub));
+            }
+            Err(e) => {
+                opened.errors += 1;
+                if opened.errors <= 3 {
+                    eprintln!("subscriber {i}: {e}");
+                }
+            }
+        }
+    }
+    opened
+}

@@ -1,0 +1,120 @@
+//! eventhub's `/metrics` (Prometheus text), read with a plain HTTP/1.1
+//! GET over a TCP socket: the tool needs two figures from it, not an HTTP
+//! client. They are the slow-consumer closes, set beside what the
+//! subscribers saw, and the `eventhub_frames_per_write` histogram, whose
+//! growth over the publishing gives the writes per delivery (how well the
+//! hub coalesces frames into one `sendmsg`). Either is `None` where the
+//! server does not have it (a peer, an older hub).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The text of `/metrics` (read with `token`, which must be an admin's).
+pub async fn scrape(addr: SocketAddr, token: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let req = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut resp))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8(resp).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// The sum of the samples named `name` (with or without labels); `None`
+/// if there is none.
+pub fn family_sum(text: &str, name: &str) -> Option<f64> {
+    let mut samples = text.lines().filter_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        let key_name = key.split('{').next()?;
+        (key_name == name).then(|| value.parse::<f64>().ok())?
+    });
+    let first = samples.next()?;
+    Some(first + samples.sum::<f64>())
+}
+
+/// The `eventhub_frames_per_write` histogram over every core.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Writes {
+    /// `sendmsg` calls (`_count`).
+    pub writes: f64,
+    /// Frames they wrote whole (`_sum`).
+    pub frames: f64,
+}
+
+impl Writes {
+    pub fn parse(text: &str) -> Option<Writes> {
+        Some(Writes {
+            writes: family_sum(text, "eventhub_frames_per_write_count")?,
+            frames: family_sum(text, "eventhub_frames_per_write_sum")?,
+        })
+    }
+
+    /// What was written between `earlier` and this.
+    pub fn since(self, earlier: Writes) -> Writes {
+        Writes {
+            writes: self.writes - earlier.writes,
+            frames: self.frames - earlier.frames,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n\
+# TYPE eventhub_frames_per_write histogram
+eventhub_frames_per_write_bucket{core=\"0\",le=\"1\"} 3
+eventhub_frames_per_write_bucket{core=\"0\",le=\"+Inf\"} 10
+eventhub_frames_per_write_sum{core=\"0\"} 40
+eventhub_frames_per_write_count{core=\"0\"} 10
+eventhub_frames_per_write_sum{core=\"1\"} 2.5e1
+eventhub_frames_per_write_count{core=\"1\"} 5
+eventhub_slow_consumer_closes_total{core=\"0\"} 2
+eventhub_slow_consumer_closes_total_other 7
+";
+
+    #[test]
+    fn families_are_summed_over_cores_and_told_apart_by_name() {
+        assert_eq!(
+            family_sum(TEXT, "eventhub_slow_consumer_closes_total"),
+            Some(2.0)
+        );
+        assert_eq!(family_sum(TEXT, "eventhub_frames_per_write"), None);
+        assert_eq!(
+            Writes::parse(TEXT),
+            Some(Writes {
+                writes: 15.0,
+                frames: 65.0
+            })
+        );
+        assert_eq!(Writes::parse("HTTP/1.1 200 OK\r\n\r\nother 1\n"), None);
+    }
+
+    #[test]
+    fn the_difference_is_what_was_written_in_between() {
+        let before = Writes {
+            writes: 10.0,
+            frames: 40.0,
+        };
+        let after = Writes {
+            writes: 30.0,
+            frames: 100.0,
+        };
+        assert_eq!(
+            after.since(before),
+            Writes {
+                writes: 20.0,
+                frames: 60.0
+            }
+        );
+    }
+}
