@@ -25,9 +25,8 @@
 #
 # Readers: READERS (default "epoll tungstenite") names the load tool's
 # subscriber readers (eventhub-load --reader); every scenario and server runs
-# once per reader, and the reader is part of the label ("A2 bun epoll").
-# READERS=none passes no --reader (a load tool from before that option) and
-# leaves the label without one.
+# once per reader (the load tool's row names its reader).
+# READERS=none passes no --reader (a load tool from before that option).
 #
 # Scenarios (256-byte events):
 #   A   1,000 subscribers x 100 events/s (10 s)
@@ -213,16 +212,15 @@ status=0
 for scenario in $SCENARIOS; do
     for reader in $READERS; do
         reader_args=(--reader "$reader")
-        label_reader=" $reader"
         file_reader=-$reader
-        if [[ $reader == none ]]; then reader_args=(); label_reader=""; file_reader=""; fi
+        if [[ $reader == none ]]; then reader_args=(); file_reader=""; fi
         for server in $SERVERS; do
             start_server "$server" "$scenario" || { status=1; stop_server; continue; }
             kind=peer
             [[ $server == eventhub* ]] && kind=eventhub
             # shellcheck disable=SC2046
             "${load_pin[@]}" "$BIN/eventhub-load" --addr "127.0.0.1:$PORT" --kind "$kind" --token "$TOKEN" --size 256 \
-                --server-pid "$server_pid" --label "$scenario $server$label_reader" \
+                --server-pid "$server_pid" --label "$scenario $server" \
                 --json "$OUT/$scenario-$server$file_reader.json" \
                 "${reader_args[@]}" $(scenario_args "$scenario") || status=1
             stop_server
