@@ -17,30 +17,9 @@ const NAME = 'node-ws';
 const PUBLISH_PREFIX = '/v1/ws/publish';
 const MAX_BUFFERED = 4 * 1024 * 1024;
 
-function parseArgs(argv) {
-  let listen = '127.0.0.1:9100';
-  for (let i = 0; i < argv.length; i++) {
-    let [key, value] = argv[i].split(/=(.*)/s);
-    const next = () => (value !== undefined ? value : argv[++i]);
-    if (key === '--listen') listen = next();
-    else if (key === '--threads') next();
-    else if (key === '-h' || key === '--help') {
-      console.log('usage: node server.js [--listen HOST:PORT] [--threads N]');
-      process.exit(0);
-    } else {
-      console.error(`unknown argument ${JSON.stringify(argv[i])}`);
-      process.exit(2);
-    }
-  }
-  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listen || '');
-  if (!m) {
-    console.error('--listen needs HOST:PORT');
-    process.exit(2);
-  }
-  return { host: m[1], port: Number(m[2]) };
-}
+const { parseArgs } = require('../args.js');
 
-const { host, port } = parseArgs(process.argv.slice(2));
+const { host, port } = parseArgs(process.argv.slice(2), 'node server.js');
 const subscribers = new Set();
 
 const wss = new WebSocketServer({
