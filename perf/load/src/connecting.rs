@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::accounting::Subscriber;
 use crate::client::{connect, Until, Upgraded};
-use crate::report::proc_cpu_ns;
+use crate::server_proc::proc_cpu_ns;
 use crate::{Args, Kind};
 
 /// The subscribers that connected, and how the connecting went.

@@ -32,6 +32,7 @@ mod progress;
 mod publisher;
 mod readers;
 mod report;
+mod server_proc;
 mod window;
 
 use std::net::SocketAddr;
@@ -44,7 +45,8 @@ use metrics::Writes;
 use progress::Progress;
 use publisher::Publisher;
 use readers::ReaderKind;
-use report::{proc_cpu_ns, proc_rss_bytes, Report};
+use report::Report;
+use server_proc::{proc_cpu_ns, proc_rss_bytes};
 use window::Window;
 
 /// What kind of server is driven.
