@@ -281,20 +281,8 @@ fn a_since_from_before_a_restart_gets_a_replay_gap_saying_the_hub_restarted() {
     );
 
     // A malformed epoch is a 400 naming it.
-    let resp = common::http_request(
-        addr,
-        None,
-        "GET",
-        "/v1/ws/subscribe?event_types=pdfm&since=1&epoch=nope",
-        &[
-            ("Authorization", &bearer(ADMIN_TOKEN)),
-            ("Connection", "Upgrade"),
-            ("Upgrade", "websocket"),
-            ("Sec-WebSocket-Version", "13"),
-            ("Sec-WebSocket-Key", common::SAMPLE_KEY),
-        ],
-        b"",
-    );
+    let resp =
+        common::api::upgrade_as_admin(addr, "/v1/ws/subscribe?event_types=pdfm&since=1&epoch=nope");
     assert_eq!(resp.status, 400, "{resp:?}");
     assert!(resp.body.contains("epoch"), "{resp:?}");
 }
@@ -552,20 +540,7 @@ fn bad_resume_parameters_are_400_naming_them() {
         ("/events/ws?since_seq=3&epoch=nothex", "epoch"),
         ("/events/ws?epoch=0123456789abcdef", "epoch needs since_seq"),
     ] {
-        let resp = common::http_request(
-            server.addr,
-            None,
-            "GET",
-            path,
-            &[
-                ("Authorization", &bearer(ADMIN_TOKEN)),
-                ("Connection", "Upgrade"),
-                ("Upgrade", "websocket"),
-                ("Sec-WebSocket-Version", "13"),
-                ("Sec-WebSocket-Key", common::SAMPLE_KEY),
-            ],
-            b"",
-        );
+        let resp = common::api::upgrade_as_admin(server.addr, path);
         assert_eq!(resp.status, 400, "{path}: {resp:?}");
         let body = resp.json();
         assert_eq!(body["error"], "bad_request", "{path}: {body}");

@@ -92,6 +92,25 @@ pub fn event(channel: &str, message: &str) -> String {
     json!({"event_type": channel, "message": message, "body": {}}).to_string()
 }
 
+/// A WebSocket upgrade request for `path` as the admin, over plain HTTP,
+/// for the answer itself (a refused upgrade's status and JSON body).
+pub fn upgrade_as_admin(addr: SocketAddr, path: &str) -> HttpResponse {
+    http_request(
+        addr,
+        None,
+        "GET",
+        path,
+        &[
+            ("Authorization", &bearer(ADMIN_TOKEN)),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", super::SAMPLE_KEY),
+        ],
+        b"",
+    )
+}
+
 /// `GET /metrics` as the admin.
 pub fn metrics(addr: SocketAddr) -> String {
     super::metrics(addr, ADMIN_TOKEN)
