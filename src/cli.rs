@@ -33,6 +33,38 @@ pub enum Command {
     Echo(ServerArgs),
     /// Print the embedded default configuration, documented key by key.
     DefaultConfig,
+    /// Make (or reuse) a development CA and a certificate for localhost,
+    /// 127.0.0.1 and ::1, for trying wss; prints how to use and trust it.
+    DevCert(DevCertArgs),
+}
+
+/// Flags of `eventhub dev-cert`.
+#[derive(Debug, Clone, Args)]
+pub struct DevCertArgs {
+    /// Directory for ca.pem, cert.pem and key.pem.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Where development certificates live unless told otherwise:
+/// `$EVENTHUB_DEV_CERT_DIR`, else `$XDG_DATA_HOME/eventhub/dev-cert`, else
+/// `~/.local/share/eventhub/dev-cert`, else `./eventhub-dev-cert`.
+pub fn dev_cert_dir(out: Option<&std::path::Path>) -> PathBuf {
+    if let Some(dir) = out {
+        return dir.to_path_buf();
+    }
+    let env = |k| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = env("EVENTHUB_DEV_CERT_DIR") {
+        return dir;
+    }
+    env("XDG_DATA_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".local/share")))
+        .map(|d| d.join("eventhub/dev-cert"))
+        .unwrap_or_else(|| PathBuf::from("eventhub-dev-cert"))
 }
 
 /// Flags every serving subcommand takes.
@@ -54,6 +86,13 @@ pub struct ServerArgs {
     /// docker.socket; `serve` only), e.g. /var/run/docker.sock.
     #[arg(long, value_name = "PATH")]
     pub docker_socket: Option<String>,
+    /// Serve wss with a development certificate (made by `eventhub
+    /// dev-cert` if there is none yet; sets tls.cert and tls.key).
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// Serve wss on this address, beside plain ws (overrides tls.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<SocketAddr>,
 }
 
 /// The `--driver` flag's values (the config's [`DriverChoice`]).
@@ -93,6 +132,19 @@ impl ServerArgs {
         if let Some(socket) = &self.docker_socket {
             config.docker.socket = socket.clone();
         }
+        if let Some(addr) = self.tls_listen {
+            config.tls.listen = addr.to_string();
+        }
+        if self.tls_self_signed {
+            let dev = crate::tls::ensure_dev_cert(&dev_cert_dir(None)).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "--tls-self-signed",
+                    reason: e.to_string(),
+                }
+            })?;
+            config.tls.cert = dev.cert.display().to_string();
+            config.tls.key = dev.key.display().to_string();
+        }
         config.check()?;
         Ok(config)
     }
@@ -112,5 +164,6 @@ pub fn settings(config: &Config, max_message_bytes: u64) -> Settings {
         trusted_proxies: config
             .trusted_proxies()
             .expect("checked when the config was loaded"),
+        tls: None,
     }
 }

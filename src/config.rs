@@ -60,6 +60,7 @@ pub struct Config {
     pub echo: EchoConfig,
     pub hub: HubConfig,
     pub docker: DockerConfig,
+    pub tls: TlsConfig,
     /// Who may connect; none means a generated admin token at start-up.
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
@@ -98,6 +99,62 @@ fn all_channels() -> Vec<String> {
 pub struct DockerConfig {
     /// The engine's API socket; empty = no Docker source.
     pub socket: String,
+}
+
+/// `[tls]`: wss served by the hub itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file: the certificate, then its chain; empty = no TLS.
+    pub cert: String,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Where wss is served: empty = on `server.listen`, instead of plain
+    /// ws; an address = there, beside plain ws on `server.listen`.
+    pub listen: String,
+    /// Oldest protocol version accepted.
+    pub min_version: TlsVersion,
+    /// PEM file of the CAs whose client certificates are accepted; empty =
+    /// no client certificates asked for.
+    pub client_ca: String,
+    /// With `client_ca`: refuse a handshake without a client certificate.
+    pub client_cert_required: bool,
+    /// Kernel TLS: "auto" probes for it, "off" keeps TLS in user space.
+    pub ktls: KtlsChoice,
+    /// Seconds between checks of the files for changes (0 = SIGHUP only).
+    pub reload_check_s: u64,
+}
+
+/// `tls.min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// `tls.ktls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KtlsChoice {
+    Auto,
+    Off,
+}
+
+impl TlsConfig {
+    /// Whether TLS is configured at all.
+    pub fn enabled(&self) -> bool {
+        !self.cert.is_empty()
+    }
+
+    /// `tls.listen`, parsed: `None` = wss on `server.listen`.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+        match self.listen.as_str() {
+            "" => Ok(None),
+            s => s.parse().map(Some),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +390,26 @@ impl Config {
                 "limits.write_coalesce_us",
                 "must be at most 100000 (0.1 s of added latency)",
             );
+        }
+        let tls = &self.tls;
+        if tls.cert.is_empty() != tls.key.is_empty() {
+            return invalid("tls.cert", "and tls.key must be set together");
+        }
+        if !tls.enabled() && (!tls.listen.is_empty() || !tls.client_ca.is_empty()) {
+            return invalid("tls.cert", "must be set for tls.listen or tls.client_ca");
+        }
+        if tls.client_cert_required && tls.client_ca.is_empty() {
+            return invalid("tls.client_cert_required", "needs tls.client_ca");
+        }
+        match tls.listen_addr() {
+            Err(e) => return invalid("tls.listen", &format!("is not an address: {e}")),
+            Ok(Some(addr)) if addr == self.server.listen && addr.port() != 0 => {
+                return invalid(
+                    "tls.listen",
+                    "must differ from server.listen (leave it empty to serve wss there instead)",
+                )
+            }
+            Ok(_) => {}
         }
         if l.socket_send_buffer_bytes > (1 << 30) {
             return invalid(

@@ -16,7 +16,9 @@
 //!    `benches/`.
 //! 2. [`config`] and [`channel_names`]: the TOML config with its embedded
 //!    default, and the rules of channel names; leaves the layers above
-//!    share.
+//!    share. [`tls`]: the certificate side of wss (loading and checking
+//!    the files, the reloadable served pair, the development CA), over
+//!    the config.
 //! 3. [`runtime`]: the shell, the only place that knows the async runtime
 //!    underneath: one pinned thread per core, `SO_REUSEPORT` listeners, one
 //!    reactor per core driving each connection's session, the janitor,
@@ -58,6 +60,7 @@ pub mod echo;
 pub mod hub;
 pub mod runtime;
 pub mod sources;
+pub mod tls;
 
 /// The protocol layer, a crate of its own (`eventhub-proto`).
 pub use eventhub_proto as proto;

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use clap::Parser;
 use eventhub::api::HubApp;
-use eventhub::cli::{settings, Cli, Command, ServerArgs};
+use eventhub::cli::{dev_cert_dir, settings, Cli, Command, DevCertArgs, ServerArgs};
 use eventhub::config::{Config, DEFAULT_CONFIG};
 use eventhub::echo::Echo;
 use eventhub::hub::auth::{generate_token, Auth};
 use eventhub::hub::channels::Channels;
 use eventhub::hub::Shared;
-use eventhub::runtime;
+use eventhub::runtime::{self, Bound, TlsSettings};
+use eventhub::tls;
 use zeroize::Zeroizing;
 
 mod wiping_alloc;
@@ -39,15 +40,89 @@ fn main() -> ExitCode {
             let Some(config) = load(&args) else {
                 return ExitCode::from(2);
             };
-            let settings = settings(&config, config.echo.max_message_bytes);
+            let mut settings = settings(&config, config.echo.max_message_bytes);
+            let Some(tls) = tls_settings(&config) else {
+                return ExitCode::from(2);
+            };
+            settings.tls = tls;
             let workers = settings.workers;
-            let result = runtime::serve(settings, Echo::new, |addr| {
-                println!("eventhub echo listening on ws://{addr} ({workers} workers)");
+            let result = runtime::serve(settings, Echo::new, |bound| {
+                if let Some(addr) = bound.plain {
+                    println!("eventhub echo listening on ws://{addr} ({workers} workers)");
+                }
+                if let Some(addr) = bound.tls {
+                    println!("eventhub echo listening on wss://{addr} ({workers} workers)");
+                }
                 let _ = std::io::stdout().flush();
             });
             finish(result)
         }
+        Command::DevCert(args) => dev_cert(&args),
     }
+}
+
+/// `eventhub dev-cert`: makes or reuses the development CA and
+/// certificate, and says how to use them.
+fn dev_cert(args: &DevCertArgs) -> ExitCode {
+    let dir = dev_cert_dir(args.out.as_deref());
+    match tls::ensure_dev_cert(&dir) {
+        Ok(dev) => {
+            let made = if dev.generated { "made" } else { "reusing" };
+            println!(
+                "{made} a development CA and certificate (localhost, 127.0.0.1, ::1) in {}\n\nserve it:\n  [tls]\n  cert = \"{}\"\n  key = \"{}\"\n(or: eventhub serve --tls-self-signed)\n\n{}",
+                dir.display(),
+                dev.cert.display(),
+                dev.key.display(),
+                trust_hint(&dev.ca)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("eventhub: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How clients trust the development CA.
+fn trust_hint(ca: &std::path::Path) -> String {
+    let ca = ca.display();
+    format!(
+        "trust its CA ({ca}), not the server certificate:\n  wscat --ca {ca} -c wss://localhost:PORT/...\n  SSL_CERT_FILE={ca} websocat wss://localhost:PORT/...\n  curl --cacert {ca} https://localhost:PORT/...\n  python: ssl.create_default_context(cafile=\"{ca}\")\n  system-wide (Debian): cp {ca} /usr/local/share/ca-certificates/eventhub-dev.crt && update-ca-certificates"
+    )
+}
+
+/// `[tls]` loaded and checked, and the reload thread started (which also
+/// keeps SIGHUP from ending a hub without TLS); `None` (reported) when the
+/// files are bad.
+fn tls_settings(config: &Config) -> Option<Option<TlsSettings>> {
+    let setup = if config.tls.enabled() {
+        match tls::setup(&config.tls) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("eventhub: tls: {e}");
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let check = std::time::Duration::from_secs(config.tls.reload_check_s);
+    if let Err(e) = tls::spawn_reloader(setup.as_ref().map(|s| s.store.clone()), check) {
+        eprintln!("eventhub: cannot start the certificate reloader: {e}");
+        return None;
+    }
+    Some(setup.map(|s| {
+        TlsSettings {
+            server_config: s.server_config,
+            store: s.store,
+            listen: config
+                .tls
+                .listen_addr()
+                .expect("checked when the config was loaded"),
+            ktls: config.tls.ktls,
+        }
+    }))
 }
 
 /// A generated admin token, wiped when dropped.
@@ -89,8 +164,15 @@ fn serve(args: &ServerArgs) -> ExitCode {
     let Some((config, auth, mut generated)) = wiping(|| secure_config(args)) else {
         return ExitCode::from(2);
     };
-    let settings = settings(&config, config.limits.max_message_bytes);
+    let mut settings = settings(&config, config.limits.max_message_bytes);
+    let Some(tls) = tls_settings(&config) else {
+        return ExitCode::from(2);
+    };
+    settings.tls = tls;
     let workers = settings.workers;
+    let dev_ca = args
+        .tls_self_signed
+        .then(|| dev_cert_dir(None).join("ca.pem"));
     let shared = match Shared::new(&config, auth, workers) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -108,8 +190,13 @@ fn serve(args: &ServerArgs) -> ExitCode {
     let result = runtime::serve(
         settings,
         move |info| HubApp::new(info, shared.clone()),
-        move |addr| {
-            announce(addr, workers, generated.as_deref().map(String::as_str));
+        move |bound| {
+            announce(
+                bound,
+                workers,
+                generated.as_deref().map(String::as_str),
+                dev_ca.as_deref(),
+            );
             // Printed once; wiped (Zeroizing) as it drops.
             generated.take();
         },
@@ -122,20 +209,30 @@ fn serve(args: &ServerArgs) -> ExitCode {
 /// A generated token is written in one message built in a buffer that is
 /// wiped when dropped; a write that ends with a newline goes past stdout's
 /// line buffer straight to the descriptor, so no copy stays there either.
-fn announce(addr: SocketAddr, workers: usize, token: Option<&str>) {
+fn announce(bound: Bound, workers: usize, token: Option<&str>, dev_ca: Option<&std::path::Path>) {
     use std::fmt::Write as _;
-    let host = if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
+    let local = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        }
     };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "eventhub listening on http://{addr} ({workers} workers)"
-    );
+    if let Some(addr) = bound.plain {
+        let _ = writeln!(
+            out,
+            "eventhub listening on http://{addr} ({workers} workers)"
+        );
+    }
+    if let Some(addr) = bound.tls {
+        let _ = writeln!(
+            out,
+            "eventhub listening on https://{addr} ({workers} workers)"
+        );
+    }
     let _ = out.flush();
-    let mut msg = Zeroizing::new(String::with_capacity(2048));
+    let mut msg = Zeroizing::new(String::with_capacity(4096));
     let token = match token {
         Some(t) => {
             let _ = writeln!(
@@ -146,10 +243,40 @@ fn announce(addr: SocketAddr, workers: usize, token: Option<&str>) {
         }
         None => "<TOKEN>",
     };
+    // The plain address when there is one; else wss, with the dev CA.
+    let (ws, http, ca_flag, curl_ca) = match (bound.plain, bound.tls) {
+        (Some(addr), _) => (
+            format!("ws://{}", local(addr)),
+            format!("http://{}", local(addr)),
+            String::new(),
+            String::new(),
+        ),
+        (None, Some(addr)) => {
+            let host = match dev_ca {
+                Some(_) => format!("localhost:{}", addr.port()),
+                None => local(addr).to_string(),
+            };
+            let ca = dev_ca.map(|p| p.display().to_string());
+            (
+                format!("wss://{host}"),
+                format!("https://{host}"),
+                ca.as_ref()
+                    .map(|c| format!(" --ca {c}"))
+                    .unwrap_or_default(),
+                ca.as_ref()
+                    .map(|c| format!(" --cacert {c}"))
+                    .unwrap_or_default(),
+            )
+        }
+        (None, None) => return,
+    };
     let _ = writeln!(
         msg,
-        "subscribe:\n  wscat -H \"Authorization: Bearer {token}\" -c \"ws://{host}/api/v1/ws/subscribe?event_types=pdfm,health,orchestrator\"\n  websocat -H=\"Authorization: Bearer {token}\" \"ws://{host}/v1/ws/subscribe?event_types=pdfm\"\npublish:\n  curl -H \"Authorization: Bearer {token}\" -d '{{\"event_type\":\"pdfm\",\"message\":\"VM_STATE_CHANGED\",\"body\":{{\"previous_state\":\"suspended\",\"current_state\":\"resuming\"}}}}' http://{host}/v1/events"
+        "subscribe:\n  wscat{ca_flag} -H \"Authorization: Bearer {token}\" -c \"{ws}/v1/ws/subscribe?event_types=pdfm,health,orchestrator\"\npublish:\n  curl{curl_ca} -H \"Authorization: Bearer {token}\" -d '{{\"event_type\":\"pdfm\",\"message\":\"VM_STATE_CHANGED\",\"body\":{{\"previous_state\":\"suspended\",\"current_state\":\"resuming\"}}}}' {http}/v1/events"
     );
+    if let Some(ca) = dev_ca {
+        let _ = writeln!(msg, "\n{}", trust_hint(ca));
+    }
     let _ = out.write_all(msg.as_bytes());
     let _ = out.flush();
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::conn::Conn;
 use super::stats::Stats;
-use crate::config::{DriverChoice, LimitsConfig};
+use crate::config::{DriverChoice, KtlsChoice, LimitsConfig};
 use crate::proto::forwarded::Cidr;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
@@ -36,6 +36,30 @@ pub struct Settings {
     /// client (`server.trusted_proxies`); from any other peer a PROXY
     /// header is a 400 and `X-Forwarded-For` is ignored.
     pub trusted_proxies: Vec<Cidr>,
+    /// wss, when configured.
+    pub tls: Option<TlsSettings>,
+}
+
+/// How wss is served.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The rustls config every handshake starts from.
+    pub server_config: Arc<crate::tls::ServerConfig>,
+    /// The served certificate (its expiry and reloads go to `/metrics`).
+    pub store: Arc<crate::tls::CertStore>,
+    /// Where: `None` = on [`Settings::listen`], instead of plain ws.
+    pub listen: Option<SocketAddr>,
+    /// `tls.ktls`: whether to look for kernel TLS at start-up.
+    pub ktls: KtlsChoice,
+}
+
+/// The addresses being served, once bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// Plain HTTP and ws (none when wss took [`Settings::listen`]).
+    pub plain: Option<SocketAddr>,
+    /// HTTPS and wss.
+    pub tls: Option<SocketAddr>,
 }
 
 /// What an application is given on each core.

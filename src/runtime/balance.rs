@@ -15,13 +15,15 @@
 //! target at once; connections on their way are counted as the target's
 //! (`incoming`) so that such races overshoot by little.
 //!
-//! Runtime layer: imports only the counters ([`super::stats`]).
+//! Runtime layer: imports only the counters ([`super::stats`]) and the TLS
+//! state a connection carries ([`super::tls_link`]).
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::stats::Stats;
+use super::tls_link::TlsLink;
 
 /// An upgraded connection on its way to another core.
 pub(crate) struct Handoff<H> {
@@ -29,8 +31,10 @@ pub(crate) struct Handoff<H> {
     /// `Sec-WebSocket-Accept` for the 101 the adopting core sends.
     pub accept: String,
     pub handler: H,
-    /// Bytes read after the request head.
+    /// Bytes read after the request head (plaintext, over TLS).
     pub leftover: Vec<u8>,
+    /// The connection's TLS state, on a wss connection.
+    pub tls: Option<Box<TlsLink>>,
 }
 
 /// Where each core's connections are and how to send one to a core.
@@ -125,12 +129,13 @@ mod tests {
             accept: String::new(),
             handler: n,
             leftover: Vec::new(),
+            tls: None,
         }
     }
 
     #[test]
     fn moved_connections_count_for_their_target_until_they_arrive() {
-        let stats = Arc::new(Stats::new(2));
+        let stats = Arc::new(Stats::new(2, None));
         stats.cores[0].open.store(4, Relaxed);
         let (b, inboxes) = Balancer::new(stats, true);
         assert!(b.place(0, handoff(1)).is_none(), "4 vs 0: moved");
@@ -154,7 +159,7 @@ mod tests {
 
     #[test]
     fn disabled_keeps_every_connection_where_it_was_accepted() {
-        let stats = Arc::new(Stats::new(2));
+        let stats = Arc::new(Stats::new(2, None));
         stats.cores[0].open.store(100, Relaxed);
         let (b, _inboxes) = Balancer::new(stats, false);
         assert!(b.place(0, handoff(1)).is_some());

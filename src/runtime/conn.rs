@@ -27,6 +27,7 @@ use super::clock::{now_s, stamp, Stamp};
 use super::outbox::{Flush, Outbox};
 use super::stats::WriteHistogram;
 use super::sys;
+use super::tls_link::TlsLink;
 use crate::proto::{CloseCode, Session, SessionConfig, Timeout};
 
 /// Connections with work for the reactor, by slot, and the reactor's waker.
@@ -278,11 +279,19 @@ impl Conn {
     /// records since when it has taken
     /// nothing: the write timeout measures a socket that accepts no bytes,
     /// not one that accepts them slowly (a slow link receiving a burst).
-    pub(super) fn flush(&self, writes: &WriteHistogram) -> std::io::Result<Flush> {
+    /// On wss the frames are sealed into TLS records by `tls` first.
+    pub(super) fn flush(
+        &self,
+        writes: &WriteHistogram,
+        tls: Option<&mut TlsLink>,
+    ) -> std::io::Result<Flush> {
         let (r, progressed) = {
             let mut wire = self.wire.borrow_mut();
             let before = wire.out.queued_bytes();
-            let r = wire.out.flush(self.fd, writes)?;
+            let r = match tls {
+                Some(tls) => wire.out.flush_sealed(self.fd, writes, tls)?,
+                None => wire.out.flush(self.fd, writes)?,
+            };
             (r, wire.out.queued_bytes() < before)
         };
         match r {
@@ -293,6 +302,13 @@ impl Conn {
             Flush::Blocked => {}
         }
         Ok(r)
+    }
+
+    /// Queues TLS records made outside a flush (rustls's answer to a
+    /// client's key update) ahead of every frame not yet sealed.
+    pub(super) fn push_sealed(&self, records: Bytes) {
+        self.wire.borrow_mut().out.push_sealed(records);
+        self.wake();
     }
 
     /// Queues a frame even while closing (pongs, close replies, the

@@ -17,6 +17,7 @@ use super::pre_auth::PreAuth;
 use super::registry::Registry;
 use super::stats::{CoreStats, Stats};
 use super::sys::EpollSet;
+use super::tls_link::TlsLink;
 use crate::proto::SessionConfig;
 
 /// Bytes of the per-core receive buffer every connection reads into.
@@ -32,6 +33,8 @@ pub(super) struct Slot<H> {
     /// reading is paused behind a full send queue): with edge-triggered
     /// readiness, no new event will say so.
     pub(super) read_pending: bool,
+    /// The connection's TLS state, on wss.
+    pub(super) tls: Option<Box<TlsLink>>,
 }
 
 impl<H> Slot<H> {
@@ -57,6 +60,8 @@ pub(super) struct Core<A: App> {
     slots: RefCell<Vec<Option<Slot<A::Handler>>>>,
     /// The receive buffer shared by every connection of this core.
     pub(super) read_buf: RefCell<Box<[u8]>>,
+    /// What TLS connections' reads decrypt to (a read's worth, reused).
+    pub(super) plain_buf: RefCell<Vec<u8>>,
     /// Shutting down: no new upgrades.
     pub(super) draining: Cell<bool>,
     /// Where upgraded connections go when another core has fewer.
@@ -96,6 +101,7 @@ impl<A: App> Core<A> {
             epoll: EpollSet::new()?,
             slots: RefCell::default(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
+            plain_buf: RefCell::new(Vec::new()),
             draining: Cell::new(false),
             balancer,
             pre_auth,
@@ -125,9 +131,10 @@ mod tests {
     use super::*;
 
     /// Every idle connection holds one slot inline in its core's table: the
-    /// socket, the handler and a flag, nothing more.
+    /// socket, the handler, a flag and the pointer to its TLS state (null
+    /// on plain ws), nothing more.
     #[test]
-    fn a_slot_is_its_handler_plus_eight_bytes() {
-        assert_eq!(std::mem::size_of::<Slot<[usize; 3]>>(), 24 + 8);
+    fn a_slot_is_its_handler_plus_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Slot<[usize; 3]>>(), 24 + 16);
     }
 }

@@ -3,8 +3,14 @@
 //! close or hand over to the WebSocket loop.
 //!
 //! Runtime layer: imports the core, the balancer, [`super::ws::adopt`],
-//! [`super::sys`] and the protocol crate's head parser. It runs as a monoio
-//! task per accepted connection, for the length of the HTTP phase only.
+//! [`super::sys`], the TLS state of [`super::tls_link`] and the protocol
+//! crate's head parser. It runs as a monoio task per accepted connection,
+//! for the length of the HTTP phase only.
+//!
+//! On a TLS listener the TLS handshake comes first (after a PROXY header,
+//! which a proxy sends before it), under the same deadline as the head;
+//! the head, the body and the answer then pass through the connection's
+//! [`TlsLink`], which goes with the socket to the reactor on an upgrade.
 //!
 //! Reads wait for readiness and then take what the socket has with a
 //! non-blocking `recv`; writes are non-blocking `send`s that wait for
@@ -27,6 +33,7 @@ use super::core::Core;
 use super::pre_auth::PreAuthRefusal;
 use super::stats::bump;
 use super::sys;
+use super::tls_link::{TlsFailure, TlsLink, MAX_RECORD_PLAINTEXT, RECORD_OVERHEAD};
 use super::ws::adopt;
 use crate::proto::forwarded::{canonical, client_from_chain, ForwardedError};
 use crate::proto::http::{parse_head, HeadLimits, HttpError, Request, Response};
@@ -34,6 +41,15 @@ use crate::proto::proxy::{self, Detect};
 
 /// How long an answered connection is drained before it is dropped.
 const LINGER: Duration = Duration::from_millis(500);
+
+/// The accepted socket as the HTTP phase reads and writes it: plain, or
+/// through TLS.
+struct Channel<'a> {
+    stream: &'a TcpStream,
+    tls: Option<Box<TlsLink>>,
+    /// Ciphertext read and not yet given to TLS (a read's worth).
+    cipher: Vec<u8>,
+}
 
 /// Why no request head was read.
 enum HeadError {
@@ -55,8 +71,25 @@ pub(super) async fn serve_connection<A: App>(
     core: Rc<Core<A>>,
     stream: TcpStream,
     peer: SocketAddr,
+    tls: bool,
 ) {
-    let upgrade = Box::pin(http_phase(&core, &stream, peer)).await;
+    let tls = match (tls, &core.settings.tls) {
+        (true, Some(t)) => match TlsLink::new(t.server_config.clone()) {
+            Ok(link) => Some(Box::new(link)),
+            Err(e) => {
+                log::warn!("worker {}: cannot start TLS: {e}", core.id);
+                return;
+            }
+        },
+        _ => None,
+    };
+    let mut ch = Channel {
+        stream: &stream,
+        tls,
+        cipher: Vec::new(),
+    };
+    let upgrade = Box::pin(http_phase(&core, &mut ch, peer)).await;
+    let tls = ch.tls.take();
     if let Some((accept, handler, leftover)) = upgrade {
         // The reactor gets a descriptor of its own; monoio's goes with the
         // stream (so no driver state outlives this task).
@@ -68,9 +101,10 @@ pub(super) async fn serve_connection<A: App>(
                     accept,
                     handler,
                     leftover,
+                    tls,
                 };
                 match core.balancer.place(core.id, conn) {
-                    Some(h) => adopt(&core, h.fd, &h.accept, h.handler, h.leftover),
+                    Some(h) => adopt(&core, h),
                     None => bump(&core.stats().handed_off),
                 }
             }
@@ -92,10 +126,10 @@ pub(super) async fn serve_connection<A: App>(
 /// timeout (408).
 async fn http_phase<A: App>(
     core: &Core<A>,
-    stream: &TcpStream,
+    ch: &mut Channel<'_>,
     peer: SocketAddr,
 ) -> Option<(String, A::Handler, Vec<u8>)> {
-    let _ = stream.set_nodelay(true);
+    let _ = ch.stream.set_nodelay(true);
     let trusted = is_trusted(core, peer.ip());
     let _place = match core
         .pre_auth
@@ -120,7 +154,13 @@ async fn http_phase<A: App>(
                 ),
             };
             log::debug!("{peer}: refused before its request: {why:?}");
-            respond(core, stream, resp.with_header("Retry-After", "1")).await;
+            if ch.tls.is_some() {
+                // No handshake is spent on a connection refused for having
+                // too many in progress (the cap exists to bound them), and
+                // a plain answer would be noise to a TLS client: closed.
+                return None;
+            }
+            respond(core, ch, resp.with_header("Retry-After", "1")).await;
             return None;
         }
     };
@@ -131,23 +171,47 @@ async fn http_phase<A: App>(
     let timeout = core.settings.limits.handshake_timeout();
     let deadline = Instant::now() + timeout;
     let left = || deadline.saturating_duration_since(Instant::now());
-    let head = monoio::time::timeout(timeout, read_head(stream, &limits, trusted)).await;
-    let (req, proxied, rest) = match head {
+    let proxy = monoio::time::timeout(timeout, read_proxy(ch.stream, trusted)).await;
+    let (proxied, raw) = match proxy {
         Ok(Ok(got)) => got,
-        Ok(Err(e)) => return refuse_head(core, stream, peer, e).await,
-        Err(_) => return timed_out(core, stream).await,
+        Ok(Err(e)) => {
+            ch.tls = None;
+            return refuse_head(core, ch, peer, e).await;
+        }
+        Err(_) => {
+            ch.tls = None;
+            return timed_out(core, ch).await;
+        }
+    };
+    let start = if ch.tls.is_some() {
+        match monoio::time::timeout(left(), handshake(ch, raw)).await {
+            Ok(Ok(early)) => {
+                bump(&core.stats().tls_handshakes);
+                early
+            }
+            Ok(Err(why)) => return tls_failed(core, ch, peer, why).await,
+            Err(_) => return tls_failed(core, ch, peer, TlsFailure::Timeout).await,
+        }
+    } else {
+        raw
+    };
+    let head = monoio::time::timeout(left(), read_head(ch, start, &limits)).await;
+    let (req, rest) = match head {
+        Ok(Ok(got)) => got,
+        Ok(Err(e)) => return refuse_head(core, ch, peer, e).await,
+        Err(_) => return timed_out(core, ch).await,
     };
     let client = match client_address(core, peer, proxied, &req) {
         Ok(c) => c,
         Err(e) => {
             let resp = Response::error(400, "bad_forwarded_for", &e.to_string());
-            return refuse_head(core, stream, peer, HeadError::Respond(resp)).await;
+            return refuse_head(core, ch, peer, HeadError::Respond(resp)).await;
         }
     };
     if core.draining.get() {
         let resp = Response::error(503, "shutting_down", "server is restarting; retry shortly")
             .with_header("Retry-After", "1");
-        respond(core, stream, resp).await;
+        respond(core, ch, resp).await;
         return None;
     }
     let max_body = core.settings.max_body_bytes;
@@ -156,32 +220,32 @@ async fn http_phase<A: App>(
             if resp.status >= 400 {
                 bump(&core.stats().refused);
             }
-            respond(core, stream, resp).await;
+            respond(core, ch, resp).await;
             None
         }
         Decision::Now(Route::Upgrade { accept, handler }) => {
             // An announced body (unusual on an upgrade) is read and dropped.
-            let read = monoio::time::timeout(left(), read_body(stream, &req, max_body, rest));
+            let read = monoio::time::timeout(left(), read_body(ch, &req, max_body, rest));
             match read.await {
                 Ok(Ok((_, leftover))) => Some((accept, handler, leftover)),
-                Ok(Err(e)) => refuse_head(core, stream, client, e).await,
-                Err(_) => timed_out(core, stream).await,
+                Ok(Err(e)) => refuse_head(core, ch, client, e).await,
+                Err(_) => timed_out(core, ch).await,
             }
         }
         Decision::ReadBody { max } => {
             let max = max.min(max_body);
-            let read = monoio::time::timeout(left(), read_body(stream, &req, max, rest));
+            let read = monoio::time::timeout(left(), read_body(ch, &req, max, rest));
             let (body, leftover) = match read.await {
                 Ok(Ok(got)) => got,
-                Ok(Err(e)) => return refuse_head(core, stream, client, e).await,
-                Err(_) => return timed_out(core, stream).await,
+                Ok(Err(e)) => return refuse_head(core, ch, client, e).await,
+                Err(_) => return timed_out(core, ch).await,
             };
             match core.app.route(&req, body, client).await {
                 Route::Respond(resp) => {
                     if resp.status >= 400 {
                         bump(&core.stats().refused);
                     }
-                    respond(core, stream, resp).await;
+                    respond(core, ch, resp).await;
                     None
                 }
                 Route::Upgrade { accept, handler } => Some((accept, handler, leftover)),
@@ -218,7 +282,7 @@ fn client_address<A: App>(
 /// Answers a head that broke a rule, or says nothing to a peer that left.
 async fn refuse_head<A: App, T>(
     core: &Core<A>,
-    stream: &TcpStream,
+    ch: &mut Channel<'_>,
     who: SocketAddr,
     e: HeadError,
 ) -> Option<T> {
@@ -234,32 +298,50 @@ async fn refuse_head<A: App, T>(
         }
     };
     bump(&core.stats().refused);
-    respond(core, stream, resp).await;
+    respond(core, ch, resp).await;
     None
 }
 
 /// Answers a request that did not arrive within the handshake timeout.
-async fn timed_out<A: App, T>(core: &Core<A>, stream: &TcpStream) -> Option<T> {
+async fn timed_out<A: App, T>(core: &Core<A>, ch: &mut Channel<'_>) -> Option<T> {
     bump(&core.stats().refused);
     let msg = "request not received within the handshake timeout";
-    respond(core, stream, Response::error(408, "request_timeout", msg)).await;
+    respond(core, ch, Response::error(408, "request_timeout", msg)).await;
     None
 }
 
-/// Reads a PROXY header (only from a trusted peer: from another it is a
-/// 400) and then a request head; returns the head, the client the PROXY
-/// header named (if any), and the bytes read after the head.
-async fn read_head(
+/// Counts a failed TLS handshake and ends the connection: plain HTTP on
+/// the TLS port gets a plain 400 saying so; a handshake cut at the
+/// deadline is closed (its alert, if rustls made one, was already sent).
+async fn tls_failed<A: App, T>(
+    core: &Core<A>,
+    ch: &mut Channel<'_>,
+    who: SocketAddr,
+    why: TlsFailure,
+) -> Option<T> {
+    core.stats().tls_failed(why);
+    log::debug!("{who}: TLS handshake failed: {why:?}");
+    ch.tls = None;
+    if why == TlsFailure::PlainHttp {
+        bump(&core.stats().refused);
+        let msg = "this port speaks TLS: connect with wss:// or https://";
+        respond(core, ch, Response::error(400, "tls_required", msg)).await;
+    }
+    None
+}
+
+/// Reads a PROXY header if one comes (only from a trusted peer: from
+/// another it is a 400); returns the client it named (if any) and the
+/// bytes read after it (the start of the head, or of the TLS handshake).
+async fn read_proxy(
     stream: &TcpStream,
-    limits: &HeadLimits,
     trusted: bool,
-) -> Result<(Request, Option<SocketAddr>, Vec<u8>), HeadError> {
+) -> Result<(Option<SocketAddr>, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
-    let mut proxied = None;
     loop {
         match proxy::detect(&buf) {
-            Detect::Absent => break,
-            Detect::NeedMore => recv_some(stream, &mut buf).await?,
+            Detect::Absent => return Ok((None, buf)),
+            Detect::NeedMore => recv_raw(stream, &mut buf).await?,
             Detect::Present if !trusted => {
                 return Err(HeadError::Respond(Response::error(
                     400,
@@ -269,11 +351,10 @@ async fn read_head(
             }
             Detect::Present => match proxy::parse(&buf) {
                 Ok(Some((header, len))) => {
-                    proxied = header.source;
                     buf.drain(..len);
-                    break;
+                    return Ok((header.source, buf));
                 }
-                Ok(None) => recv_some(stream, &mut buf).await?,
+                Ok(None) => recv_raw(stream, &mut buf).await?,
                 Err(e) => {
                     let resp = Response::error(400, "bad_proxy_header", &e.to_string());
                     return Err(HeadError::Respond(resp));
@@ -281,6 +362,62 @@ async fn read_head(
             },
         }
     }
+}
+
+/// Whether the first bytes of a connection to a TLS listener are a plain
+/// HTTP request (a TLS record starts with its content type, 22).
+fn looks_like_http(bytes: &[u8]) -> bool {
+    bytes.first().is_some_and(u8::is_ascii_uppercase)
+}
+
+/// Runs the TLS handshake from `raw` (bytes already read) on; returns the
+/// plaintext that came with the client's last flight (the start of its
+/// request).
+async fn handshake(ch: &mut Channel<'_>, raw: Vec<u8>) -> Result<Vec<u8>, TlsFailure> {
+    let mut early = Vec::new();
+    let mut out = Vec::new();
+    ch.cipher = raw;
+    let mut first = true;
+    loop {
+        let link = ch.tls.as_mut().expect("a TLS channel");
+        if !link.is_handshaking() {
+            return Ok(early);
+        }
+        if ch.cipher.is_empty() {
+            recv_raw(ch.stream, &mut ch.cipher)
+                .await
+                .map_err(|_| TlsFailure::Closed)?;
+        }
+        if std::mem::take(&mut first) && looks_like_http(&ch.cipher) {
+            return Err(TlsFailure::PlainHttp);
+        }
+        let got = link.receive(&mut ch.cipher, &mut early, &mut out);
+        ch.cipher.clear();
+        let closed = link.peer_closed();
+        if !out.is_empty() {
+            let sent = send_raw(ch.stream, &out).await;
+            out.clear();
+            if sent.is_err() {
+                return Err(TlsFailure::Closed);
+            }
+        }
+        if let Err(e) = got {
+            return Err(TlsFailure::of(&e));
+        }
+        if closed {
+            return Err(TlsFailure::Closed);
+        }
+    }
+}
+
+/// Reads a request head, starting with `buf` (bytes already read);
+/// returns it and the bytes read after it.
+async fn read_head(
+    ch: &mut Channel<'_>,
+    mut buf: Vec<u8>,
+    limits: &HeadLimits,
+) -> Result<(Request, Vec<u8>), HeadError> {
+    buf.reserve(1024);
     let (req, head_len) = loop {
         if let Some(got) = parse_head(&buf, limits).map_err(HeadError::Http)? {
             break got;
@@ -288,16 +425,16 @@ async fn read_head(
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().min(limits.max_head_bytes));
         }
-        recv_some(stream, &mut buf).await?;
+        recv_some(ch, &mut buf).await?;
     };
-    Ok((req, proxied, buf.split_off(head_len)))
+    Ok((req, buf.split_off(head_len)))
 }
 
 /// Reads the body `req` announces (at most `max`: a larger one is a 413
 /// before any of it is read) after the `rest` already read; returns it and
 /// any bytes after it (the first WebSocket frames, for an upgrade).
 async fn read_body(
-    stream: &TcpStream,
+    ch: &mut Channel<'_>,
     req: &Request,
     max: usize,
     mut rest: Vec<u8>,
@@ -305,17 +442,42 @@ async fn read_body(
     let body_len = req.body_length(max).map_err(HeadError::Http)?;
     rest.reserve(body_len.saturating_sub(rest.len()));
     while rest.len() < body_len {
-        recv_some(stream, &mut rest).await?;
+        recv_some(ch, &mut rest).await?;
     }
     let leftover = rest.split_off(body_len);
     Ok((rest, leftover))
 }
 
-/// Receives at least one byte into the spare capacity of `buf`.
-async fn recv_some(stream: &TcpStream, buf: &mut Vec<u8>) -> Result<(), HeadError> {
+/// Receives at least one byte of plaintext into `buf`: from the socket,
+/// or through TLS (which may take several reads for one record, and
+/// answers what the client's records ask for).
+async fn recv_some(ch: &mut Channel<'_>, buf: &mut Vec<u8>) -> Result<(), HeadError> {
+    let Some(link) = ch.tls.as_mut() else {
+        return recv_raw(ch.stream, buf).await;
+    };
+    let before = buf.len();
+    let mut out = Vec::new();
+    while buf.len() == before {
+        ch.cipher.clear();
+        recv_raw(ch.stream, &mut ch.cipher).await?;
+        let got = link.receive(&mut ch.cipher, buf, &mut out);
+        if !out.is_empty() {
+            let _ = send_raw(ch.stream, &out).await;
+            out.clear();
+        }
+        if got.is_err() || (buf.len() == before && link.peer_closed()) {
+            return Err(HeadError::Closed);
+        }
+    }
+    Ok(())
+}
+
+/// Receives at least one byte from the socket into the spare capacity of
+/// `buf`.
+async fn recv_raw(stream: &TcpStream, buf: &mut Vec<u8>) -> Result<(), HeadError> {
     let fd = stream.as_raw_fd();
     if buf.len() == buf.capacity() {
-        buf.reserve(1024);
+        buf.reserve(4096);
     }
     loop {
         match sys::recv_into_spare(fd, buf) {
@@ -333,19 +495,41 @@ async fn recv_some(stream: &TcpStream, buf: &mut Vec<u8>) -> Result<(), HeadErro
     }
 }
 
-/// Writes `resp`, half-closes, drains briefly, and lets the socket go.
-async fn respond<A: App>(core: &Core<A>, stream: &TcpStream, resp: Response) {
-    let bytes = resp.to_bytes(false);
+/// Writes `resp` (through TLS, followed by close_notify, on a TLS
+/// channel), half-closes, drains briefly, and lets the socket go.
+async fn respond<A: App>(core: &Core<A>, ch: &mut Channel<'_>, resp: Response) {
+    let mut bytes = resp.to_bytes(false);
+    if let Some(link) = ch.tls.as_mut() {
+        match seal_all(link, &bytes) {
+            Some(mut sealed) => {
+                link.close_notify(&mut sealed);
+                bytes = sealed;
+            }
+            None => return,
+        }
+    }
     let sent = monoio::time::timeout(
         core.settings.limits.write_timeout(),
-        send_all(stream, &bytes),
+        send_raw(ch.stream, &bytes),
     )
     .await;
     if !matches!(sent, Ok(Ok(()))) {
         return;
     }
-    sys::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
-    let _ = monoio::time::timeout(LINGER, drain(stream)).await;
+    sys::shutdown(ch.stream.as_raw_fd(), libc::SHUT_WR);
+    let _ = monoio::time::timeout(LINGER, drain(ch.stream)).await;
+}
+
+/// `plain` sealed into TLS records (`None` once the connection cannot
+/// send).
+fn seal_all(link: &mut TlsLink, plain: &[u8]) -> Option<Vec<u8>> {
+    let mut sealed = Vec::new();
+    let mut scratch = vec![0u8; MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD];
+    for chunk in plain.chunks(MAX_RECORD_PLAINTEXT) {
+        let n = link.seal(chunk, &mut scratch, &mut sealed).ok()?;
+        sealed.extend_from_slice(&scratch[..n]);
+    }
+    Some(sealed)
 }
 
 /// Reads and discards until the peer closes.
@@ -366,8 +550,8 @@ async fn drain(stream: &TcpStream) {
     }
 }
 
-/// Sends all of `bytes`, waiting for writability as needed.
-async fn send_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+/// Sends all of `bytes` on the socket, waiting for writability as needed.
+async fn send_raw(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match sys::send(stream.as_raw_fd(), bytes) {
             Ok(n) => bytes = &bytes[n..],

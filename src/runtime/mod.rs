@@ -25,7 +25,9 @@
 //!   task;
 //! - `ws`: one WebSocket connection's steps (recv, session, queue, flush);
 //! - `conn`, `outbox`: per-connection state, the ready list and the
-//!   vectored writer;
+//!   vectored writer (which seals frames into TLS records on wss);
+//! - `tls_link`: one connection's TLS, sans-IO over rustls's unbuffered
+//!   API, driven by the HTTP phase and then by the reactor;
 //! - `janitor`: the per-core timer: the tick, write timeouts, maximum
 //!   age, and the sessions' deadlines;
 //! - `balance`: moving upgraded connections to less loaded cores;
@@ -48,28 +50,25 @@ mod registry;
 mod server;
 mod stats;
 mod sys;
+mod tls_link;
 mod worker;
 mod ws;
 mod yielding;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use app::{App, CoreInfo, Decision, Route, Settings};
+pub use app::{App, Bound, CoreInfo, Decision, Route, Settings, TlsSettings};
 pub use conn::Conn;
 pub use outbox::ENTRY_OVERHEAD;
 pub use stats::{family, per_core, Stats};
 pub use sys::raise_nofile_limit;
+pub use tls_link::TlsFailure;
 
-/// Binds the listeners, calls `ready` with the bound address, runs one
+/// Binds the listeners, calls `ready` with the bound addresses, runs one
 /// worker per core until SIGINT/SIGTERM and their graceful close, and
 /// returns when every worker has stopped.
-pub fn serve<A, F>(
-    settings: Settings,
-    make_app: F,
-    ready: impl FnOnce(SocketAddr),
-) -> io::Result<()>
+pub fn serve<A, F>(settings: Settings, make_app: F, ready: impl FnOnce(Bound)) -> io::Result<()>
 where
     A: App,
     F: Fn(CoreInfo) -> A + Send + Sync + 'static,

@@ -15,6 +15,15 @@
 //! or with `EAGAIN`) before it returns, so no write is ever left in flight
 //! to be cancelled and the iovec array can live on the stack. When the
 //! socket is full the connection waits for writability and tries again.
+//!
+//! On wss ([`Outbox::flush_sealed`]) the frames are sealed into TLS records
+//! first: frames up to a record's worth (16 KiB) are gathered in the cork
+//! buffer, sealed into one record in the core's seal buffer and sent with
+//! one `send`; a frame larger than a record is sealed whole into its own
+//! buffer. Only ciphertext the socket did not take stays with the
+//! connection, queued at the front as a frame tagged [`SEALED`], counted
+//! in the queue's bytes like any frame and never dropped (the records
+//! after it would not decrypt without it).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -24,6 +33,7 @@ use bytes::Bytes;
 
 use super::stats::WriteHistogram;
 use super::sys;
+use super::tls_link::{SealError, TlsLink, MAX_RECORD_PLAINTEXT, RECORD_OVERHEAD};
 
 /// Frames gathered into one `sendmsg`.
 const MAX_IOVECS: usize = 64;
@@ -38,7 +48,13 @@ const CORK_BYTES: usize = 16 * 1024;
 thread_local! {
     /// The core's cork buffer (connections run on their core's thread).
     static CORK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(CORK_BYTES));
+    /// The core's seal buffer: one record's ciphertext (wss).
+    static SEAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+/// The tag of a queue entry that is ciphertext already sealed (wss): no
+/// event's sequence number, which count up from 1.
+const SEALED: u64 = u64::MAX;
 
 /// What a queued frame costs beyond its bytes: its slot in the queue (a
 /// `Bytes` and its tag, 40 bytes) and, for a frame no other queue shares
@@ -94,7 +110,7 @@ impl Outbox {
     /// will be, sent in full.
     pub fn last_sent_tag(&self) -> u64 {
         match self.frames.front() {
-            Some((_, tag)) if self.head_written > 0 && *tag != 0 => *tag,
+            Some((_, tag)) if self.head_written > 0 && *tag != 0 && *tag != SEALED => *tag,
             _ => self.last_written_tag,
         }
     }
@@ -110,9 +126,11 @@ impl Outbox {
     }
 
     /// Drops every frame not yet started, keeping a partly written front
-    /// frame so that the byte stream stays well-framed.
+    /// frame so that the byte stream stays well-framed, and every sealed
+    /// record (the TLS stream needs them all).
     pub fn drop_unsent(&mut self) {
-        let keep = usize::from(self.head_written > 0);
+        let sealed = self.frames.iter().take_while(|(_, t)| *t == SEALED).count();
+        let keep = sealed.max(usize::from(self.head_written > 0));
         while self.frames.len() > keep {
             let (f, _) = self.frames.pop_back().expect("len checked");
             self.bytes = self.bytes.saturating_sub(len32(f.len()));
@@ -165,6 +183,127 @@ impl Outbox {
         Ok(Flush::Done)
     }
 
+    /// Queues TLS records made outside a flush after the sealed records
+    /// already queued (they were sealed first) and before every frame not
+    /// yet sealed.
+    pub fn push_sealed(&mut self, records: Bytes) {
+        let at = self.frames.iter().take_while(|(_, t)| *t == SEALED).count();
+        self.bytes = self.bytes.saturating_add(len32(records.len()));
+        self.frames.insert(at, (records, SEALED));
+    }
+
+    /// [`Outbox::flush`] through TLS: seals the frames into records (see
+    /// the module docs) and writes what the socket takes. Each write of
+    /// fresh records counts the frames sealed into them in `writes`.
+    pub fn flush_sealed(
+        &mut self,
+        fd: RawFd,
+        writes: &WriteHistogram,
+        tls: &mut TlsLink,
+    ) -> io::Result<Flush> {
+        while let Some((front, tag)) = self.frames.front() {
+            if *tag == SEALED {
+                match sys::send(fd, &front[self.head_written as usize..]) {
+                    Ok(n) => {
+                        self.advance(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            if front.len() > MAX_RECORD_PLAINTEXT {
+                let (frame, tag) = self.frames.pop_front().expect("a front frame");
+                self.sealed_one(tag, frame.len());
+                let records = seal_large(tls, &frame)?;
+                self.push_sealed(Bytes::from(records));
+                writes.record(1);
+                continue;
+            }
+            let sent = SEAL.with(|seal| {
+                let mut seal = seal.borrow_mut();
+                if seal.is_empty() {
+                    seal.resize(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD, 0);
+                }
+                let (len, before) = self.seal_small(tls, &mut seal, writes)?;
+                if !before.is_empty() {
+                    // A key update rustls made before these records goes
+                    // ahead of them.
+                    self.push_sealed(Bytes::from(before));
+                    self.push_sealed(Bytes::copy_from_slice(&seal[..len]));
+                    return Ok(true);
+                }
+                let taken = match sys::send(fd, &seal[..len]) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        0
+                    }
+                    Err(e) => return Err(e),
+                };
+                if taken < len {
+                    self.push_sealed(Bytes::copy_from_slice(&seal[taken..len]));
+                }
+                Ok(taken == len)
+            })?;
+            if !sent {
+                return Ok(Flush::Blocked);
+            }
+        }
+        self.frames = VecDeque::new();
+        Ok(Flush::Done)
+    }
+
+    /// Seals the front frames (none larger than a record), as many as one
+    /// record holds, into `seal`; returns the ciphertext's length and what
+    /// rustls must send before it.
+    fn seal_small(
+        &mut self,
+        tls: &mut TlsLink,
+        seal: &mut [u8],
+        writes: &WriteHistogram,
+    ) -> io::Result<(usize, Vec<u8>)> {
+        let mut before = Vec::new();
+        let (frames, sealed) = if self.frames.len() == 1 {
+            (1, tls.seal(&self.frames[0].0, seal, &mut before))
+        } else {
+            CORK.with(|cork| {
+                let mut cork = cork.borrow_mut();
+                cork.clear();
+                let mut frames = 0;
+                for (f, t) in &self.frames {
+                    if *t == SEALED || cork.len() + f.len() > MAX_RECORD_PLAINTEXT {
+                        break;
+                    }
+                    cork.extend_from_slice(f);
+                    frames += 1;
+                }
+                (frames, tls.seal(&cork, seal, &mut before))
+            })
+        };
+        let len = sealed.map_err(seal_failed)?;
+        for _ in 0..frames {
+            let (f, t) = self.frames.pop_front().expect("sealed frames were queued");
+            self.sealed_one(t, f.len());
+        }
+        writes.record(frames);
+        Ok((len, before))
+    }
+
+    /// Accounts for a frame of `len` bytes sealed into records (its tag,
+    /// if any, counts as sent: its records will be).
+    fn sealed_one(&mut self, tag: u64, len: usize) {
+        self.bytes = self.bytes.saturating_sub(len32(len));
+        if tag != 0 {
+            self.last_written_tag = tag;
+        }
+    }
+
     /// Drops the `n` bytes written; returns the frames finished.
     fn advance(&mut self, mut n: usize) -> usize {
         self.bytes = self.bytes.saturating_sub(len32(n));
@@ -176,7 +315,7 @@ impl Outbox {
                 self.head_written += n as u32;
                 return finished;
             }
-            if *tag != 0 {
+            if *tag != 0 && *tag != SEALED {
                 self.last_written_tag = *tag;
             }
             n -= left;
@@ -186,6 +325,29 @@ impl Outbox {
         }
         finished
     }
+}
+
+/// A frame larger than one record sealed whole, in as many records as it
+/// takes, into a buffer of its own.
+fn seal_large(tls: &mut TlsLink, frame: &[u8]) -> io::Result<Vec<u8>> {
+    let records = frame.len().div_ceil(MAX_RECORD_PLAINTEXT);
+    let mut out = Vec::new();
+    let mut room = frame.len() + records * RECORD_OVERHEAD;
+    loop {
+        let mut buf = vec![0u8; room];
+        match tls.seal(frame, &mut buf, &mut out) {
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                return Ok(out);
+            }
+            Err(SealError::Room(need)) if need > room => room = need,
+            Err(e) => return Err(seal_failed(e)),
+        }
+    }
+}
+
+fn seal_failed(e: SealError) -> io::Error {
+    io::Error::other(format!("TLS sends no more: {e:?}"))
 }
 
 #[cfg(test)]

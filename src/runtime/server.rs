@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 
-use super::app::{App, CoreInfo, Settings};
+use super::app::{App, Bound, CoreInfo, Settings};
 use super::balance::Balancer;
 use super::driver;
 use super::listener::bind_all;
@@ -23,21 +23,66 @@ use super::worker::{self, Control, WorkerChannels};
 pub(super) fn run_all<A, F>(
     settings: Settings,
     make_app: Arc<F>,
-    ready: impl FnOnce(SocketAddr),
+    ready: impl FnOnce(Bound),
 ) -> io::Result<()>
 where
     A: App,
     F: Fn(CoreInfo) -> A + Send + Sync + 'static,
 {
     let driver = driver::resolve(settings.driver)?;
-    let (listeners, bound) = bind_all(settings.listen, settings.workers).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot listen on {}: {e}", settings.listen),
-        )
-    })?;
+    let bind = |addr: SocketAddr| {
+        bind_all(addr, settings.workers)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    };
+    let (main, main_addr) = bind(settings.listen)?;
+    let tls = settings.tls.as_ref();
+    let (extra, bound) = match tls.map(|t| t.listen) {
+        None => (
+            None,
+            Bound {
+                plain: Some(main_addr),
+                tls: None,
+            },
+        ),
+        Some(None) => (
+            None,
+            Bound {
+                plain: None,
+                tls: Some(main_addr),
+            },
+        ),
+        Some(Some(addr)) => {
+            let (extra, tls_addr) = bind(addr)?;
+            (
+                Some(extra),
+                Bound {
+                    plain: Some(main_addr),
+                    tls: Some(tls_addr),
+                },
+            )
+        }
+    };
+    if let Some(t) = tls {
+        report_ktls(t.ktls);
+    }
+    // Each worker's listeners, with whether each speaks TLS.
+    let main_tls = bound.plain.is_none();
+    let mut extra = extra.map(Vec::into_iter);
+    let listeners: Vec<Vec<(std::net::TcpListener, bool)>> = main
+        .into_iter()
+        .map(|l| {
+            let mut mine = vec![(l, main_tls)];
+            if let Some(e) = extra.as_mut().and_then(Iterator::next) {
+                mine.push((e, true));
+            }
+            mine
+        })
+        .collect();
     let settings = Arc::new(settings);
-    let stats = Arc::new(Stats::new(settings.workers));
+    let stats = Arc::new(Stats::new(
+        settings.workers,
+        settings.tls.as_ref().map(|t| t.store.clone()),
+    ));
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..settings.workers).map(|_| flume::bounded(4)).unzip();
     let senders = Arc::new(senders);
@@ -50,7 +95,7 @@ where
     spawn_signal_thread(senders.clone())?;
     let mut handles = Vec::new();
     let per_worker = listeners.into_iter().zip(receivers).zip(inboxes);
-    for (id, ((listener, ctrl), inbox)) in per_worker.enumerate() {
+    for (id, ((listeners, ctrl), inbox)) in per_worker.enumerate() {
         let (settings, stats, make_app, senders) = (
             settings.clone(),
             stats.clone(),
@@ -66,7 +111,8 @@ where
         let handle = thread::Builder::new()
             .name(format!("eventhub-w{id}"))
             .spawn(move || {
-                let result = worker::run(id, driver, listener, settings, stats, channels, make_app);
+                let result =
+                    worker::run(id, driver, listeners, settings, stats, channels, make_app);
                 if let Err(e) = &result {
                     log::error!("worker {id} failed: {e}");
                     broadcast(&senders, Control::Shutdown);
@@ -89,6 +135,22 @@ where
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// `tls.ktls = "auto"`: says at start-up whether the kernel could take
+/// TLS records over (and that eventhub encrypts in user space either way:
+/// handing keys to the kernel is not built yet, since no machine it is
+/// developed and tested on has kTLS).
+fn report_ktls(choice: crate::config::KtlsChoice) {
+    if choice == crate::config::KtlsChoice::Off {
+        return;
+    }
+    match super::sys::probe_ktls() {
+        Ok(()) => log::info!(
+            "tls: the kernel offers kTLS; eventhub encrypts in user space (kTLS hand-off is not implemented)"
+        ),
+        Err(e) => log::info!("tls: no kernel TLS here ({e}); encrypting in user space"),
+    }
 }
 
 fn broadcast(senders: &[flume::Sender<Control>], msg: Control) {

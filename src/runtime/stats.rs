@@ -4,10 +4,15 @@
 //! Each core writes only its own cache-line-aligned block with relaxed
 //! atomics, so counting costs no contention on the hot path.
 //!
-//! Runtime layer, a leaf: counters only (std atomics).
+//! Runtime layer: counters (std atomics), and the served certificate's
+//! expiry read from the TLS store when `/metrics` is read.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::tls_link::TlsFailure;
+use crate::tls::CertStore;
 
 /// One core's counters.
 #[derive(Debug, Default)]
@@ -29,6 +34,21 @@ pub struct CoreStats {
     pub handed_off: AtomicU64,
     /// Frames per `sendmsg`: how much each write coalesces.
     pub writes: WriteHistogram,
+    /// TLS handshakes completed.
+    pub tls_handshakes: AtomicU64,
+    /// TLS handshakes failed, by [`TlsFailure::ALL`]'s order.
+    pub tls_failures: [AtomicU64; TlsFailure::ALL.len()],
+}
+
+impl CoreStats {
+    /// Counts a failed TLS handshake.
+    pub fn tls_failed(&self, why: TlsFailure) {
+        let i = TlsFailure::ALL
+            .iter()
+            .position(|(f, _)| *f == why)
+            .expect("every failure is listed");
+        bump(&self.tls_failures[i]);
+    }
 }
 
 /// Buckets of [`WriteHistogram`]: at most 1, 2, 4, ... 1024 frames, and more.
@@ -89,12 +109,15 @@ type MetricDef = (
 #[derive(Debug)]
 pub struct Stats {
     pub cores: Vec<CoreStats>,
+    /// The served certificate, on a wss server.
+    certs: Option<Arc<CertStore>>,
 }
 
 impl Stats {
-    pub fn new(cores: usize) -> Stats {
+    pub fn new(cores: usize, certs: Option<Arc<CertStore>>) -> Stats {
         Stats {
             cores: (0..cores).map(|_| CoreStats::default()).collect(),
+            certs,
         }
     }
 
@@ -157,6 +180,49 @@ impl Stats {
         for (i, c) in self.cores.iter().enumerate() {
             c.writes.render(i, out);
         }
+        if let Some(certs) = &self.certs {
+            self.render_tls(certs, out);
+        }
+    }
+
+    /// The TLS families: handshakes, failures by reason, the certificate.
+    fn render_tls(&self, certs: &CertStore, out: &mut String) {
+        let sum = |get: &dyn Fn(&CoreStats) -> &AtomicU64| {
+            self.cores.iter().map(|c| get(c).load(Relaxed)).sum::<u64>()
+        };
+        family(
+            out,
+            "eventhub_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed",
+            [(String::new(), sum(&|c| &c.tls_handshakes))],
+        );
+        family(
+            out,
+            "eventhub_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes failed, by reason",
+            TlsFailure::ALL.iter().enumerate().map(|(i, (_, label))| {
+                (format!("reason=\"{label}\""), sum(&|c| &c.tls_failures[i]))
+            }),
+        );
+        let name = "eventhub_tls_certificate_expiry_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} seconds until the served certificate expires (negative once it has)\n# TYPE {name} gauge\n{name} {}",
+            certs.expires_in_s()
+        );
+        let (loaded, refused) = certs.reload_counts();
+        family(
+            out,
+            "eventhub_tls_reloads_total",
+            "counter",
+            "certificate reloads, by result",
+            [
+                ("result=\"loaded\"".to_string(), loaded),
+                ("result=\"refused\"".to_string(), refused),
+            ],
+        );
     }
 }
 

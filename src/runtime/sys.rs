@@ -75,6 +75,28 @@ pub(super) fn shutdown(fd: RawFd, how: libc::c_int) {
     unsafe { libc::shutdown(fd, how) };
 }
 
+/// Whether the kernel can take a connection's TLS records over (kTLS):
+/// attaches the "tls" upper-layer protocol to a loopback connection made
+/// for the question (`ENOENT` without the kernel's tls module).
+pub(super) fn probe_ktls() -> io::Result<()> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let _server = listener.accept()?;
+    let name = b"tls";
+    // SAFETY: the option value points at `name`, valid for the call, and
+    // its length is passed with it; the descriptor is the open `client`.
+    check(unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&client),
+            libc::SOL_TCP,
+            libc::TCP_ULP,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    } as isize)
+    .map(|_| ())
+}
+
 /// A second descriptor for an open socket.
 pub(super) fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the caller's stream owns fd and keeps it open for the call.

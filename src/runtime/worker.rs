@@ -49,7 +49,7 @@ pub(super) struct WorkerChannels<H> {
 pub(super) fn run<A, F>(
     id: usize,
     driver: DriverChoice,
-    listener: std::net::TcpListener,
+    listeners: Vec<(std::net::TcpListener, bool)>,
     settings: Arc<Settings>,
     stats: Arc<Stats>,
     channels: WorkerChannels<A::Handler>,
@@ -76,37 +76,34 @@ where
             channels.pre_auth,
         )?);
         monoio::spawn(adopt_handoffs(core.clone(), channels.inbox));
-        serve(core, listener, channels.ctrl).await
+        serve(core, listeners, channels.ctrl).await
     })
 }
 
 /// Accepts until told to stop, then stops gracefully.
 async fn serve<A: App>(
     core: Rc<Core<A>>,
-    listener: std::net::TcpListener,
+    listeners: Vec<(std::net::TcpListener, bool)>,
     ctrl: flume::Receiver<Control>,
 ) -> io::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
     monoio::spawn(janitor::run(core.clone()));
     let waiter = reactor::driver_handle(&core)?;
     monoio::spawn(reactor::run(core.clone(), waiter));
-    loop {
-        monoio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    bump(&core.stats().accepted);
-                    monoio::spawn(http::serve_connection(core.clone(), stream, peer));
-                }
-                Err(e) => {
-                    log::warn!("worker {}: accept failed: {e}", core.id);
-                    // Out of descriptors or memory: back off instead of spinning.
-                    monoio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = ctrl.recv_async() => break,
-        }
+    // One task per listener (plain, TLS); dropping `stop` ends them, and
+    // each drops its listener and its `done` sender as it ends.
+    let (stop, stopping) = flume::bounded::<()>(0);
+    let mut ended = Vec::new();
+    for (listener, tls) in listeners {
+        let listener = TcpListener::from_std(listener)?;
+        let (done, end) = flume::bounded::<()>(0);
+        monoio::spawn(accept(core.clone(), listener, tls, stopping.clone(), done));
+        ended.push(end);
     }
-    drop(listener);
+    let _ = ctrl.recv_async().await;
+    drop(stop);
+    for end in ended {
+        let _ = end.recv_async().await;
+    }
     core.draining.set(true);
     core.app.on_shutdown();
     let open = core.registry.len();
@@ -124,13 +121,39 @@ async fn serve<A: App>(
     Ok(())
 }
 
+/// Accepts on one listener (`tls`: a wss one) until `stop` is dropped.
+async fn accept<A: App>(
+    core: Rc<Core<A>>,
+    listener: TcpListener,
+    tls: bool,
+    stop: flume::Receiver<()>,
+    _done: flume::Sender<()>,
+) {
+    loop {
+        monoio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    bump(&core.stats().accepted);
+                    monoio::spawn(http::serve_connection(core.clone(), stream, peer, tls));
+                }
+                Err(e) => {
+                    log::warn!("worker {}: accept failed: {e}", core.id);
+                    // Out of descriptors or memory: back off instead of spinning.
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.recv_async() => return,
+        }
+    }
+}
+
 /// Adopts the connections other cores hand over (dropped while shutting
 /// down: the client sees its connection closed and reconnects elsewhere).
 async fn adopt_handoffs<A: App>(core: Rc<Core<A>>, inbox: flume::Receiver<Handoff<A::Handler>>) {
     while let Ok(h) = inbox.recv_async().await {
         core.balancer.arrived(core.id);
         if !core.draining.get() {
-            adopt(&core, h.fd, &h.accept, h.handler, h.leftover);
+            adopt(&core, h);
         }
     }
 }

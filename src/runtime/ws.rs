@@ -11,12 +11,13 @@
 //! is kept, by the session, until the next read.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::Bytes;
 
 use super::app::App;
+use super::balance::Handoff;
 use super::clock::stamp;
 use super::conn::Conn;
 use super::core::{Core, Slot};
@@ -40,13 +41,14 @@ enum Flow {
 /// reader that stalls pins in the kernel), its slot, its 101 response and
 /// `on_open`, its first input (`leftover`, read with the request), and its
 /// place in the epoll set.
-pub(super) fn adopt<A: App>(
-    core: &Core<A>,
-    fd: OwnedFd,
-    accept: &str,
-    mut handler: A::Handler,
-    leftover: Vec<u8>,
-) {
+pub(super) fn adopt<A: App>(core: &Core<A>, conn: Handoff<A::Handler>) {
+    let Handoff {
+        fd,
+        accept,
+        mut handler,
+        leftover,
+        tls,
+    } = conn;
     let sndbuf = core.settings.limits.socket_send_buffer_bytes;
     if sndbuf > 0 {
         if let Err(e) = socket2::SockRef::from(&fd).set_send_buffer_size(sndbuf) {
@@ -55,7 +57,7 @@ pub(super) fn adopt<A: App>(
     }
     let conn = Rc::new(Conn::new(fd.as_raw_fd()));
     core.registry.insert(conn.clone());
-    conn.push_control(Bytes::from(switching_protocols(accept)));
+    conn.push_control(Bytes::from(switching_protocols(&accept)));
     bump(&core.stats().upgraded);
     bump(&core.stats().open);
     core.app.on_open(&mut handler, &conn);
@@ -63,6 +65,7 @@ pub(super) fn adopt<A: App>(
         fd,
         handler,
         read_pending: false,
+        tls,
     };
     let mut alive = true;
     if !leftover.is_empty() {
@@ -100,8 +103,16 @@ pub(super) fn step<A: App>(core: &Core<A>, slot: u32, io: Readiness) {
 
 /// Ends a connection: the handler closes, the slot is freed, the socket
 /// closed (dropping `state` closes it, which also takes it out of the
-/// epoll set).
+/// epoll set). A TLS connection whose records all went out says
+/// close_notify first (one try: the socket is closed either way).
 fn finish<A: App>(core: &Core<A>, conn: &Rc<Conn>, mut state: Slot<A::Handler>) {
+    if let Some(tls) = state.tls.as_mut() {
+        if !conn.is_dead() && !conn.has_output() {
+            let mut alert = Vec::new();
+            tls.close_notify(&mut alert);
+            let _ = sys::send(state.fd(), &alert);
+        }
+    }
     core.app.on_close(&mut state.handler, conn);
     conn.retire();
     core.registry.remove(conn);
@@ -129,7 +140,10 @@ fn advance<A: App>(
         }
     }
     if conn.has_output() && (io.write || !conn.write_blocked()) {
-        if conn.flush(&core.stats().writes).is_err() {
+        if conn
+            .flush(&core.stats().writes, state.tls.as_deref_mut())
+            .is_err()
+        {
             return Flow::Finished;
         }
         if conn.is_open() && conn.queued_bytes() < core.settings.limits.send_queue_bytes / 2 {
@@ -177,7 +191,12 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Hand
         match sys::recv(state.fd(), &mut buf) {
             Ok(0) => return Flow::Finished,
             Ok(n) => {
-                if input(core, conn, state, &mut buf[..n]) == Flow::Finished {
+                let flow = if state.tls.is_some() {
+                    tls_input(core, conn, state, &mut buf[..n])
+                } else {
+                    input(core, conn, state, &mut buf[..n])
+                };
+                if flow == Flow::Finished {
                     return Flow::Finished;
                 }
                 if !may_read(core, conn, &state.handler) {
@@ -198,6 +217,41 @@ fn on_readable<A: App>(core: &Core<A>, conn: &Rc<Conn>, state: &mut Slot<A::Hand
     // The budget ran out with the buffer full every time: more may wait.
     state.read_pending = true;
     conn.wake();
+    Flow::Continue
+}
+
+/// Opens one read's TLS records and runs their plaintext through
+/// [`input`]; what TLS answers (a key update) is queued ahead of any
+/// frame not yet sealed. A TLS error ends the connection after its alert;
+/// the client's close_notify ends its input, as the end of the stream
+/// does on plain ws.
+fn tls_input<A: App>(
+    core: &Core<A>,
+    conn: &Rc<Conn>,
+    state: &mut Slot<A::Handler>,
+    cipher: &mut [u8],
+) -> Flow {
+    let tls = state.tls.as_mut().expect("a TLS connection");
+    let mut plain = core.plain_buf.borrow_mut();
+    plain.clear();
+    let mut answer = Vec::new();
+    let got = tls.receive(cipher, &mut plain, &mut answer);
+    let closed = tls.peer_closed();
+    if !answer.is_empty() {
+        conn.push_sealed(Bytes::from(answer));
+    }
+    if let Err(e) = got {
+        bump(&core.stats().protocol_errors);
+        log::debug!("worker {}: TLS error: {e}", core.id);
+        let _ = conn.flush(&core.stats().writes, state.tls.as_deref_mut());
+        return Flow::Finished;
+    }
+    if !plain.is_empty() && input(core, conn, state, &mut plain) == Flow::Finished {
+        return Flow::Finished;
+    }
+    if closed {
+        return Flow::Finished;
+    }
     Flow::Continue
 }
 

@@ -1,0 +1,278 @@
+//! One connection's TLS, sans-IO: ciphertext in, plaintext out, and the
+//! other way round, with the sockets left to the caller (the HTTP phase
+//! during the handshake and the request, the reactor afterwards).
+//!
+//! Runtime layer, a leaf over rustls's unbuffered API, which works on
+//! buffers the caller owns. That is what keeps wss cheap here: a
+//! connection holds its rustls state and nothing else while idle; records
+//! are opened into the reader's plaintext buffer and sealed into the
+//! writer's per-core scratch buffer (`outbox`), and only ciphertext the
+//! kernel did not take stays with the connection, queued like a frame.
+//! The one buffer of its own is for a record that arrived in part, and it
+//! is given back as soon as the record is whole.
+
+use std::sync::Arc;
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::ServerConfig;
+
+/// Bytes a record adds to its plaintext at most: a 5-byte header, an
+/// 8-byte explicit nonce (TLS 1.2 AES-GCM) or a content type byte (TLS
+/// 1.3), and a 16-byte tag; rounded up.
+pub(super) const RECORD_OVERHEAD: usize = 32;
+
+/// The largest plaintext of one record (RFC 8446, section 5.1).
+pub(super) const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// Why a TLS connection failed, as `/metrics` counts handshake failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The handshake did not finish within `limits.handshake_timeout_ms`.
+    Timeout,
+    /// Plain HTTP arrived on a TLS listener (answered with a 400).
+    PlainHttp,
+    /// Bytes that are not TLS records.
+    Malformed,
+    /// No protocol version, cipher suite or ALPN protocol in common.
+    Incompatible,
+    /// A client certificate missing or refused (mutual TLS).
+    ClientCertificate,
+    /// The client ended the handshake with an alert (it refused ours).
+    AlertReceived,
+    /// The client closed the connection during the handshake.
+    Closed,
+    /// Any other rustls error.
+    Other,
+}
+
+impl TlsFailure {
+    /// Every failure with its `/metrics` label.
+    pub const ALL: [(TlsFailure, &'static str); 8] = [
+        (TlsFailure::Timeout, "timeout"),
+        (TlsFailure::PlainHttp, "plain_http"),
+        (TlsFailure::Malformed, "malformed"),
+        (TlsFailure::Incompatible, "incompatible"),
+        (TlsFailure::ClientCertificate, "client_certificate"),
+        (TlsFailure::AlertReceived, "alert_received"),
+        (TlsFailure::Closed, "closed"),
+        (TlsFailure::Other, "other"),
+    ];
+
+    pub(super) fn of(e: &rustls::Error) -> TlsFailure {
+        use rustls::Error as E;
+        match e {
+            E::InvalidMessage(_)
+            | E::InappropriateMessage { .. }
+            | E::InappropriateHandshakeMessage { .. }
+            | E::DecryptError
+            | E::PeerMisbehaved(_) => TlsFailure::Malformed,
+            E::PeerIncompatible(_) | E::NoApplicationProtocol => TlsFailure::Incompatible,
+            E::NoCertificatesPresented | E::InvalidCertificate(_) => TlsFailure::ClientCertificate,
+            E::AlertReceived(_) => TlsFailure::AlertReceived,
+            _ => TlsFailure::Other,
+        }
+    }
+}
+
+/// A TLS connection's state between reads and writes.
+pub struct TlsLink {
+    conn: UnbufferedServerConnection,
+    /// Ciphertext of a record not yet whole.
+    partial: Vec<u8>,
+    /// The client sent close_notify.
+    peer_closed: bool,
+}
+
+impl std::fmt::Debug for TlsLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsLink")
+            .field("handshaking", &self.conn.is_handshaking())
+            .field("partial", &self.partial.len())
+            .finish()
+    }
+}
+
+impl TlsLink {
+    pub(super) fn new(config: Arc<ServerConfig>) -> Result<TlsLink, rustls::Error> {
+        Ok(TlsLink {
+            conn: UnbufferedServerConnection::new(config)?,
+            partial: Vec::new(),
+            peer_closed: false,
+        })
+    }
+
+    pub(super) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// The client sent close_notify: no more input will come.
+    pub(super) fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Takes ciphertext read from the socket: appends what it decrypts to
+    /// `plain`, and what the connection must send in answer (handshake
+    /// messages; an alert on failure) to `out`. On an error `out` holds
+    /// the alert to send before closing.
+    pub(super) fn receive(
+        &mut self,
+        fresh: &mut [u8],
+        plain: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), rustls::Error> {
+        let result = if self.partial.is_empty() {
+            let r = self.process(fresh, plain, out);
+            let used = *r.as_ref().unwrap_or(&fresh.len());
+            if used < fresh.len() {
+                self.partial.extend_from_slice(&fresh[used..]);
+            }
+            r
+        } else {
+            self.partial.extend_from_slice(fresh);
+            let mut buf = std::mem::take(&mut self.partial);
+            let r = self.process(&mut buf, plain, out);
+            if let Ok(used) = r {
+                buf.drain(..used);
+                if !buf.is_empty() {
+                    self.partial = buf;
+                }
+            }
+            r
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.partial = Vec::new();
+                self.encode_pending(out);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs the records of `buf` through rustls; returns the bytes used.
+    fn process(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, rustls::Error> {
+        let mut used = 0;
+        loop {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut buf[used..]);
+            let more = match state? {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        plain.extend_from_slice(record?.payload);
+                    }
+                    true
+                }
+                ConnectionState::EncodeTlsData(mut data) => {
+                    encode(&mut data, out);
+                    true
+                }
+                ConnectionState::TransmitTlsData(sent) => {
+                    // Sent in order by the caller, from `out`.
+                    sent.done();
+                    true
+                }
+                ConnectionState::PeerClosed => {
+                    self.peer_closed = true;
+                    true
+                }
+                ConnectionState::Closed => {
+                    self.peer_closed = true;
+                    false
+                }
+                _ => false,
+            };
+            used += discard;
+            if !more {
+                return Ok(used);
+            }
+        }
+    }
+
+    /// Encodes what rustls has queued to send (an alert after an error).
+    fn encode_pending(&mut self, out: &mut Vec<u8>) {
+        loop {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut data)) => encode(&mut data, out),
+                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
+                _ => return,
+            }
+        }
+    }
+
+    /// Encrypts `plain` (at most [`MAX_RECORD_PLAINTEXT`] bytes make one
+    /// record) into `scratch`; returns the ciphertext's length. Messages
+    /// rustls must send first (a key update) go to `before`, to be sent
+    /// ahead of the records.
+    pub(super) fn seal(
+        &mut self,
+        plain: &[u8],
+        scratch: &mut [u8],
+        before: &mut Vec<u8>,
+    ) -> Result<usize, SealError> {
+        loop {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut data)) => encode(&mut data, before),
+                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    return w.encrypt(plain, scratch).map_err(|e| match e {
+                        EncryptError::InsufficientSize(s) => SealError::Room(s.required_size),
+                        _ => SealError::Closed,
+                    })
+                }
+                // Closing (or failed): nothing more is sent.
+                _ => return Err(SealError::Closed),
+            }
+        }
+    }
+
+    /// A close_notify alert, appended to `out` (nothing if it cannot be
+    /// sent any more).
+    pub(super) fn close_notify(&mut self, out: &mut Vec<u8>) {
+        if let Ok(ConnectionState::WriteTraffic(mut w)) =
+            self.conn.process_tls_records(&mut []).state
+        {
+            let mut alert = [0u8; 64];
+            if let Ok(n) = w.queue_close_notify(&mut alert) {
+                out.extend_from_slice(&alert[..n]);
+            }
+        }
+    }
+}
+
+/// Why [`TlsLink::seal`] made no ciphertext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SealError {
+    /// `scratch` needs this many bytes.
+    Room(usize),
+    /// The connection sends no more application data.
+    Closed,
+}
+
+/// Appends one queued handshake or alert message to `out`.
+fn encode(
+    data: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    let mut room = 512;
+    loop {
+        out.resize(start + room, 0);
+        match data.encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return;
+            }
+            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
+            Err(_) => {
+                out.truncate(start);
+                return;
+            }
+        }
+    }
+}

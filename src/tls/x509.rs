@@ -1,0 +1,223 @@
+//! The two facts eventhub reads from a certificate itself: when it stops
+//! being valid (start-up refuses an expired certificate, and `/metrics`
+//! counts down to it) and when it starts.
+//!
+//! rustls checks the chain and the key; it does not say when a served
+//! certificate expires, and a full X.509 parser is a large dependency for
+//! one field. The validity sits at a fixed place in DER
+//! (RFC 5280, section 4.1): `Certificate ::= SEQUENCE { tbsCertificate
+//! SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer,
+//! validity SEQUENCE { notBefore, notAfter }, ... } ... }`, so a walk over
+//! a few tag-length-value headers reaches it.
+
+/// A certificate's validity, in seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// Why the validity could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum X509Error {
+    #[error("truncated DER")]
+    Truncated,
+    #[error("unexpected DER tag {found:#04x} where {wanted} was expected")]
+    Tag { found: u8, wanted: &'static str },
+    #[error("DER length not in the shortest form or too large")]
+    Length,
+    #[error("malformed validity time {0:?}")]
+    Time(String),
+}
+
+const SEQUENCE: u8 = 0x30;
+const INTEGER: u8 = 0x02;
+const VERSION: u8 = 0xa0;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+
+/// Reads the validity of a DER certificate.
+pub fn validity(der: &[u8]) -> Result<Validity, X509Error> {
+    let (cert, _) = expect(der, SEQUENCE, "Certificate")?;
+    let (mut tbs, _) = expect(cert, SEQUENCE, "TBSCertificate")?;
+    if tbs.first() == Some(&VERSION) {
+        tbs = tlv(tbs)?.2;
+    }
+    tbs = expect(tbs, INTEGER, "serialNumber")?.1;
+    tbs = expect(tbs, SEQUENCE, "signature")?.1;
+    tbs = expect(tbs, SEQUENCE, "issuer")?.1;
+    let (validity, _) = expect(tbs, SEQUENCE, "validity")?;
+    let (before_tag, before, rest) = tlv(validity)?;
+    let (after_tag, after, _) = tlv(rest)?;
+    Ok(Validity {
+        not_before: time(before_tag, before)?,
+        not_after: time(after_tag, after)?,
+    })
+}
+
+/// One TLV of tag `tag`: its contents and what follows it.
+fn expect<'a>(
+    der: &'a [u8],
+    tag: u8,
+    wanted: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), X509Error> {
+    let (found, value, rest) = tlv(der)?;
+    if found != tag {
+        return Err(X509Error::Tag { found, wanted });
+    }
+    Ok((value, rest))
+}
+
+/// Splits one tag-length-value: (tag, value, rest).
+fn tlv(der: &[u8]) -> Result<(u8, &[u8], &[u8]), X509Error> {
+    let (&tag, der) = der.split_first().ok_or(X509Error::Truncated)?;
+    let (&first, mut der) = der.split_first().ok_or(X509Error::Truncated)?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || der.len() < count {
+            return Err(X509Error::Length);
+        }
+        let mut len = 0usize;
+        for &b in &der[..count] {
+            len = len << 8 | usize::from(b);
+        }
+        der = &der[count..];
+        if len < 0x80 {
+            return Err(X509Error::Length);
+        }
+        len
+    };
+    if der.len() < len {
+        return Err(X509Error::Truncated);
+    }
+    let (value, rest) = der.split_at(len);
+    Ok((tag, value, rest))
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`), as RFC 5280 section 4.1.2.5 allows them.
+fn time(tag: u8, value: &[u8]) -> Result<i64, X509Error> {
+    let bad = || X509Error::Time(String::from_utf8_lossy(value).into_owned());
+    let digits = match (tag, value.split_last()) {
+        (UTC_TIME | GENERALIZED_TIME, Some((b'Z', digits))) => digits,
+        _ => return Err(bad()),
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let num = |s: &[u8]| s.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+    let (year, rest) = match (tag, digits.len()) {
+        (UTC_TIME, 12) => {
+            let yy = num(&digits[..2]);
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &digits[2..])
+        }
+        (GENERALIZED_TIME, 14) => (num(&digits[..4]), &digits[4..]),
+        _ => return Err(bad()),
+    };
+    let field = |i: usize| num(&rest[2 * i..2 * i + 2]);
+    let (month, day, hour, minute, second) = (field(0), field(1), field(2), field(3), field(4));
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(bad());
+    }
+    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`, for messages and logs.
+pub fn format_utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// The inverse of [`days_from_civil`] (Howard Hinnant's `civil_from_days`).
+pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2026, 12, 1), 20_788);
+        for days in [-1, 0, 59, 11_016, 11_017, 20_788, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(format_utc(1_796_083_199), "2026-11-30 23:59:59 UTC");
+    }
+
+    #[test]
+    fn both_time_forms_are_read() {
+        assert_eq!(time(UTC_TIME, b"700101000000Z"), Ok(0));
+        assert_eq!(time(UTC_TIME, b"491231235959Z"), Ok(2_524_607_999));
+        assert_eq!(
+            time(GENERALIZED_TIME, b"20500101000000Z"),
+            Ok(2_524_608_000)
+        );
+        assert!(time(UTC_TIME, b"700101000000").is_err());
+        assert!(time(UTC_TIME, b"701301000000Z").is_err());
+        assert!(time(0x04, b"700101000000Z").is_err());
+    }
+
+    #[test]
+    fn a_generated_certificate_reads_back_its_dates() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2024, 2, 29);
+        params.not_after = rcgen::date_time_ymd(2051, 7, 4);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let v = validity(cert.der()).unwrap();
+        assert_eq!(v.not_before, days_from_civil(2024, 2, 29) * 86_400);
+        assert_eq!(v.not_after, days_from_civil(2051, 7, 4) * 86_400);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for der in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x81\x05",
+            b"\x30\x02\x02\x00",
+            b"\x31\x00",
+        ] {
+            assert!(validity(der).is_err(), "{der:?}");
+        }
+    }
+}
