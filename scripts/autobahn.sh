@@ -14,6 +14,9 @@
 #                        (default target/autobahn)
 #   AUTOBAHN_TIMEOUT     seconds allowed for the whole fuzzingclient run (default 600)
 #   AUTOBAHN_PY27        Python 2.7 interpreter (default ~/.pyenv/versions/2.7.18/bin/python)
+#   AUTOBAHN_TLS         1 = over wss: the echo server gets a development
+#                        certificate (`eventhub dev-cert`) and the suite
+#                        connects to wss://127.0.0.1:PORT
 #
 # The suite (PyPI autobahntestsuite 25.10.1) is Python 2 code; it is installed
 # once into the venv and reused while `wstest --help` works there.
@@ -164,8 +167,16 @@ trap stop_server EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "autobahn.sh: starting $BIN echo --listen 127.0.0.1:$PORT (log: $SERVER_LOG)" >&2
-"$BIN" echo --listen "127.0.0.1:$PORT" >"$SERVER_LOG" 2>&1 &
+SCHEME=ws
+ECHO_ARGS=(echo --listen "127.0.0.1:$PORT")
+if [[ ${AUTOBAHN_TLS:-0} == 1 ]]; then
+    SCHEME=wss
+    "$BIN" dev-cert --out "$REPORT_DIR/tls" >/dev/null || die "eventhub dev-cert failed"
+    printf '[tls]\ncert = "%s"\nkey = "%s"\n' "$REPORT_DIR/tls/cert.pem" "$REPORT_DIR/tls/key.pem" >"$REPORT_DIR/tls.toml"
+    ECHO_ARGS+=(--config "$REPORT_DIR/tls.toml")
+fi
+echo "autobahn.sh: starting $BIN ${ECHO_ARGS[*]} (log: $SERVER_LOG)" >&2
+"$BIN" "${ECHO_ARGS[@]}" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 ready=0
@@ -190,12 +201,12 @@ fi
 # ---------------------------------------------------------------------------
 # 3. Run the fuzzingclient.
 # ---------------------------------------------------------------------------
-python3 - "$SPEC" "$REPORT_DIR" "$PORT" "$CASES" <<'EOF' || die "writing $SPEC failed"
+python3 - "$SPEC" "$REPORT_DIR" "$PORT" "$CASES" "$SCHEME" <<'EOF' || die "writing $SPEC failed"
 import json, sys
-spec_path, outdir, port, cases = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+spec_path, outdir, port, cases, scheme = sys.argv[1:6]
 spec = {
     "outdir": outdir,
-    "servers": [{"agent": "eventhub", "url": "ws://127.0.0.1:%s" % port}],
+    "servers": [{"agent": "eventhub", "url": "%s://127.0.0.1:%s" % (scheme, port)}],
     "cases": json.loads(cases),
     "exclude-cases": ["12.*", "13.*"],
     "exclude-agent-cases": {},

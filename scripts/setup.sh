@@ -18,6 +18,7 @@ command -v dockerd >/dev/null || need_apt+=(docker.io)
 [[ -x /usr/bin/busybox || -x /bin/busybox ]] || need_apt+=(busybox-static)
 # iproute2: `ip netns` and `tc` for the slow-link test (tests/slow_link.rs).
 command -v tc >/dev/null && command -v ip >/dev/null || need_apt+=(iproute2)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]} > 0)); then
     echo "setup: installing ${need_apt[*]}"
     $SUDO apt-get update -qq

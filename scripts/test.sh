@@ -8,7 +8,8 @@
 # virtualenv). Suites, in order: unit + property + integration tests (cargo
 # test, including the real Docker Engine and wscat tests), the Python
 # `websockets` client tests (pytest), the Autobahn|Testsuite
-# fuzzingclient against `eventhub echo` on each io driver (io_uring, epoll),
+# fuzzingclient against `eventhub echo` on each io driver (io_uring, epoll)
+# and over wss,
 # and every cargo-fuzz target for a bounded time. Each suite's own output
 # is shown; the last line sums the suites.
 set -uo pipefail
@@ -46,6 +47,7 @@ step "cargo test" cargo test --workspace --exclude eventhub-fuzz
 step "python websockets client" env EVENTHUB_BIN=target/release/eventhub target/py-venv/bin/python -m pytest tests/python -q
 step "autobahn (io_uring)" env EVENTHUB_DRIVER=io_uring AUTOBAHN_REPORT_DIR=target/autobahn/io_uring scripts/autobahn.sh target/release/eventhub
 step "autobahn (epoll)" env EVENTHUB_DRIVER=epoll AUTOBAHN_REPORT_DIR=target/autobahn/epoll scripts/autobahn.sh target/release/eventhub
+step "autobahn (wss)" env AUTOBAHN_TLS=1 AUTOBAHN_REPORT_DIR=target/autobahn/wss scripts/autobahn.sh target/release/eventhub
 step "fuzz" scripts/fuzz.sh
 
 if ((failed > 0)); then

@@ -47,12 +47,8 @@ fn main() -> ExitCode {
             settings.tls = tls;
             let workers = settings.workers;
             let result = runtime::serve(settings, Echo::new, |bound| {
-                if let Some(addr) = bound.plain {
-                    println!("eventhub echo listening on ws://{addr} ({workers} workers)");
-                }
-                if let Some(addr) = bound.tls {
-                    println!("eventhub echo listening on wss://{addr} ({workers} workers)");
-                }
+                let at = addresses(bound, "ws", "wss");
+                println!("eventhub echo listening on {at} ({workers} workers)");
                 let _ = std::io::stdout().flush();
             });
             finish(result)
@@ -202,6 +198,17 @@ fn serve(args: &ServerArgs) -> ExitCode {
         },
     );
     finish(result)
+}
+
+/// The bound addresses as URLs for the first line on stdout (one line, so
+/// that a script reading it gets both): `http://A`, `https://B`, or
+/// `http://A and https://B`.
+fn addresses(bound: Bound, plain: &str, tls: &str) -> String {
+    let urls: Vec<String> = [(plain, bound.plain), (tls, bound.tls)]
+        .into_iter()
+        .filter_map(|(scheme, addr)| addr.map(|a| format!("{scheme}://{a}")))
+        .collect();
+    urls.join(" and ")
 }
 
 /// Tells the user how to connect.

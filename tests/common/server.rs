@@ -28,8 +28,11 @@ fn binary() -> PathBuf {
 /// A running `eventhub` process; killed (SIGKILL) on drop if still alive.
 pub struct Server {
     child: Child,
-    /// The address it listens on, as printed on its stdout.
+    /// The address it listens on, as printed on its stdout (its plain one
+    /// when it has both).
     pub addr: SocketAddr,
+    /// Its wss address, when it serves TLS.
+    pub tls_addr: Option<SocketAddr>,
     /// Everything it wrote to stderr so far (its log).
     log: Arc<Mutex<Vec<u8>>>,
     config: Option<PathBuf>,
@@ -126,6 +129,7 @@ impl Server {
         let mut server = Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_addr: None,
             log,
             config: config_path,
             exit: None,
@@ -141,8 +145,10 @@ impl Server {
                 server.log_text()
             ),
         };
-        server.addr = parse_listening_line(&line)
+        let (plain, tls) = parse_listening_line(&line)
             .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
+        server.addr = plain.or(tls).expect("at least one address");
+        server.tls_addr = tls;
         server
     }
 
@@ -218,15 +224,23 @@ impl Drop for Server {
     }
 }
 
-/// `eventhub echo listening on ws://127.0.0.1:PORT (N workers)` or
-/// `eventhub listening on http://127.0.0.1:PORT (N workers)` → the address.
-fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    let rest = line
-        .split_once("ws://")
-        .or_else(|| line.split_once("http://"))?
-        .1;
-    let addr = rest.split_whitespace().next()?;
-    addr.trim_end_matches('/').parse().ok()
+/// `eventhub echo listening on ws://127.0.0.1:PORT (N workers)`,
+/// `eventhub listening on http://127.0.0.1:PORT (N workers)`, with
+/// `wss://` / `https://` for TLS, or both joined by `and` → the plain
+/// address and the TLS one.
+fn parse_listening_line(line: &str) -> Option<(Option<SocketAddr>, Option<SocketAddr>)> {
+    let urls = line.split_once(" listening on ")?.1.split(" (").next()?;
+    let (mut plain, mut tls) = (None, None);
+    for url in urls.split(" and ") {
+        let (scheme, addr) = url.split_once("://")?;
+        let addr = addr.trim_end_matches('/').parse().ok()?;
+        match scheme {
+            "ws" | "http" => plain = Some(addr),
+            "wss" | "https" => tls = Some(addr),
+            _ => return None,
+        }
+    }
+    Some((plain, tls))
 }
 
 fn write_temp_config(text: &str) -> PathBuf {
