@@ -226,18 +226,8 @@ fn announce(bound: Bound, workers: usize, token: Option<&str>, dev_ca: Option<&s
         }
     };
     let mut out = std::io::stdout().lock();
-    if let Some(addr) = bound.plain {
-        let _ = writeln!(
-            out,
-            "eventhub listening on http://{addr} ({workers} workers)"
-        );
-    }
-    if let Some(addr) = bound.tls {
-        let _ = writeln!(
-            out,
-            "eventhub listening on https://{addr} ({workers} workers)"
-        );
-    }
+    let at = addresses(bound, "http", "https");
+    let _ = writeln!(out, "eventhub listening on {at} ({workers} workers)");
     let _ = out.flush();
     let mut msg = Zeroizing::new(String::with_capacity(4096));
     let token = match token {

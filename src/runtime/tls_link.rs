@@ -114,7 +114,7 @@ impl TlsLink {
     /// Takes ciphertext read from the socket: appends what it decrypts to
     /// `plain`, and what the connection must send in answer (handshake
     /// messages; an alert on failure) to `out`. On an error `out` holds
-    /// the alert to send before closing.
+    /// the alert to send before closing, and the link is done with.
     pub(super) fn receive(
         &mut self,
         fresh: &mut [u8],
@@ -140,14 +140,7 @@ impl TlsLink {
             }
             r
         };
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.partial = Vec::new();
-                self.encode_pending(out);
-                Err(e)
-            }
-        }
+        result.map(|_| ())
     }
 
     /// Runs the records of `buf` through rustls; returns the bytes used.
@@ -161,7 +154,15 @@ impl TlsLink {
         loop {
             let UnbufferedStatus { discard, state } =
                 self.conn.process_tls_records(&mut buf[used..]);
-            let more = match state? {
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    used += discard;
+                    self.encode_pending(&mut buf[used..], out);
+                    return Err(e);
+                }
+            };
+            let more = match state {
                 ConnectionState::ReadTraffic(mut records) => {
                     while let Some(record) = records.next_record() {
                         plain.extend_from_slice(record?.payload);
@@ -194,14 +195,18 @@ impl TlsLink {
         }
     }
 
-    /// Encodes what rustls has queued to send (an alert after an error).
-    fn encode_pending(&mut self, out: &mut Vec<u8>) {
-        loop {
-            match self.conn.process_tls_records(&mut []).state {
-                Ok(ConnectionState::EncodeTlsData(mut data)) => encode(&mut data, out),
-                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
-                _ => return,
-            }
+    /// Encodes the alert rustls queued with an error. One call only: the
+    /// alert is the one message queued, and rustls hands queued messages
+    /// out before it looks at the input again; a second call would run
+    /// the failed input through it once more. `buf` must be what the
+    /// failed call was given, less what it discarded: rustls keeps
+    /// positions in the buffer of a handshake message received in part,
+    /// and a call with another buffer would find them out of bounds.
+    fn encode_pending(&mut self, buf: &mut [u8], out: &mut Vec<u8>) {
+        if let Ok(ConnectionState::EncodeTlsData(mut data)) =
+            self.conn.process_tls_records(buf).state
+        {
+            encode(&mut data, out);
         }
     }
 
@@ -216,17 +221,32 @@ impl TlsLink {
         before: &mut Vec<u8>,
     ) -> Result<usize, SealError> {
         loop {
-            match self.conn.process_tls_records(&mut []).state {
-                Ok(ConnectionState::EncodeTlsData(mut data)) => encode(&mut data, before),
-                Ok(ConnectionState::TransmitTlsData(sent)) => sent.done(),
+            // The kept part of a record, not an empty buffer: see
+            // `encode_pending`. It holds no whole record (`receive` took
+            // them all), so nothing is read from it here.
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.partial);
+            let done = match state {
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    encode(&mut data, before);
+                    None
+                }
+                Ok(ConnectionState::TransmitTlsData(sent)) => {
+                    sent.done();
+                    None
+                }
                 Ok(ConnectionState::WriteTraffic(mut w)) => {
-                    return w.encrypt(plain, scratch).map_err(|e| match e {
+                    Some(w.encrypt(plain, scratch).map_err(|e| match e {
                         EncryptError::InsufficientSize(s) => SealError::Room(s.required_size),
                         _ => SealError::Closed,
-                    })
+                    }))
                 }
                 // Closing (or failed): nothing more is sent.
-                _ => return Err(SealError::Closed),
+                _ => Some(Err(SealError::Closed)),
+            };
+            self.partial.drain(..discard);
+            if let Some(result) = done {
+                return result;
             }
         }
     }
@@ -234,14 +254,14 @@ impl TlsLink {
     /// A close_notify alert, appended to `out` (nothing if it cannot be
     /// sent any more).
     pub(super) fn close_notify(&mut self, out: &mut Vec<u8>) {
-        if let Ok(ConnectionState::WriteTraffic(mut w)) =
-            self.conn.process_tls_records(&mut []).state
-        {
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.partial);
+        if let Ok(ConnectionState::WriteTraffic(mut w)) = state {
             let mut alert = [0u8; 64];
             if let Ok(n) = w.queue_close_notify(&mut alert) {
                 out.extend_from_slice(&alert[..n]);
             }
         }
+        self.partial.drain(..discard);
     }
 }
 

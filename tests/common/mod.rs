@@ -11,8 +11,10 @@
 //! - [`ws`]: the `tungstenite` client helpers.
 //! - [`api`]: the principals, config and requests the hub API tests
 //!   (`tests/api_*.rs`) share; used as `common::api::...`.
+//! - [`tls`]: a test PKI and a rustls client for https and wss; used as
+//!   `common::tls::...`.
 //!
-//! Everything but `api` is re-exported here, so tests use it as `common::...`.
+//! Everything but `api` and `tls` is re-exported here, so tests use it as `common::...`.
 
 #![allow(dead_code)]
 
@@ -23,6 +25,7 @@ pub mod api;
 mod http;
 mod raw_client;
 mod server;
+pub mod tls;
 mod ws;
 
 pub use http::*;

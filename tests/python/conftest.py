@@ -4,6 +4,11 @@ an ephemeral port, started once per test module and stopped with SIGTERM
 
 The binary is `$EVENTHUB_BIN`, or `target/debug/eventhub` under the
 repository root.
+
+For wss (`test_tls.py`): the first stdout line may name a plain and a TLS
+address (`http://A and https://B`, `ws://A and wss://B` for `echo`); an
+`Eventhub` exposes both (`plain_port`, `tls_port`), and `make_dev_cert`
+writes `eventhub dev-cert` files into a fresh directory.
 """
 
 import os
@@ -14,16 +19,21 @@ import signal
 import subprocess
 import tempfile
 import threading
+import types
 
 import pytest
 
 TIMEOUT = 10.0
 REPO = pathlib.Path(__file__).resolve().parents[2]
-# The first stdout line of each subcommand, naming its address.
+# The first stdout line of each subcommand, naming its addresses: one URL,
+# or two joined by " and " (plain first, then TLS).
 LISTENING = {
-    "echo": re.compile(r"^eventhub echo listening on ws://(\S+):(\d+) \((\d+) workers\)$"),
-    "serve": re.compile(r"^eventhub listening on http://(\S+):(\d+) \((\d+) workers\)$"),
+    "echo": re.compile(r"^eventhub echo listening on (\S+(?: and \S+)?) \((\d+) workers\)$"),
+    "serve": re.compile(r"^eventhub listening on (\S+(?: and \S+)?) \((\d+) workers\)$"),
 }
+# The (plain, TLS) URL schemes each subcommand announces.
+SCHEMES = {"echo": ("ws", "wss"), "serve": ("http", "https")}
+ADDRESS = re.compile(r"^([a-z]+)://(\S+):(\d+)$")
 
 
 def binary_path() -> str:
@@ -35,26 +45,45 @@ def binary_path() -> str:
 
 class Eventhub:
     """`eventhub echo` or `eventhub serve` on an ephemeral port, with
-    `config` (TOML text) in a temporary file if given; stopped with SIGTERM,
-    then SIGKILL."""
+    `config` (TOML text) in a temporary file if given, `args` added to the
+    command line and `env` added to the environment; stopped with SIGTERM,
+    then SIGKILL.
 
-    def __init__(self, command: str, workers: int = 2, config: "str | None" = None):
+    `host`/`port`, `url`, `ws_base` and `http_base` name the first address
+    announced (the plain one when there is one; the TLS one on a TLS-only
+    hub, with wss/https schemes). `plain_host`/`plain_port` and
+    `tls_host`/`tls_port` name each listener (`None` when absent);
+    `wss_base`/`https_base` reach the TLS one as `localhost`, the name the
+    development certificate carries. `first_line` is the announcement as
+    printed."""
+
+    def __init__(
+        self,
+        command: str,
+        workers: int = 2,
+        config: "str | None" = None,
+        args: "list[str] | None" = None,
+        env: "dict[str, str] | None" = None,
+    ):
         self.config = None
-        args = [binary_path(), command, "--listen", "127.0.0.1:0", "--workers", str(workers)]
+        argv = [binary_path(), command, "--listen", "127.0.0.1:0", "--workers", str(workers)]
         if config is not None:
             self.config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
             self.config.write(config)
             self.config.close()
-            args += ["--config", self.config.name]
+            argv += ["--config", self.config.name]
+        argv += list(args or [])
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            args,
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         lines: "queue.Queue[str]" = queue.Queue()
+        self.stdout_lines = lines
 
         def pump():
             for line in self.proc.stdout:
@@ -67,14 +96,57 @@ class Eventhub:
         except queue.Empty:
             self.stop()
             pytest.fail(f"eventhub did not announce its address within {TIMEOUT}s")
+        self.first_line = line
+        addresses = self._parse(command, line)
+        if addresses is None:
+            log = self.log_text()
+            self.stop()
+            pytest.fail(f"unexpected first stdout line: {line!r}; stderr:\n{log}")
+        plain, tls = addresses
+        self.plain_host, self.plain_port = plain if plain else (None, None)
+        self.tls_host, self.tls_port = tls if tls else (None, None)
+        ws, http = ("ws", "http") if plain else ("wss", "https")
+        self.host, self.port = plain if plain else tls
+        self.url = f"{ws}://{self.host}:{self.port}/"
+        self.ws_base = f"{ws}://{self.host}:{self.port}"
+        self.http_base = f"{http}://{self.host}:{self.port}"
+        if self.tls_port is not None:
+            self.wss_base = f"wss://localhost:{self.tls_port}"
+            self.https_base = f"https://localhost:{self.tls_port}"
+        else:
+            self.wss_base = self.https_base = None
+
+    @staticmethod
+    def _parse(command: str, line: str):
+        """(plain, tls) from the announcement, each `(host, port)` or
+        `None`; `None` if the line is not an announcement."""
         m = LISTENING[command].match(line)
         if not m:
-            self.stop()
-            pytest.fail(f"unexpected first stdout line: {line!r}")
-        self.host, self.port = m.group(1), int(m.group(2))
-        self.url = f"ws://{self.host}:{self.port}/"
-        self.ws_base = f"ws://{self.host}:{self.port}"
-        self.http_base = f"http://{self.host}:{self.port}"
+            return None
+        plain_scheme, tls_scheme = SCHEMES[command]
+        plain = tls = None
+        for url in m.group(1).split(" and "):
+            a = ADDRESS.match(url)
+            if not a:
+                return None
+            addr = (a.group(2), int(a.group(3)))
+            if a.group(1) == plain_scheme and plain is None:
+                plain = addr
+            elif a.group(1) == tls_scheme and tls is None:
+                tls = addr
+            else:
+                return None
+        return plain, tls
+
+    def log_text(self) -> str:
+        """What the process wrote to stderr so far."""
+        if self.log.closed:
+            return ""
+        self.log.flush()
+        self.log.seek(0)
+        text = self.log.read().decode(errors="replace")
+        self.log.seek(0, os.SEEK_END)
+        return text
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -84,8 +156,9 @@ class Eventhub:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
-        if self.config is not None:
+        if not self.log.closed:
+            self.log.close()
+        if self.config is not None and os.path.exists(self.config.name):
             os.unlink(self.config.name)
         return self.proc.returncode
 
@@ -104,3 +177,31 @@ def eventhub():
     for s in started:
         code = s.stop()
         assert code == 0, f"eventhub exited with {code} after SIGTERM"
+
+
+def make_dev_cert(out: pathlib.Path) -> types.SimpleNamespace:
+    """Runs `eventhub dev-cert --out OUT`; returns its files: `dir`, `ca`
+    (the development CA), `cert` (the leaf for localhost, 127.0.0.1 and ::1,
+    followed by the CA) and `key`."""
+    done = subprocess.run(
+        [binary_path(), "dev-cert", "--out", str(out)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, f"eventhub dev-cert failed: {done.stderr}"
+    files = types.SimpleNamespace(dir=out, ca=out / "ca.pem", cert=out / "cert.pem", key=out / "key.pem")
+    for path in (files.ca, files.cert, files.key):
+        assert path.is_file(), f"eventhub dev-cert did not write {path}"
+    return files
+
+
+@pytest.fixture(scope="session")
+def dev_cert_factory(tmp_path_factory):
+    """`make(name)`: a fresh `eventhub dev-cert` directory (its own CA)."""
+
+    def make(name: str) -> types.SimpleNamespace:
+        return make_dev_cert(tmp_path_factory.mktemp(name))
+
+    return make
