@@ -296,3 +296,132 @@ fn encode(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    /// A server config with a self-signed certificate, and a client
+    /// config that trusts it.
+    fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let der: CertificateDer<'static> = cert.der().clone();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Feeds `bytes` to `link` cut at `cuts` (positions, any order);
+    /// returns the plaintext, the answers, and whether it failed.
+    fn feed(link: &mut TlsLink, bytes: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<u8>, bool) {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.push(bytes.len());
+        at.sort_unstable();
+        let (mut plain, mut out, mut start) = (Vec::new(), Vec::new(), 0);
+        for end in at {
+            if end > start {
+                let mut chunk = bytes[start..end].to_vec();
+                if link.receive(&mut chunk, &mut plain, &mut out).is_err() {
+                    return (plain, out, true);
+                }
+                start = end;
+            }
+        }
+        (plain, out, false)
+    }
+
+    /// Runs the handshake of `client` with `link`, each flight cut at
+    /// `cuts`.
+    fn handshake(link: &mut TlsLink, client: &mut rustls::ClientConnection, cuts: &[usize]) {
+        while client.is_handshaking() || link.is_handshaking() {
+            let mut flight = Vec::new();
+            client.write_tls(&mut flight).unwrap();
+            let (_, answer, failed) = feed(link, &flight, cuts);
+            assert!(!failed, "the handshake failed");
+            client.read_tls(&mut &answer[..]).unwrap();
+            client.process_new_packets().unwrap();
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever arrives, in whatever pieces, is an error at worst:
+        /// never a panic (rustls's unbuffered API panics when misused).
+        #[test]
+        fn arbitrary_input_in_arbitrary_pieces_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(any::<usize>(), 0..8),
+            record_header in any::<bool>(),
+        ) {
+            let (server, _) = configs();
+            let mut link = TlsLink::new(server).unwrap();
+            let mut input = if record_header { vec![0x16, 0x03, 0x01, 0x01, 0x00] } else { Vec::new() };
+            input.extend_from_slice(&bytes);
+            feed(&mut link, &input, &cuts);
+        }
+
+        /// A real handshake in any pieces, then records both ways: what
+        /// one side seals the other opens, whatever the sizes.
+        #[test]
+        fn records_round_trip_after_a_handshake_in_pieces(
+            cuts in proptest::collection::vec(any::<usize>(), 0..6),
+            sizes in proptest::collection::vec(0usize..40_000, 1..5),
+            garbage in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let (server, client_config) = configs();
+            let mut link = TlsLink::new(server).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+            handshake(&mut link, &mut client, &cuts);
+            for &size in &sizes {
+                let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+                // Client to server.
+                std::io::Write::write_all(&mut client.writer(), &data).unwrap();
+                let mut wire = Vec::new();
+                while client.wants_write() {
+                    client.write_tls(&mut wire).unwrap();
+                }
+                let (plain, _, failed) = feed(&mut link, &wire, &cuts);
+                prop_assert!(!failed);
+                prop_assert!(plain == data);
+                // Server to client, a record's worth at a time.
+                let mut sealed = Vec::new();
+                for chunk in data.chunks(MAX_RECORD_PLAINTEXT) {
+                    let mut scratch = vec![0u8; MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD];
+                    let n = link.seal(chunk, &mut scratch, &mut sealed).unwrap();
+                    sealed.extend_from_slice(&scratch[..n]);
+                }
+                let mut reader = &sealed[..];
+                let mut got = Vec::new();
+                while !reader.is_empty() {
+                    client.read_tls(&mut reader).unwrap();
+                    client.process_new_packets().unwrap();
+                    let _ = std::io::Read::read_to_end(&mut client.reader(), &mut got);
+                }
+                prop_assert!(got == data);
+            }
+            // Garbage after a good session: an error, not a panic.
+            feed(&mut link, &garbage, &cuts);
+        }
+    }
+}
