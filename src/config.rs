@@ -79,6 +79,10 @@ pub struct PrincipalConfig {
     pub api_key: Option<String>,
     #[serde(default)]
     pub api_key_sha256: Option<String>,
+    /// Authenticates as this principal a wss client whose certificate
+    /// (verified against `tls.client_ca`) has this subject common name.
+    #[serde(default)]
+    pub client_cert_cn: Option<String>,
     /// Channels it may subscribe to; `*` for all.
     #[serde(default = "all_channels")]
     pub subscribe: Vec<String>,
@@ -397,6 +401,12 @@ impl Config {
         }
         if !tls.enabled() && (!tls.listen.is_empty() || !tls.client_ca.is_empty()) {
             return invalid("tls.cert", "must be set for tls.listen or tls.client_ca");
+        }
+        if tls.client_ca.is_empty() && self.principals.iter().any(|p| p.client_cert_cn.is_some()) {
+            return invalid(
+                "principals.client_cert_cn",
+                "needs tls.client_ca (the CA that vouches for the certificates)",
+            );
         }
         if tls.client_cert_required && tls.client_ca.is_empty() {
             return invalid("tls.client_cert_required", "needs tls.client_ca");

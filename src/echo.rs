@@ -5,14 +5,13 @@
 //! and connection machinery; only the handler differs. `GET /metrics`
 //! (without an upgrade) shows the runtime counters per core.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::{frame, MessageKind, Opcode};
-use crate::runtime::{App, Conn, CoreInfo, Decision, Route, Stats};
+use crate::runtime::{App, Conn, CoreInfo, Decision, Peer, Route, Stats};
 
 /// The echo application of one core.
 pub struct Echo {
@@ -32,7 +31,7 @@ impl App for Echo {
     type Handler = EchoHandler;
 
     /// Every request is answered on its head; no body is read.
-    fn route_head(&self, req: &Request, _peer: SocketAddr) -> Decision<EchoHandler> {
+    fn route_head(&self, req: &Request, _peer: &Peer) -> Decision<EchoHandler> {
         if req.path == "/metrics" && req.header("upgrade").is_none() {
             let mut body = String::new();
             self.stats.render(&mut body);
@@ -51,7 +50,7 @@ impl App for Echo {
     }
 
     /// Never called: [`Self::route_head`] asks for no body.
-    async fn route(&self, _: &Request, _body: Vec<u8>, _peer: SocketAddr) -> Route<EchoHandler> {
+    async fn route(&self, _: &Request, _body: Vec<u8>, _peer: &Peer) -> Route<EchoHandler> {
         Route::Respond(Response::error(404, "not_found", "no such route"))
     }
 

@@ -504,3 +504,37 @@ fn wss_and_plain_ws_are_served_side_by_side() {
     assert_eq!(wss_json(&mut secure)["message"], "both");
     assert_eq!(common::read_json(&mut plain)["message"], "both");
 }
+
+#[test]
+fn a_client_certificate_stands_for_the_principal_that_names_it() {
+    let ca = TestCa::new("test CA");
+    let clients = TestCa::new("client CA");
+    let files = TlsFiles::new("cert-principal");
+    let client_ca = files.write("clients.pem", &clients.cert_pem);
+    let text = format!(
+        "{}\n[[principals]]\nname = \"dashboard\"\nclient_cert_cn = \"dash-01\"\nsubscribe = [\"pdfm\"]\nadmin = true\n\n[tls]\n{}client_ca = {:?}\n",
+        config(),
+        files.pair(&ca.server("hub")),
+        client_ca.display().to_string()
+    );
+    let server = Server::hub(1, &text);
+    let addr = server.addr;
+    let dash = ca.client_config_with(None, Some(&clients.client("dash-01")));
+    let mut ws = wss_connect(addr, dash.clone(), "/v1/ws/subscribe?event_types=pdfm", &[]);
+    let confirmation = wss_json(&mut ws);
+    assert!(
+        confirmation["body"]["client_id"].is_string(),
+        "{confirmation}"
+    );
+    post(addr, &ca, &event("pdfm", "for-dash"));
+    assert_eq!(wss_json(&mut ws)["message"], "for-dash");
+    let (status, _) = https_request(addr, dash, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200, "the certificate's principal is an admin");
+    let other = ca.client_config_with(None, Some(&clients.client("dash-02")));
+    let (status, body) = https_request(addr, other, "GET", "/metrics", &[], "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("unknown_client_certificate"), "{body}");
+    let (status, body) = https_request(addr, ca.client_config(), "GET", "/metrics", &[], "");
+    assert_eq!(status, 401, "no certificate, no token: {body}");
+    assert!(body.contains("missing_credentials"), "{body}");
+}

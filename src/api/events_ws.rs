@@ -18,7 +18,6 @@
 //! core's subscriber table, the sequencer's replay), the API's
 //! [`replies`](super::replies) and the runtime's connection and route.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -29,7 +28,7 @@ use crate::hub::core::{DockerSubscriber, HubCore, Replay, REPLAYING};
 use crate::hub::docker::filter::DockerFilter;
 use crate::hub::ip_limits::IpSlot;
 use crate::proto::http::Request;
-use crate::runtime::{Conn, Route};
+use crate::runtime::{Conn, Peer, Route};
 
 /// Why the query of `/events/ws` was refused (besides its `filters`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,8 +53,8 @@ fn parse_time(name: &'static str, value: Option<&str>) -> Result<Option<i64>, Qu
 }
 
 /// `GET /events/ws`.
-pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
-    let (accept, principal) = match app.accept_ws(req, peer.ip()) {
+pub fn route(app: &HubApp, req: &Request, peer: &Peer) -> Route<HubHandler> {
+    let (accept, principal) = match app.accept_ws(req, peer) {
         Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };

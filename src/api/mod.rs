@@ -26,7 +26,6 @@ pub mod replies;
 pub mod subscribe;
 pub mod unsubscribe;
 
-use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -40,7 +39,7 @@ use crate::hub::Shared;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
-use crate::runtime::{App, Conn, CoreInfo, Decision, Route, Stats};
+use crate::runtime::{App, Conn, CoreInfo, Decision, Peer, Route, Stats};
 
 /// The hub application on one core.
 pub struct HubApp {
@@ -72,7 +71,8 @@ impl HubApp {
     /// when the client address has spent its failed authentications
     /// (`hub.auth_failures_per_ip`), right credentials or not. An unknown
     /// token or key takes one from that bucket.
-    fn authenticate(&self, req: &Request, client: IpAddr) -> Result<usize, Response> {
+    fn authenticate(&self, req: &Request, peer: &Peer) -> Result<usize, Response> {
+        let client = peer.ip();
         if let Err(retry_after_s) = self.shared.auth_failures.check(client) {
             self.shared.stats.refused(Refusal::AuthThrottled);
             let msg = format!(
@@ -81,9 +81,11 @@ impl HubApp {
             return Err(Response::error(429, "auth_rate_limited", &msg)
                 .with_header("Retry-After", retry_after_s.to_string()));
         }
-        self.shared.auth.authenticate(req).map_err(|e| {
+        let cert = peer.cert_name.as_deref();
+        self.shared.auth.authenticate(req, cert).map_err(|e| {
             let code = match e {
                 AuthError::Missing => "missing_credentials",
+                AuthError::UnknownCertificate => "unknown_client_certificate",
                 AuthError::Unknown => {
                     self.shared.stats.auth_failures.fetch_add(1, Relaxed);
                     self.shared.auth_failures.failed(client);
@@ -97,12 +99,12 @@ impl HubApp {
 
     /// The checks every WebSocket route starts with: a valid upgrade
     /// (its `Sec-WebSocket-Accept`) and the principal.
-    fn accept_ws(&self, req: &Request, client: IpAddr) -> Result<(String, usize), Response> {
+    fn accept_ws(&self, req: &Request, peer: &Peer) -> Result<(String, usize), Response> {
         let accept = check_upgrade(req).map_err(|e| {
             self.shared.stats.refused(Refusal::BadRequest);
             e.response()
         })?;
-        Ok((accept, self.authenticate(req, client)?))
+        Ok((accept, self.authenticate(req, peer)?))
     }
 
     fn not_found(&self, req: &Request) -> Route<HubHandler> {
@@ -127,8 +129,8 @@ impl HubApp {
         self.refuse(Refusal::BadRequest, Response::error(400, code, message))
     }
 
-    fn metrics(&self, req: &Request, client: IpAddr) -> Route<HubHandler> {
-        let principal = match self.authenticate(req, client) {
+    fn metrics(&self, req: &Request, peer: &Peer) -> Route<HubHandler> {
+        let principal = match self.authenticate(req, peer) {
             Ok(p) => p,
             Err(resp) => return Route::Respond(resp),
         };
@@ -167,29 +169,27 @@ impl App for HubApp {
     /// Routes on the head alone: every refusal (404, 405, 401, 429, the
     /// upgrades' 400/403/409) is sent before a byte of the body is read,
     /// and only an authenticated POST has its body read.
-    fn route_head(&self, req: &Request, peer: SocketAddr) -> Decision<HubHandler> {
+    fn route_head(&self, req: &Request, peer: &Peer) -> Decision<HubHandler> {
         let path = api_path(req);
         match (req.method.as_str(), path) {
             ("GET", "/healthz") => {
                 Route::Respond(Response::json(200, replies::HEALTHY.into())).into()
             }
-            ("GET", "/metrics") => self.metrics(req, peer.ip()).into(),
+            ("GET", "/metrics") => self.metrics(req, peer).into(),
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer).into(),
             ("GET", "/events/ws") => events_ws::route(self, req, peer).into(),
-            ("POST", "/v1/ws/unsubscribe" | "/v1/events") => {
-                match self.authenticate(req, peer.ip()) {
-                    Err(resp) => Route::Respond(resp).into(),
-                    Ok(_) if path == "/v1/events" => match admit(&self.shared) {
-                        Ok(()) => Decision::ReadBody {
-                            max: self.shared.config.max_body_bytes,
-                        },
-                        Err(e) => Route::Respond(replies::overloaded(&e)).into(),
-                    },
-                    Ok(_) => Decision::ReadBody {
+            ("POST", "/v1/ws/unsubscribe" | "/v1/events") => match self.authenticate(req, peer) {
+                Err(resp) => Route::Respond(resp).into(),
+                Ok(_) if path == "/v1/events" => match admit(&self.shared) {
+                    Ok(()) => Decision::ReadBody {
                         max: self.shared.config.max_body_bytes,
                     },
-                }
-            }
+                    Err(e) => Route::Respond(replies::overloaded(&e)).into(),
+                },
+                Ok(_) => Decision::ReadBody {
+                    max: self.shared.config.max_body_bytes,
+                },
+            },
             ("GET", "/v1/ws/publish") => publish::upgrade(self, req, peer).into(),
             (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish" | "/events/ws") => {
                 Route::Respond(
@@ -208,7 +208,7 @@ impl App for HubApp {
 
     /// The POST routes, once their head was authenticated and their body
     /// read.
-    async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<HubHandler> {
+    async fn route(&self, req: &Request, body: Vec<u8>, peer: &Peer) -> Route<HubHandler> {
         match (req.method.as_str(), api_path(req)) {
             ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body, peer).await,
             ("POST", "/v1/events") => publish::post(self, req, &body, peer),

@@ -11,7 +11,6 @@
 //! Layer: API. Imports the hub's publish service, the API's
 //! [`replies`](super::replies), and the runtime's connection and route.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -21,11 +20,11 @@ use crate::hub::core::HubCore;
 use crate::hub::publish::{admit, flush, publish_text, PublishError};
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
-use crate::runtime::{Conn, Route};
+use crate::runtime::{Conn, Peer, Route};
 
 /// `POST /v1/events`.
-pub fn post(app: &HubApp, req: &Request, body: &[u8], peer: SocketAddr) -> Route<HubHandler> {
-    let principal = match app.authenticate(req, peer.ip()) {
+pub fn post(app: &HubApp, req: &Request, body: &[u8], peer: &Peer) -> Route<HubHandler> {
+    let principal = match app.authenticate(req, peer) {
         Ok(p) => p,
         Err(resp) => return Route::Respond(resp),
     };
@@ -48,8 +47,8 @@ pub fn post(app: &HubApp, req: &Request, body: &[u8], peer: SocketAddr) -> Route
 }
 
 /// `GET /v1/ws/publish[?ack=true]`.
-pub fn upgrade(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
-    let (accept, principal) = match app.accept_ws(req, peer.ip()) {
+pub fn upgrade(app: &HubApp, req: &Request, peer: &Peer) -> Route<HubHandler> {
+    let (accept, principal) = match app.accept_ws(req, peer) {
         Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };

@@ -22,7 +22,6 @@
 //! table, principal rights, per-IP rules, the sequencer's replay), the
 //! API's [`replies`] and the runtime's connection and route.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -37,11 +36,11 @@ use crate::hub::ip_limits::{IpRefusal, IpSlot};
 use crate::hub::metrics::Refusal;
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
-use crate::runtime::{Conn, Route};
+use crate::runtime::{Conn, Peer, Route};
 
 /// `GET /v1/ws/subscribe`.
-pub fn route(app: &HubApp, req: &Request, peer: SocketAddr) -> Route<HubHandler> {
-    let (accept, principal) = match app.accept_ws(req, peer.ip()) {
+pub fn route(app: &HubApp, req: &Request, peer: &Peer) -> Route<HubHandler> {
+    let (accept, principal) = match app.accept_ws(req, peer) {
         Ok(ok) => ok,
         Err(resp) => return Route::Respond(resp),
     };
@@ -112,7 +111,7 @@ pub(crate) fn parse_epoch(req: &Request) -> Result<Option<String>, &'static str>
 
 /// The per-IP rules of the subscription endpoints: a place, or the 429 or
 /// 409 to answer with.
-pub(crate) fn admit(app: &HubApp, peer: SocketAddr) -> Result<IpSlot, Response> {
+pub(crate) fn admit(app: &HubApp, peer: &Peer) -> Result<IpSlot, Response> {
     app.shared
         .ip_limits
         .admit(peer.ip())

@@ -13,7 +13,6 @@
 //! the runtime's route.
 
 use serde::Deserialize;
-use std::net::SocketAddr;
 use uuid::Uuid;
 
 use super::replies;
@@ -22,7 +21,7 @@ use crate::hub::client_id;
 use crate::hub::core::HubCore;
 use crate::hub::metrics::Refusal;
 use crate::proto::http::{Request, Response};
-use crate::runtime::Route;
+use crate::runtime::{Peer, Route};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,13 +31,8 @@ struct UnsubscribeBody {
 }
 
 /// `POST /v1/ws/unsubscribe`.
-pub async fn route(
-    app: &HubApp,
-    req: &Request,
-    body: &[u8],
-    peer: SocketAddr,
-) -> Route<HubHandler> {
-    let principal = match app.authenticate(req, peer.ip()) {
+pub async fn route(app: &HubApp, req: &Request, body: &[u8], peer: &Peer) -> Route<HubHandler> {
+    let principal = match app.authenticate(req, peer) {
         Ok(p) => p,
         Err(resp) => return Route::Respond(resp),
     };

@@ -25,6 +25,9 @@ pub struct Principal {
     pub name: String,
     tokens: Vec<[u8; 32]>,
     api_keys: Vec<[u8; 32]>,
+    /// The client certificate subject common name that stands for it
+    /// (mutual TLS).
+    client_cert_cn: Option<String>,
     pub subscribe: ChannelSet,
     pub publish: ChannelSet,
     pub admin: bool,
@@ -83,7 +86,7 @@ pub enum PrincipalError {
     #[error("principals[{index}] ({name:?}): api_key_sha256 must be 64 hex characters")]
     BadApiKeyDigest { index: usize, name: String },
     #[error(
-        "principals[{index}] ({name:?}): needs a token, token_sha256, api_key or api_key_sha256"
+        "principals[{index}] ({name:?}): needs a token, token_sha256, api_key, api_key_sha256 or client_cert_cn"
     )]
     NoSecret { index: usize, name: String },
     #[error("principals[{index}] ({name:?}): subscribe: {channel}")]
@@ -107,6 +110,10 @@ pub enum AuthError {
     Missing,
     #[error("unknown credentials")]
     Unknown,
+    #[error(
+        "no principal has this client certificate's common name (client_cert_cn); send a token"
+    )]
+    UnknownCertificate,
 }
 
 /// Every principal.
@@ -184,7 +191,7 @@ impl Auth {
                     }
                 })?);
             }
-            if tokens.is_empty() && api_keys.is_empty() {
+            if tokens.is_empty() && api_keys.is_empty() && pc.client_cert_cn.is_none() {
                 return Err(PrincipalError::NoSecret {
                     index,
                     name: name(),
@@ -208,6 +215,7 @@ impl Auth {
                 name: pc.name.clone(),
                 tokens,
                 api_keys,
+                client_cert_cn: pc.client_cert_cn.clone(),
                 subscribe: subscribe.union(ChannelSet::only(GLOBAL)),
                 publish,
                 admin: pc.admin,
@@ -223,6 +231,7 @@ impl Auth {
                 name: "admin".to_string(),
                 tokens: vec![digest(token)],
                 api_keys: Vec::new(),
+                client_cert_cn: None,
                 subscribe: channels.all(),
                 publish: channels.all(),
                 admin: true,
@@ -239,8 +248,11 @@ impl Auth {
     }
 
     /// Finds the principal a request speaks for, by `Authorization:
-    /// Bearer`, `X-Api-Key`, or the `access_token` query parameter.
-    pub fn authenticate(&self, req: &Request) -> Result<usize, AuthError> {
+    /// Bearer`, `X-Api-Key`, or the `access_token` query parameter; without
+    /// any of them, by `cert_name`, the common name of the client
+    /// certificate its TLS handshake verified (a secret that is sent is
+    /// always the one that counts).
+    pub fn authenticate(&self, req: &Request, cert_name: Option<&str>) -> Result<usize, AuthError> {
         let bearer = req.header("authorization").and_then(|v| {
             let (scheme, rest) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
@@ -253,7 +265,14 @@ impl Auth {
             (Some(t), _, _) => (t, false),
             (None, Some(k), _) => (k.trim(), true),
             (None, None, Some(t)) => (t, false),
-            (None, None, None) => return Err(AuthError::Missing),
+            (None, None, None) => {
+                let name = cert_name.ok_or(AuthError::Missing)?;
+                return self
+                    .principals
+                    .iter()
+                    .position(|p| p.client_cert_cn.as_deref() == Some(name))
+                    .ok_or(AuthError::UnknownCertificate);
+            }
         };
         let presented = digest(secret);
         let mut found = None;
@@ -299,7 +318,11 @@ subscribe = ["pdfm", "health"]
 [[p]]
 name = "ci"
 api_key_sha256 = "{}"
-publish = ["*"]"#,
+publish = ["*"]
+[[p]]
+name = "dashboard"
+client_cert_cn = "dash-01"
+subscribe = ["health"]"#,
             digest("ci-key-0123456789ab")
                 .iter()
                 .map(|b| format!("{b:02x}"))
@@ -316,15 +339,18 @@ publish = ["*"]"#,
     fn bearer_api_key_and_query_token_each_identify_their_principal() {
         let a = auth();
         assert_eq!(
-            a.authenticate(&req("Authorization: Bearer ops-token-0123456789\r\n", "")),
+            a.authenticate(
+                &req("Authorization: Bearer ops-token-0123456789\r\n", ""),
+                None
+            ),
             Ok(0)
         );
         assert_eq!(
-            a.authenticate(&req("X-Api-Key: ci-key-0123456789ab\r\n", "")),
+            a.authenticate(&req("X-Api-Key: ci-key-0123456789ab\r\n", ""), None),
             Ok(1)
         );
         assert_eq!(
-            a.authenticate(&req("", "?access_token=ops-token-0123456789")),
+            a.authenticate(&req("", "?access_token=ops-token-0123456789"), None),
             Ok(0)
         );
     }
@@ -332,15 +358,33 @@ publish = ["*"]"#,
     #[test]
     fn missing_and_wrong_credentials_are_told_apart() {
         let a = auth();
-        assert_eq!(a.authenticate(&req("", "")), Err(AuthError::Missing));
+        assert_eq!(a.authenticate(&req("", ""), None), Err(AuthError::Missing));
         assert_eq!(
-            a.authenticate(&req("Authorization: Bearer nope\r\n", "")),
+            a.authenticate(&req("Authorization: Bearer nope\r\n", ""), None),
             Err(AuthError::Unknown)
         );
         assert_eq!(
-            a.authenticate(&req("X-Api-Key: ops-token-0123456789\r\n", "")),
+            a.authenticate(&req("X-Api-Key: ops-token-0123456789\r\n", ""), None),
             Err(AuthError::Unknown),
             "a token is not a key"
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_name_stands_for_its_principal_when_no_secret_is_sent() {
+        let a = auth();
+        assert_eq!(a.authenticate(&req("", ""), Some("dash-01")), Ok(2));
+        assert_eq!(
+            a.authenticate(&req("", ""), Some("dash-02")),
+            Err(AuthError::UnknownCertificate)
+        );
+        assert_eq!(
+            a.authenticate(
+                &req("Authorization: Bearer ops-token-0123456789\r\n", ""),
+                Some("dash-01")
+            ),
+            Ok(0),
+            "a secret sent is the one that counts"
         );
     }
 
@@ -364,6 +408,7 @@ publish = ["*"]"#,
             token_sha256: None,
             api_key: None,
             api_key_sha256: None,
+            client_cert_cn: None,
             subscribe: vec![],
             publish: vec![],
             admin: false,

@@ -62,6 +62,23 @@ pub struct Bound {
     pub tls: Option<SocketAddr>,
 }
 
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address: the one a trusted proxy named, else the
+    /// socket's peer.
+    pub addr: SocketAddr,
+    /// On wss with `tls.client_ca`: the subject common name of the client
+    /// certificate the handshake verified.
+    pub cert_name: Option<String>,
+}
+
+impl Peer {
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.addr.ip()
+    }
+}
+
 /// What an application is given on each core.
 #[derive(Debug, Clone)]
 pub struct CoreInfo {
@@ -118,12 +135,11 @@ pub trait App: 'static {
     /// Decides what to do with a request head, before its body: the place
     /// to authenticate and route, so that a request that will be refused
     /// (401, 404, 405, 413) is refused before its body is read or any room
-    /// is reserved for it. `peer` is the client's address (the one a
-    /// trusted proxy named, else the socket's peer).
-    fn route_head(&self, req: &Request, peer: SocketAddr) -> Decision<Self::Handler>;
+    /// is reserved for it. `peer` says who sent it.
+    fn route_head(&self, req: &Request, peer: &Peer) -> Decision<Self::Handler>;
     /// Decides what to do with a request whose head asked for its body
     /// ([`Decision::ReadBody`]); `body` is read, at most the bound asked.
-    async fn route(&self, req: &Request, body: Vec<u8>, peer: SocketAddr) -> Route<Self::Handler>;
+    async fn route(&self, req: &Request, body: Vec<u8>, peer: &Peer) -> Route<Self::Handler>;
     /// Called once on the core's runtime, before the first connection:
     /// the place to start the application's own tasks ([`super::spawn`]).
     fn start(self: &Rc<Self>) {}

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use super::app::{App, Decision, Route};
+use super::app::{App, Decision, Peer, Route};
 use super::balance::Handoff;
 use super::core::Core;
 use super::pre_auth::PreAuthRefusal;
@@ -201,7 +201,7 @@ async fn http_phase<A: App>(
         Ok(Err(e)) => return refuse_head(core, ch, peer, e).await,
         Err(_) => return timed_out(core, ch).await,
     };
-    let client = match client_address(core, peer, proxied, &req) {
+    let addr = match client_address(core, peer, proxied, &req) {
         Ok(c) => c,
         Err(e) => {
             let resp = Response::error(400, "bad_forwarded_for", &e.to_string());
@@ -214,8 +214,12 @@ async fn http_phase<A: App>(
         respond(core, ch, resp).await;
         return None;
     }
+    let client = Peer {
+        addr,
+        cert_name: ch.tls.as_ref().and_then(|t| t.client_name()),
+    };
     let max_body = core.settings.max_body_bytes;
-    match core.app.route_head(&req, client) {
+    match core.app.route_head(&req, &client) {
         Decision::Now(Route::Respond(resp)) => {
             if resp.status >= 400 {
                 bump(&core.stats().refused);
@@ -228,7 +232,7 @@ async fn http_phase<A: App>(
             let read = monoio::time::timeout(left(), read_body(ch, &req, max_body, rest));
             match read.await {
                 Ok(Ok((_, leftover))) => Some((accept, handler, leftover)),
-                Ok(Err(e)) => refuse_head(core, ch, client, e).await,
+                Ok(Err(e)) => refuse_head(core, ch, addr, e).await,
                 Err(_) => timed_out(core, ch).await,
             }
         }
@@ -237,10 +241,10 @@ async fn http_phase<A: App>(
             let read = monoio::time::timeout(left(), read_body(ch, &req, max, rest));
             let (body, leftover) = match read.await {
                 Ok(Ok(got)) => got,
-                Ok(Err(e)) => return refuse_head(core, ch, client, e).await,
+                Ok(Err(e)) => return refuse_head(core, ch, addr, e).await,
                 Err(_) => return timed_out(core, ch).await,
             };
-            match core.app.route(&req, body, client).await {
+            match core.app.route(&req, body, &client).await {
                 Route::Respond(resp) => {
                     if resp.status >= 400 {
                         bump(&core.stats().refused);

@@ -58,7 +58,7 @@ mod yielding;
 use std::io;
 use std::sync::Arc;
 
-pub use app::{App, Bound, CoreInfo, Decision, Route, Settings, TlsSettings};
+pub use app::{App, Bound, CoreInfo, Decision, Peer, Route, Settings, TlsSettings};
 pub use conn::Conn;
 pub use outbox::ENTRY_OVERHEAD;
 pub use stats::{family, per_core, Stats};

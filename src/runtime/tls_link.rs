@@ -106,6 +106,13 @@ impl TlsLink {
         self.conn.is_handshaking()
     }
 
+    /// The subject common name of the client certificate the handshake
+    /// verified (mutual TLS), if any.
+    pub(super) fn client_name(&self) -> Option<String> {
+        let cert = self.conn.peer_certificates()?.first()?;
+        crate::tls::x509::subject_common_name(cert).ok().flatten()
+    }
+
     /// The client sent close_notify: no more input will come.
     pub(super) fn peer_closed(&self) -> bool {
         self.peer_closed

@@ -1,6 +1,7 @@
-//! The two facts eventhub reads from a certificate itself: when it stops
+//! The facts eventhub reads from a certificate itself: when it stops
 //! being valid (start-up refuses an expired certificate, and `/metrics`
-//! counts down to it) and when it starts.
+//! counts down to it), when it starts, and its subject's common name (the
+//! name a verified client certificate stands for).
 //!
 //! rustls checks the chain and the key; it does not say when a served
 //! certificate expires, and a full X.509 parser is a large dependency for
@@ -33,6 +34,14 @@ pub enum X509Error {
 const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const VERSION: u8 = 0xa0;
+const SET: u8 = 0x31;
+const OID: u8 = 0x06;
+const UTF8_STRING: u8 = 0x0c;
+const PRINTABLE_STRING: u8 = 0x13;
+const T61_STRING: u8 = 0x14;
+const IA5_STRING: u8 = 0x16;
+/// 2.5.4.3, DER-encoded.
+const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
 
@@ -53,6 +62,40 @@ pub fn validity(der: &[u8]) -> Result<Validity, X509Error> {
         not_before: time(before_tag, before)?,
         not_after: time(after_tag, after)?,
     })
+}
+
+/// The subject's common name (OID 2.5.4.3), if the certificate has one in
+/// a string type: the name a client certificate gives its holder.
+pub fn subject_common_name(der: &[u8]) -> Result<Option<String>, X509Error> {
+    let (cert, _) = expect(der, SEQUENCE, "Certificate")?;
+    let (mut tbs, _) = expect(cert, SEQUENCE, "TBSCertificate")?;
+    if tbs.first() == Some(&VERSION) {
+        tbs = tlv(tbs)?.2;
+    }
+    for wanted in ["serialNumber", "signature", "issuer", "validity"] {
+        tbs = tlv(tbs).map_err(|_| X509Error::Tag { found: 0, wanted })?.2;
+    }
+    let (mut rdns, _) = expect(tbs, SEQUENCE, "subject")?;
+    while !rdns.is_empty() {
+        let (mut set, rest) = expect(rdns, SET, "RelativeDistinguishedName")?;
+        rdns = rest;
+        while !set.is_empty() {
+            let (attr, rest) = expect(set, SEQUENCE, "AttributeTypeAndValue")?;
+            set = rest;
+            let (oid, value) = expect(attr, OID, "AttributeType")?;
+            if oid != COMMON_NAME {
+                continue;
+            }
+            let (tag, text, _) = tlv(value)?;
+            return Ok(match tag {
+                UTF8_STRING | PRINTABLE_STRING | IA5_STRING | T61_STRING => {
+                    Some(String::from_utf8_lossy(text).into_owned())
+                }
+                _ => None,
+            });
+        }
+    }
+    Ok(None)
 }
 
 /// One TLV of tag `tag`: its contents and what follows it.
@@ -206,6 +249,28 @@ mod tests {
         let v = validity(cert.der()).unwrap();
         assert_eq!(v.not_before, days_from_civil(2024, 2, 29) * 86_400);
         assert_eq!(v.not_after, days_from_civil(2051, 7, 4) * 86_400);
+    }
+
+    #[test]
+    fn the_subject_common_name_is_read_and_absent_when_there_is_none() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "ops");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "dashboard");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            subject_common_name(cert.der()).unwrap().as_deref(),
+            Some("dashboard")
+        );
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(subject_common_name(cert.der()).unwrap(), None);
+        assert!(subject_common_name(b"\x30\x03\x30\x01\x00").is_err());
     }
 
     #[test]
