@@ -24,6 +24,32 @@ import types
 import pytest
 
 TIMEOUT = 10.0
+
+READER_TOKEN = "reader-token-0123456789"
+PRODUCER_TOKEN = "producer-token-0123456789"
+ADMIN_TOKEN = "admin-token-0123456789"
+# The principals the hub tests (plain and wss) configure.
+PRINCIPALS = """
+[[principals]]
+name = "reader"
+token = "reader-token-0123456789"
+subscribe = ["pdfm", "health", "orchestrator"]
+publish = []
+
+[[principals]]
+name = "producer"
+token = "producer-token-0123456789"
+subscribe = []
+publish = ["pdfm", "orchestrator", "global", "container"]
+
+[[principals]]
+name = "admin"
+token = "admin-token-0123456789"
+admin = true
+subscribe = ["*"]
+publish = ["*"]
+"""
+CONFIRMATION = "WebSocket connection established subscribed to global by default"
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # The first stdout line of each subcommand, naming its addresses: one URL,
 # or two joined by " and " (plain first, then TLS).
@@ -90,7 +116,8 @@ class Eventhub:
                 lines.put(line)
             lines.put("")
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         try:
             line = lines.get(timeout=TIMEOUT).rstrip("\n")
         except queue.Empty:
@@ -156,6 +183,10 @@ class Eventhub:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # The pump ends at the pipe's EOF once the process has gone.
+        self._pump.join(timeout=TIMEOUT)
+        if not self._pump.is_alive():
+            self.proc.stdout.close()
         if not self.log.closed:
             self.log.close()
         if self.config is not None and os.path.exists(self.config.name):

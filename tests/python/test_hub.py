@@ -18,28 +18,15 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
+from conftest import CONFIRMATION, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN
+
 TIMEOUT = 10.0
 
-READER_TOKEN = "reader-token-0123456789"
-PRODUCER_TOKEN = "producer-token-0123456789"
 CONFIG = """
 [hub]
 max_connections_per_ip = 0
 connect_rate_per_ip = 0.0
-
-[[principals]]
-name = "reader"
-token = "reader-token-0123456789"
-subscribe = ["pdfm", "health", "orchestrator"]
-publish = []
-
-[[principals]]
-name = "producer"
-token = "producer-token-0123456789"
-subscribe = []
-publish = ["pdfm", "orchestrator"]
-"""
-CONFIRMATION = "WebSocket connection established subscribed to global by default"
+""" + PRINCIPALS
 
 
 @pytest.fixture(scope="module")
