@@ -62,6 +62,36 @@ SCHEMES = {"echo": ("ws", "wss"), "serve": ("http", "https")}
 ADDRESS = re.compile(r"^([a-z]+)://(\S+):(\d+)$")
 
 
+def raw_http(host: str, port: int, request: str):
+    """Sends `request` on a plain socket, reads until the server closes,
+    and returns the status line, the headers (lower-case names) and the
+    body."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+        s.sendall(request.encode())
+        response = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    return lines[0], headers, body
+
+
+def assert_delivered(got: dict, event: dict, accepted: dict) -> None:
+    """`got` is `event` as the hub delivers it, with the seq and id its
+    publish was answered with."""
+    assert got["event_type"] == event["event_type"]
+    assert got["message"] == event["message"]
+    assert got["body"] == event["body"]
+    assert got["seq"] == accepted["events"][0]["seq"]
+    assert got["id"] == accepted["events"][0]["id"]
+
+
 def binary_path() -> str:
     path = os.environ.get("EVENTHUB_BIN", "target/debug/eventhub")
     if not os.path.isabs(path) and not os.path.exists(path):

@@ -9,29 +9,25 @@ The binary is `$EVENTHUB_BIN`, or `target/debug/eventhub` under the
 repository root (see conftest.py).
 """
 
-import socket
-
 import pytest
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
-TIMEOUT = 10.0
+from conftest import raw_http
 
+TIMEOUT = 10.0
 
 @pytest.fixture(scope="module")
 def server(eventhub):
     return eventhub("echo")
 
-
 def ws(server):
     return connect(server.url, open_timeout=TIMEOUT, close_timeout=TIMEOUT, max_size=4 << 20)
-
 
 def test_text_message_is_echoed(server):
     with ws(server) as c:
         c.send("hello from python ✓")
         assert c.recv(timeout=TIMEOUT) == "hello from python ✓"
-
 
 def test_binary_message_is_echoed(server):
     data = bytes(range(256))
@@ -41,19 +37,16 @@ def test_binary_message_is_echoed(server):
         assert isinstance(got, bytes)
         assert got == data
 
-
 def test_one_mib_message_is_echoed_intact(server):
     data = bytes((i * 31) % 251 for i in range(1 << 20))
     with ws(server) as c:
         c.send(data)
         assert c.recv(timeout=TIMEOUT) == data
 
-
 def test_ping_is_answered_with_pong(server):
     with ws(server) as c:
         pong = c.ping(b"are you there?")
         assert pong.wait(TIMEOUT), "no pong within the timeout"
-
 
 def test_close_1000_round_trip(server):
     with ws(server) as c:
@@ -63,7 +56,6 @@ def test_close_1000_round_trip(server):
         assert c.close_code == 1000
         with pytest.raises(ConnectionClosedOK):
             c.recv(timeout=TIMEOUT)
-
 
 def test_wrong_websocket_version_is_refused_with_426(server):
     request = (
@@ -75,17 +67,7 @@ def test_wrong_websocket_version_is_refused_with_426(server):
         "Sec-WebSocket-Version: 8\r\n"
         "\r\n"
     )
-    with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as s:
-        s.sendall(request.encode())
-        response = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            response += chunk
-    head, _, body = response.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    assert lines[0].startswith("HTTP/1.1 426"), lines[0]
-    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    status, headers, body = raw_http(server.host, server.port, request)
+    assert status.startswith("HTTP/1.1 426"), status
     assert headers.get("sec-websocket-version") == "13"
     assert b'"error"' in body and b'"message"' in body

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
-from conftest import CONFIRMATION, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN
+from conftest import assert_delivered, CONFIRMATION, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN
 
 TIMEOUT = 10.0
 
@@ -74,12 +74,7 @@ def test_subscriber_receives_confirmation_and_published_event(hub):
         }
         accepted = post_events(hub, event)
         assert accepted["accepted"] == 1
-        got = recv_json(c)
-        assert got["event_type"] == "pdfm"
-        assert got["message"] == "VM_STATE_CHANGED"
-        assert got["body"] == event["body"]
-        assert got["seq"] == accepted["events"][0]["seq"]
-        assert got["id"] == accepted["events"][0]["id"]
+        assert_delivered(recv_json(c), event, accepted)
 
 
 def test_publisher_socket_gets_an_error_for_an_invalid_message_and_goes_on(hub):

@@ -45,7 +45,7 @@ import pytest
 from websockets.asyncio.client import connect as connect_async
 from websockets.sync.client import connect
 
-from conftest import ADMIN_TOKEN, CONFIRMATION, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN, REPO, TIMEOUT
+from conftest import assert_delivered, raw_http, ADMIN_TOKEN, CONFIRMATION, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN, REPO, TIMEOUT
 
 
 
@@ -258,12 +258,7 @@ def test_guide_flow_over_wss_subscribe_publish_receive_unsubscribe(eventhub, cer
             "body": {"previous_state": "suspended", "current_state": "resuming"},
         }
         accepted = publish_https(hub, ctx, event)
-        got = recv_json(c)
-        assert got["event_type"] == "pdfm"
-        assert got["message"] == "VM_STATE_CHANGED"
-        assert got["body"] == event["body"]
-        assert got["seq"] == accepted["events"][0]["seq"]
-        assert got["id"] == accepted["events"][0]["id"]
+        assert_delivered(recv_json(c), event, accepted)
 
         status, answer = https(
             hub,
@@ -387,18 +382,8 @@ def test_plain_websocket_upgrade_on_the_tls_port_gets_400_tls_required(eventhub,
         "Sec-WebSocket-Version: 13\r\n"
         "\r\n"
     )
-    with socket.create_connection(("127.0.0.1", hub.tls_port), timeout=TIMEOUT) as s:
-        s.sendall(request.encode())
-        response = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            response += chunk
-    head, _, body = response.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    assert lines[0].startswith("HTTP/1.1 400"), response[:300]
-    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    status, headers, body = raw_http("127.0.0.1", hub.tls_port, request)
+    assert status.startswith("HTTP/1.1 400"), status
     assert headers.get("content-type") == "application/json", headers
     answer = json.loads(body)
     assert answer["error"] == "tls_required", answer
