@@ -33,7 +33,7 @@ use super::core::Core;
 use super::pre_auth::PreAuthRefusal;
 use super::stats::bump;
 use super::sys;
-use super::tls_link::{TlsFailure, TlsLink, MAX_RECORD_PLAINTEXT, RECORD_OVERHEAD};
+use super::tls_link::{TlsFailure, TlsLink};
 use super::ws::adopt;
 use crate::proto::forwarded::{canonical, client_from_chain, ForwardedError};
 use crate::proto::http::{parse_head, HeadLimits, HttpError, Request, Response};
@@ -528,11 +528,7 @@ async fn respond<A: App>(core: &Core<A>, ch: &mut Channel<'_>, resp: Response) {
 /// send).
 fn seal_all(link: &mut TlsLink, plain: &[u8]) -> Option<Vec<u8>> {
     let mut sealed = Vec::new();
-    let mut scratch = vec![0u8; MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD];
-    for chunk in plain.chunks(MAX_RECORD_PLAINTEXT) {
-        let n = link.seal(chunk, &mut scratch, &mut sealed).ok()?;
-        sealed.extend_from_slice(&scratch[..n]);
-    }
+    link.seal_to_vec(plain, &mut sealed).ok()?;
     Some(sealed)
 }
 

@@ -216,7 +216,8 @@ impl Outbox {
             if front.len() > MAX_RECORD_PLAINTEXT {
                 let (frame, tag) = self.frames.pop_front().expect("a front frame");
                 self.sealed_one(tag, frame.len());
-                let records = seal_large(tls, &frame)?;
+                let mut records = Vec::new();
+                tls.seal_to_vec(&frame, &mut records).map_err(seal_failed)?;
                 self.push_sealed(Bytes::from(records));
                 writes.record(1);
                 continue;
@@ -227,6 +228,10 @@ impl Outbox {
                     seal.resize(MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD, 0);
                 }
                 let (len, before) = self.seal_small(tls, &mut seal, writes)?;
+                if len == 0 {
+                    // Queued as sealed records instead (see `seal_small`).
+                    return Ok(true);
+                }
                 if !before.is_empty() {
                     // A key update rustls made before these records goes
                     // ahead of them.
@@ -286,11 +291,35 @@ impl Outbox {
                 (frames, tls.seal(&cork, seal, &mut before))
             })
         };
-        let len = sealed.map_err(seal_failed)?;
+        let plain: Option<Vec<u8>> = match sealed {
+            Ok(_) => None,
+            // More than the seal buffer holds: rustls put a message ahead
+            // of the record (the key update a client asked for). Sealed
+            // again below into a buffer of its own, once the frames are
+            // off the queue.
+            Err(SealError::Room(_)) => Some(
+                self.frames
+                    .iter()
+                    .take(frames)
+                    .flat_map(|(f, _)| f.iter().copied())
+                    .collect(),
+            ),
+            Err(e) => return Err(seal_failed(e)),
+        };
         for _ in 0..frames {
             let (f, t) = self.frames.pop_front().expect("sealed frames were queued");
             self.sealed_one(t, f.len());
         }
+        let len = match (sealed, plain) {
+            (Ok(len), _) => len,
+            (Err(_), Some(plain)) => {
+                let mut records = std::mem::take(&mut before);
+                tls.seal_to_vec(&plain, &mut records).map_err(seal_failed)?;
+                self.push_sealed(Bytes::from(records));
+                0
+            }
+            (Err(e), None) => return Err(seal_failed(e)),
+        };
         writes.record(frames);
         Ok((len, before))
     }
@@ -324,25 +353,6 @@ impl Outbox {
             finished += 1;
         }
         finished
-    }
-}
-
-/// A frame larger than one record sealed whole, in as many records as it
-/// takes, into a buffer of its own.
-fn seal_large(tls: &mut TlsLink, frame: &[u8]) -> io::Result<Vec<u8>> {
-    let records = frame.len().div_ceil(MAX_RECORD_PLAINTEXT);
-    let mut out = Vec::new();
-    let mut room = frame.len() + records * RECORD_OVERHEAD;
-    loop {
-        let mut buf = vec![0u8; room];
-        match tls.seal(frame, &mut buf, &mut out) {
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                return Ok(out);
-            }
-            Err(SealError::Room(need)) if need > room => room = need,
-            Err(e) => return Err(seal_failed(e)),
-        }
     }
 }
 
@@ -440,6 +450,63 @@ mod tests {
         }
         drop(a);
         assert_eq!(reader.join().unwrap().len(), big.len());
+    }
+
+    /// Over TLS, after the client asked for a key update (whose answer
+    /// rustls puts ahead of the next record, past the seal buffer's
+    /// size), small, record-sized and large frames all reach the client
+    /// whole and in order through a socket that fills.
+    #[test]
+    fn sealed_frames_arrive_in_order_across_a_key_update_and_a_full_socket() {
+        let (mut link, mut client) = crate::runtime::tls_link::testing::connected();
+        client.refresh_traffic_keys().unwrap();
+        std::io::Write::write_all(&mut client.writer(), b"hi").unwrap();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let (plain, answer, failed) =
+            crate::runtime::tls_link::testing::feed(&mut link, &wire, &[]);
+        assert!(!failed && plain == b"hi");
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut out = Outbox::default();
+        if !answer.is_empty() {
+            out.push_sealed(Bytes::from(answer));
+        }
+        let mut want = Vec::new();
+        for (i, &n) in [16_370usize, 3, 700, 70_000, 16_384, 1, 5000]
+            .iter()
+            .enumerate()
+        {
+            for round in 0..6u8 {
+                let frame = vec![round.wrapping_mul(7).wrapping_add(i as u8); n];
+                want.extend_from_slice(&frame);
+                out.push(Bytes::from(frame));
+            }
+        }
+        let total = want.len();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            while got.len() < total {
+                let n = b.read(&mut chunk).unwrap();
+                assert!(n > 0, "closed early");
+                let mut rd = &chunk[..n];
+                while !rd.is_empty() {
+                    client.read_tls(&mut rd).unwrap();
+                    client.process_new_packets().unwrap();
+                    let _ = client.reader().read_to_end(&mut got);
+                }
+            }
+            got
+        });
+        let writes = WriteHistogram::default();
+        while out.flush_sealed(a.as_raw_fd(), &writes, &mut link).unwrap() == Flush::Blocked {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(out.is_empty());
+        assert!(reader.join().unwrap() == want, "every byte, in order");
     }
 
     #[test]

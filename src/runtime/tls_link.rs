@@ -258,6 +258,24 @@ impl TlsLink {
         }
     }
 
+    /// Encrypts `plain`, in as many records as it takes, appending them
+    /// (after anything rustls must send first) to `out`.
+    pub(super) fn seal_to_vec(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
+        let records = plain.len().div_ceil(MAX_RECORD_PLAINTEXT).max(1);
+        let mut room = plain.len() + records * RECORD_OVERHEAD;
+        loop {
+            let mut buf = vec![0u8; room];
+            match self.seal(plain, &mut buf, out) {
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    return Ok(());
+                }
+                Err(SealError::Room(need)) if need > room => room = need,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// A close_notify alert, appended to `out` (nothing if it cannot be
     /// sent any more).
     pub(super) fn close_notify(&mut self, out: &mut Vec<u8>) {
@@ -304,15 +322,16 @@ fn encode(
     }
 }
 
+/// A server link and a rustls client with their handshake done in memory,
+/// for the tests of what runs over a link (here and in `outbox`).
 #[cfg(test)]
-mod tests {
+pub(super) mod testing {
     use super::*;
-    use proptest::prelude::*;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
     /// A server config with a self-signed certificate, and a client
     /// config that trusts it.
-    fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+    pub(crate) fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -339,7 +358,11 @@ mod tests {
 
     /// Feeds `bytes` to `link` cut at `cuts` (positions, any order);
     /// returns the plaintext, the answers, and whether it failed.
-    fn feed(link: &mut TlsLink, bytes: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<u8>, bool) {
+    pub(crate) fn feed(
+        link: &mut TlsLink,
+        bytes: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<u8>, Vec<u8>, bool) {
         let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
         at.push(bytes.len());
         at.sort_unstable();
@@ -358,7 +381,11 @@ mod tests {
 
     /// Runs the handshake of `client` with `link`, each flight cut at
     /// `cuts`.
-    fn handshake(link: &mut TlsLink, client: &mut rustls::ClientConnection, cuts: &[usize]) {
+    pub(crate) fn handshake(
+        link: &mut TlsLink,
+        client: &mut rustls::ClientConnection,
+        cuts: &[usize],
+    ) {
         while client.is_handshaking() || link.is_handshaking() {
             let mut flight = Vec::new();
             client.write_tls(&mut flight).unwrap();
@@ -368,6 +395,24 @@ mod tests {
             client.process_new_packets().unwrap();
         }
     }
+
+    /// A link and a client, connected.
+    pub(crate) fn connected() -> (TlsLink, rustls::ClientConnection) {
+        let (server, client_config) = configs();
+        let mut link = TlsLink::new(server).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+        handshake(&mut link, &mut client, &[]);
+        (link, client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use proptest::prelude::*;
+    use rustls::pki_types::ServerName;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
@@ -388,11 +433,13 @@ mod tests {
         }
 
         /// A real handshake in any pieces, then records both ways: what
-        /// one side seals the other opens, whatever the sizes.
+        /// one side seals the other opens, whatever the sizes, across key
+        /// updates the client asks for (TLS 1.3) between messages.
         #[test]
         fn records_round_trip_after_a_handshake_in_pieces(
             cuts in proptest::collection::vec(any::<usize>(), 0..6),
             sizes in proptest::collection::vec(0usize..40_000, 1..5),
+            key_updates in proptest::collection::vec(any::<bool>(), 5),
             garbage in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
             let (server, client_config) = configs();
@@ -400,23 +447,26 @@ mod tests {
             let name = ServerName::try_from("localhost").unwrap();
             let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
             handshake(&mut link, &mut client, &cuts);
-            for &size in &sizes {
+            for (&size, &update) in sizes.iter().zip(&key_updates) {
                 let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
                 // Client to server.
+                if update {
+                    client.refresh_traffic_keys().unwrap();
+                }
                 std::io::Write::write_all(&mut client.writer(), &data).unwrap();
                 let mut wire = Vec::new();
                 while client.wants_write() {
                     client.write_tls(&mut wire).unwrap();
                 }
-                let (plain, _, failed) = feed(&mut link, &wire, &cuts);
+                let (plain, answer, failed) = feed(&mut link, &wire, &cuts);
                 prop_assert!(!failed);
                 prop_assert!(plain == data);
-                // Server to client, a record's worth at a time.
-                let mut sealed = Vec::new();
+                // Server to client: the server's own key update first (its
+                // answer to the client's), then records a record's worth
+                // at a time.
+                let mut sealed = answer;
                 for chunk in data.chunks(MAX_RECORD_PLAINTEXT) {
-                    let mut scratch = vec![0u8; MAX_RECORD_PLAINTEXT + RECORD_OVERHEAD];
-                    let n = link.seal(chunk, &mut scratch, &mut sealed).unwrap();
-                    sealed.extend_from_slice(&scratch[..n]);
+                    link.seal_to_vec(chunk, &mut sealed).unwrap();
                 }
                 let mut reader = &sealed[..];
                 let mut got = Vec::new();
