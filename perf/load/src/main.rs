@@ -20,6 +20,10 @@
 //! can be had under the cheapest reading there is and under an ordinary
 //! WebSocket library's.
 //!
+//! With `--tls-ca FILE` every connection (subscribers, publishers, the
+//! `/metrics` scrape) is TLS, trusting the CA in FILE: a server's wss
+//! measured with the same load and counting as its ws ([`transport`]).
+//!
 //! Every run is bounded: by `--count` events per publisher and by
 //! `--timeout` for the deliveries; all traffic goes to the given loopback
 //! address.
@@ -33,6 +37,7 @@ mod publisher;
 mod readers;
 mod report;
 mod server_proc;
+mod transport;
 mod window;
 
 use std::net::SocketAddr;
@@ -47,6 +52,7 @@ use publisher::Publisher;
 use readers::ReaderKind;
 use report::Report;
 use server_proc::{proc_cpu_ns, proc_rss_bytes};
+use transport::Endpoint;
 use window::Window;
 
 /// What kind of server is driven.
@@ -64,6 +70,11 @@ pub struct Args {
     /// Server address (loopback).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Connect over TLS (wss, and https for /metrics), trusting only the
+    /// CA certificates in this PEM file (`eventhub dev-cert`'s ca.pem);
+    /// the server's certificate must name the IP address of --addr.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "eventhub")]
     pub kind: Kind,
     /// Bearer token (eventhub).
@@ -167,8 +178,15 @@ fn raise_nofile_limit() {
 }
 
 async fn run(args: &Args) -> Report {
+    let endpoint = match &args.tls_ca {
+        None => Endpoint::plain(args.addr),
+        Some(ca) => Endpoint::tls(args.addr, ca).unwrap_or_else(|e| {
+            eprintln!("eventhub-load: --tls-ca {}: {e}", ca.display());
+            std::process::exit(2);
+        }),
+    };
     let rss_before = args.server_pid.and_then(proc_rss_bytes);
-    let opened = connecting::open(args).await;
+    let opened = connecting::open(args, &endpoint).await;
     let connected = opened.subs.len();
     let healthy = connected - opened.slow;
     let expected_total = args.publishers as u64 * args.count;
@@ -185,6 +203,10 @@ async fn run(args: &Args) -> Report {
     // Let the server settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut report = Report::new(args, connected, opened.errors, opened.storm);
+    report.transport = match opened.tls {
+        Some(tls) => format!("{} {tls}", endpoint.scheme()),
+        None => endpoint.scheme().to_string(),
+    };
     if args.idle {
         tokio::time::sleep(Duration::from_secs(args.idle_hold_s)).await;
         let rss_after = args.server_pid.and_then(proc_rss_bytes);
@@ -198,10 +220,10 @@ async fn run(args: &Args) -> Report {
         }
         return report;
     }
-    let writes_before = server_writes(args).await;
+    let writes_before = server_writes(args, &endpoint).await;
     let cpu_start = args.server_pid.and_then(proc_cpu_ns);
     let started = Instant::now();
-    let published = publish(args, window).await;
+    let published = publish(args, &endpoint, window).await;
     let publish_done = started.elapsed();
     // Wait for the healthy subscribers to have everything.
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -210,7 +232,7 @@ async fn run(args: &Args) -> Report {
     }
     let elapsed = started.elapsed();
     let cpu_end = args.server_pid.and_then(proc_cpu_ns);
-    let writes_after = server_writes(args).await;
+    let writes_after = server_writes(args, &endpoint).await;
     progress.stop();
     let seen: Vec<_> = readers
         .into_iter()
@@ -226,7 +248,7 @@ async fn run(args: &Args) -> Report {
     }
     if args.kind == Kind::Eventhub && opened.slow > 0 {
         let name = "eventhub_slow_consumer_closes_total";
-        report.server_slow_closes = metrics::scrape(args.addr, &args.token)
+        report.server_slow_closes = metrics::scrape(&endpoint, &args.token)
             .await
             .and_then(|text| metrics::family_sum(&text, name))
             .map(|n| n as u64);
@@ -235,12 +257,12 @@ async fn run(args: &Args) -> Report {
 }
 
 /// Runs the publishers to the end; returns how many events they sent.
-async fn publish(args: &Args, window: Option<Arc<Window>>) -> u64 {
+async fn publish(args: &Args, endpoint: &Endpoint, window: Option<Arc<Window>>) -> u64 {
     let pubs: Vec<_> = (0..args.publishers)
         .map(|index| {
             tokio::spawn(
                 Publisher {
-                    addr: args.addr,
+                    endpoint: endpoint.clone(),
                     kind: args.kind,
                     token: args.token.clone(),
                     channel: args.channel.clone(),
@@ -268,10 +290,10 @@ async fn publish(args: &Args, window: Option<Arc<Window>>) -> u64 {
 
 /// eventhub's frames-per-write histogram now; `None` for a peer or a hub
 /// without it.
-async fn server_writes(args: &Args) -> Option<Writes> {
+async fn server_writes(args: &Args, endpoint: &Endpoint) -> Option<Writes> {
     if args.kind != Kind::Eventhub {
         return None;
     }
-    let text = metrics::scrape(args.addr, &args.token).await?;
+    let text = metrics::scrape(endpoint, &args.token).await?;
     Writes::parse(&text)
 }

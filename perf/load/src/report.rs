@@ -14,6 +14,8 @@ use crate::Args;
 /// One run's figures.
 pub struct Report {
     pub label: String,
+    /// `ws`, or `wss` with the TLS version and cipher suite.
+    pub transport: String,
     pub reader: ReaderKind,
     /// 0: open loop.
     pub window: u64,
@@ -48,6 +50,7 @@ impl Report {
     pub fn new(args: &Args, connected: usize, connect_errors: usize, storm: Storm) -> Report {
         Report {
             label: args.label.clone(),
+            transport: String::new(),
             reader: args.reader,
             window: args.window,
             publishers: args.publishers,
@@ -148,7 +151,7 @@ impl Report {
     pub fn table(&self) -> String {
         if let Some(rss) = self.rss_per_connection {
             return format!(
-                "{:<22} {:<11} idle subscribers {:>6} (errors {}): server RSS {:.1} MiB, {:.0} bytes per connection | connect storm {:.2} s, {:.0}/s, cpu/connection {}",
+                "{:<22} {:<11} idle subscribers {:>6} (errors {}): server RSS {:.1} MiB, {:.0} bytes per connection | connect storm {:.2} s, {:.0}/s, cpu/connection {} | {}",
                 self.label,
                 self.reader_name(),
                 self.connected,
@@ -158,10 +161,11 @@ impl Report {
                 self.storm.seconds,
                 self.connections_per_s(),
                 self.cpu_per_connection_us().map_or("n/a".into(), |c| format!("{c:.1} us")),
+                self.transport,
             );
         }
         format!(
-            "{:<22} {:<11} subs {:>5} pubs {:>2} rate {:>7} {:<9} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | writes/delivery {} frames/write {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{}",
+            "{:<22} {:<11} subs {:>5} pubs {:>2} rate {:>7} {:<9} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | writes/delivery {} frames/write {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{} | {}",
             self.label,
             self.reader_name(),
             self.connected,
@@ -186,12 +190,14 @@ impl Report {
             self.slow_closed_1013,
             self.server_slow_closes
                 .map_or(String::new(), |n| format!(" (server counted {n})")),
+            self.transport,
         )
     }
 
     pub fn json(&self) -> serde_json::Value {
         json!({
             "label": self.label,
+            "transport": self.transport,
             "reader": self.reader_name(),
             "window": self.window,
             "subscribers": self.connected,
