@@ -14,7 +14,10 @@
 //! rather than the due time, because tokio's timer wakes up to a
 //! millisecond late and that delay is the tool's, not the server's. Server
 //! CPU comes from `/proc/<pid>/stat` (utime + stime over the phase), the
-//! fairest figure when the load tool shares the cores with the server.
+//! fairest figure when the load tool shares the cores with the server. The
+//! tool's own CPU over the same phase is given beside it: where the tool
+//! keeps a core busy (pinned, one core each), the delivery rate is the
+//! tool's, not the server's.
 //!
 //! The subscribers read one of two ways (`--reader`), so that each figure
 //! can be had under the cheapest reading there is and under an ordinary
@@ -222,6 +225,7 @@ async fn run(args: &Args) -> Report {
     }
     let writes_before = server_writes(args, &endpoint).await;
     let cpu_start = args.server_pid.and_then(proc_cpu_ns);
+    let tool_cpu_start = proc_cpu_ns(std::process::id());
     let started = Instant::now();
     let published = publish(args, &endpoint, window).await;
     let publish_done = started.elapsed();
@@ -232,6 +236,7 @@ async fn run(args: &Args) -> Report {
     }
     let elapsed = started.elapsed();
     let cpu_end = args.server_pid.and_then(proc_cpu_ns);
+    let tool_cpu_end = proc_cpu_ns(std::process::id());
     let writes_after = server_writes(args, &endpoint).await;
     progress.stop();
     let seen: Vec<_> = readers
@@ -242,6 +247,9 @@ async fn run(args: &Args) -> Report {
     report.publish_seconds = publish_done.as_secs_f64();
     report.elapsed_seconds = elapsed.as_secs_f64();
     report.server_cpu_ns = cpu_start.zip(cpu_end).map(|(a, b)| b.saturating_sub(a));
+    report.tool_cpu_ns = tool_cpu_start
+        .zip(tool_cpu_end)
+        .map(|(a, b)| b.saturating_sub(a));
     report.writes = writes_before.zip(writes_after).map(|(b, a)| a.since(b));
     for s in &seen {
         report.take_stats(s, expected_total);
