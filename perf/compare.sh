@@ -11,6 +11,9 @@
 #                                       this build against another build of
 #                                       eventhub (e.g. the commit before a
 #                                       change), same load tool, same run
+#   TLS=1 SCENARIOS="A2 B C" perf/compare.sh
+#                                       every run over plain ws and then over
+#                                       wss, back to back (below)
 #
 # Modes:
 #   shared (default, PINNED unset or 0)
@@ -27,6 +30,18 @@
 # subscriber readers (eventhub-load --reader); every scenario and server runs
 # once per reader (the load tool's row names its reader).
 # READERS=none passes no --reader (a load tool from before that option).
+#
+# TLS: TLS=1 runs each scenario, reader and server over plain ws and then,
+# right after, over wss (TLS 1.3 and AES-256-GCM, the first choice of the
+# load tool's rustls client; a P-256 certificate from `eventhub dev-cert`,
+# made once in target/perf/tls), so that the two are measured in the same
+# window of the box's speed. The load tool's rows end with what was agreed. The servers that serve wss are eventhub (and eventhub-base:
+# `[tls] cert/key` with `listen = ""`, wss on its one address, /metrics over
+# https) and tokio-tungstenite (--tls-cert/--tls-key: tokio-rustls); the
+# others run over ws only. The load tool connects everything (subscribers
+# under either reader, the publisher, the /metrics scrape) over TLS with
+# --tls-ca. Rows and files are named with "wss" ("B eventhub wss",
+# B-eventhub-wss-epoll.json). TLS=0 or unset: plain ws only.
 #
 # Scenarios (256-byte events):
 #   A   1,000 subscribers x 100 events/s (10 s)
@@ -64,6 +79,7 @@ SCENARIOS=${SCENARIOS:-"A A2 B Bw C S E"}
 SERVERS=${SERVERS:-"eventhub tokio-tungstenite fastwebsockets node-ws bun"}
 READERS=${READERS:-"epoll tungstenite"}
 PINNED=${PINNED:-}
+TLS=${TLS:-}
 WORKERS=${WORKERS:-$(nproc)}
 PORT=${PORT:-9300}
 TOKEN=bench-token-0123456789abcdef
@@ -87,6 +103,12 @@ elif [[ -n $PINNED && $PINNED != 0 ]]; then
     echo "PINNED is 1 (pinned), or 0 or unset (shared), not '$PINNED'" >&2
     exit 2
 fi
+case $TLS in
+    1) TRANSPORTS="ws wss" ;;
+    "" | 0) TRANSPORTS="ws" ;;
+    *) echo "TLS is 1 (ws and wss), or 0 or unset (ws only), not '$TLS'" >&2; exit 2 ;;
+esac
+serves_wss() { [[ $1 == eventhub || $1 == eventhub-base || $1 == tokio-tungstenite ]]; }
 if has eventhub-base && [[ -z ${EVENTHUB_BASE:-} ]]; then
     echo "eventhub-base: set EVENTHUB_BASE to the other eventhub binary" >&2
     exit 2
@@ -121,6 +143,17 @@ if [[ " $SCENARIOS " == *" Bw "* && $load_help != *--window* ]]; then
     echo "$BIN/eventhub-load has no --window option (scenario Bw)" >&2
     exit 1
 fi
+if [[ $TLS == 1 && $load_help != *--tls-ca* ]]; then
+    echo "$BIN/eventhub-load has no --tls-ca option (TLS=1)" >&2
+    exit 1
+fi
+
+# wss: a development CA and a certificate for 127.0.0.1 (made once, then
+# reused: eventhub dev-cert keeps what is there).
+TLS_DIR=$OUT/tls
+if [[ $TLS == 1 ]]; then
+    "$BIN/eventhub" dev-cert --out "$TLS_DIR" >/dev/null || exit 1
+fi
 
 # The hub's config per scenario: a 1 MiB send queue (B's bursts reach a few
 # hundred KB per subscriber), except in E, where the non-readers should be
@@ -128,7 +161,7 @@ fi
 # of kernel memory) hold about 7 s of E's events (a healthy subscriber never
 # queues that much).
 write_config() {
-    local queue=$1 sndbuf=$2
+    local queue=$1 sndbuf=$2 tls=${3:-}
     cat <<TOML
 [hub]
 # Benchmarks connect many clients from few addresses.
@@ -143,15 +176,32 @@ token = "$TOKEN"
 admin = true
 publish = ["*"]
 TOML
+    if [[ -n $tls ]]; then
+        # wss on the --listen address (listen = "": no plain ws beside it).
+        cat <<TOML
+[tls]
+cert = "$TLS_DIR/cert.pem"
+key = "$TLS_DIR/key.pem"
+listen = ""
+TOML
+    fi
 }
 write_config 1048576 262144 >"$OUT/bench.toml"
 write_config 65536 65536 >"$OUT/bench-e.toml"
+write_config 1048576 262144 tls >"$OUT/bench-wss.toml"
+write_config 65536 65536 tls >"$OUT/bench-e-wss.toml"
 
 server_pid=""
+# start_server NAME SCENARIO TRANSPORT (ws or wss)
 start_server() {
-    local name=$1 config=$OUT/bench.toml
-    [[ $2 == E ]] && config=$OUT/bench-e.toml
-    local log="$OUT/server-$name.log"
+    local name=$1 config=$OUT/bench tls_args=()
+    [[ $2 == E ]] && config=$config-e
+    if [[ $3 == wss ]]; then
+        config=$config-wss
+        tls_args=(--tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem")
+    fi
+    config=$config.toml
+    local log="$OUT/server-$name-$3.log"
     local listen=127.0.0.1:$PORT
     # Emptied here, not only by the server's redirection (which runs in the
     # child, after the wait below may already have read the last run's
@@ -160,7 +210,7 @@ start_server() {
     case $name in
         eventhub) "${server_pin[@]}" "$BIN/eventhub" serve --listen "$listen" --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
         eventhub-base) "${server_pin[@]}" "$EVENTHUB_BASE" serve --listen "$listen" --workers "$WORKERS" --config "$config" >"$log" 2>&1 & ;;
-        tokio-tungstenite) "${server_pin[@]}" "$BIN/peer-tokio-tungstenite" --listen "$listen" --threads "$WORKERS" >"$log" 2>&1 & ;;
+        tokio-tungstenite) "${server_pin[@]}" "$BIN/peer-tokio-tungstenite" --listen "$listen" --threads "$WORKERS" "${tls_args[@]}" >"$log" 2>&1 & ;;
         fastwebsockets) "${server_pin[@]}" "$BIN/peer-fastwebsockets" --listen "$listen" --threads "$WORKERS" >"$log" 2>&1 & ;;
         node-ws) (ulimit -n "$(ulimit -Hn)"; exec "${server_pin[@]}" node perf/peers/node/server.js --listen "$listen" --threads "$WORKERS") >"$log" 2>&1 & ;;
         bun) (ulimit -n "$(ulimit -Hn)"; exec "${server_pin[@]}" "$BUN" perf/peers/bun/server.js --listen "$listen" --threads "$WORKERS") >"$log" 2>&1 & ;;
@@ -207,7 +257,7 @@ if [[ $PINNED == 1 ]]; then
 else
     mode="shared: server ($WORKERS threads) and load tool on all $(nproc) cores"
 fi
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r); mode $mode; readers: $READERS; date: $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r); mode $mode; readers: $READERS; transports: $TRANSPORTS; date: $(date -u +%Y-%m-%dT%H:%MZ)"
 status=0
 for scenario in $SCENARIOS; do
     for reader in $READERS; do
@@ -215,16 +265,24 @@ for scenario in $SCENARIOS; do
         file_reader=-$reader
         if [[ $reader == none ]]; then reader_args=(); file_reader=""; fi
         for server in $SERVERS; do
-            start_server "$server" "$scenario" || { status=1; stop_server; continue; }
-            kind=peer
-            [[ $server == eventhub* ]] && kind=eventhub
-            # shellcheck disable=SC2046
-            "${load_pin[@]}" "$BIN/eventhub-load" --addr "127.0.0.1:$PORT" --kind "$kind" --token "$TOKEN" --size 256 \
-                --server-pid "$server_pid" --label "$scenario $server" \
-                --json "$OUT/$scenario-$server$file_reader.json" \
-                "${reader_args[@]}" $(scenario_args "$scenario") || status=1
-            stop_server
-            PORT=$((PORT + 1))
+            for transport in $TRANSPORTS; do
+                [[ $transport == ws ]] || serves_wss "$server" || continue
+                start_server "$server" "$scenario" "$transport" || { status=1; stop_server; continue; }
+                kind=peer
+                [[ $server == eventhub* ]] && kind=eventhub
+                label="$scenario $server" file="$scenario-$server" tls_args=()
+                if [[ $transport == wss ]]; then
+                    label+=" wss" file+="-wss"
+                    tls_args=(--tls-ca "$TLS_DIR/ca.pem")
+                fi
+                # shellcheck disable=SC2046
+                "${load_pin[@]}" "$BIN/eventhub-load" --addr "127.0.0.1:$PORT" --kind "$kind" --token "$TOKEN" --size 256 \
+                    --server-pid "$server_pid" --label "$label" \
+                    --json "$OUT/$file$file_reader.json" \
+                    "${reader_args[@]}" "${tls_args[@]}" $(scenario_args "$scenario") || status=1
+                stop_server
+                PORT=$((PORT + 1))
+            done
         done
     done
 done

@@ -3,8 +3,9 @@
 //! from a tool that works: every delivery counted and checked, under both
 //! readers (epoll, tungstenite) and closed-loop publishing (`--window`),
 //! slow consumers seen closed with 1013, idle connections' memory and the
-//! connect storm measured, and a failing exit status when deliveries go
-//! missing.
+//! connect storm measured, a failing exit status when deliveries go
+//! missing, and all of it over wss as well (`--tls-ca`, what
+//! `perf/compare.sh` runs with `TLS=1`).
 //!
 //! The tool is built (in this test's profile) by `cargo build -p
 //! eventhub-load` on first use: a workspace test run does not build other
@@ -18,6 +19,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
+use common::tls::{TestCa, TlsFiles};
 use common::Server;
 
 const TOKEN: &str = "load-token-0123456789abcdef";
@@ -287,4 +289,66 @@ fn an_idle_connect_storm_is_timed_with_the_servers_cpu_per_connection() {
         table.contains("connect storm") && table.contains("cpu/connection"),
         "{table}"
     );
+}
+
+/// A wss run under `reader`, against a hub that serves wss only: every
+/// delivery counted through the tool's TLS, the slow consumers' 1013 seen
+/// through it, and `/metrics` read over https (its slow-consumer count and
+/// writes per delivery).
+fn wss_run_delivers_everything(reader: &str) {
+    let ca = TestCa::new("load-ca");
+    let files = TlsFiles::new(&format!("load-{reader}"));
+    let tls = files.pair(&ca.server("load"));
+    let ca_file = files.write("ca.pem", &ca.cert_pem);
+    let server = Server::hub(2, &format!("{}[tls]\n{tls}", config(256 * 1024)));
+    assert!(server.tls_addr.is_some(), "the hub serves wss");
+    let (out, report) = run_load(
+        &server,
+        &format!(
+            "--kind eventhub --reader {reader} --subscribers 10 --slow-percent 20 --rate 1000 --count 3000 --size 4096 --tls-ca {}",
+            ca_file.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert!(
+        report["transport"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("wss TLSv1_3")),
+        "{report}"
+    );
+    assert_eq!(report["expected"], 8 * 3000, "{report}");
+    assert_eq!(report["deliveries"], 8 * 3000, "{report}");
+    for check in ["gaps", "duplicates", "disorder"] {
+        assert_eq!(report[check], 0, "{check}: {report}");
+    }
+    assert_eq!(report["slow_subscribers"], 2, "{report}");
+    assert_eq!(report["slow_closed_1013"], 2, "{report}");
+    assert_eq!(report["server_slow_consumer_closes"], 2, "{report}");
+    assert!(
+        report["writes_per_delivery"]
+            .as_f64()
+            .is_some_and(|w| w > 0.0),
+        "{report}"
+    );
+}
+
+#[test]
+fn over_wss_the_epoll_reader_delivers_everything_and_sees_1013() {
+    wss_run_delivers_everything("epoll");
+}
+
+#[test]
+fn over_wss_the_tungstenite_reader_delivers_everything_and_sees_1013() {
+    wss_run_delivers_everything("tungstenite");
+}
+
+#[test]
+fn a_plain_run_says_ws() {
+    let server = Server::hub(1, &config(1 << 20));
+    let (out, report) = run_load(
+        &server,
+        "--kind eventhub --subscribers 2 --rate 200 --count 20",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["transport"], "ws", "{report}");
 }

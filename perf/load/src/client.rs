@@ -1,15 +1,17 @@
 //! The load tool's WebSocket client side: connecting and upgrading, by
-//! hand over a tokio socket so that a subscriber can be bound to its own
-//! source address and given a small receive buffer; the readers
-//! ([`crate::readers`]) then take the socket over.
+//! hand over a tokio socket (plain or TLS, [`crate::transport`]) so that a
+//! subscriber can be bound to its own source address and given a small
+//! receive buffer; the readers ([`crate::readers`]) then take the
+//! connection over.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use eventhub_proto::{Decoded, Event, Reader, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+
+use crate::transport::{Endpoint, Stream};
 
 /// How long a connection may take, confirmation included.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +29,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// An upgraded connection and the bytes that came after the 101.
 pub struct Upgraded {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub leftover: Vec<u8>,
 }
 
@@ -42,22 +44,18 @@ pub enum Until {
 
 /// Connects (from `source` if given) and upgrades to a WebSocket.
 pub async fn connect(
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     source: Option<IpAddr>,
     path: &str,
     token: &str,
     small_rcvbuf: bool,
     until: Until,
 ) -> io::Result<Upgraded> {
-    let socket = TcpSocket::new_v4()?;
-    if let Some(ip) = source {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    if small_rcvbuf {
-        socket.set_recv_buffer_size(4096)?;
-    }
-    let mut stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let mut stream =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, endpoint.connect(source, small_rcvbuf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    let addr = endpoint.addr;
     let auth = if token.is_empty() {
         String::new()
     } else {
@@ -67,6 +65,7 @@ pub async fn connect(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await?;
+    stream.flush().await?;
     let mut buf = Vec::with_capacity(1024);
     // Where the WebSocket stream starts in `buf`, once the head is read.
     let mut body_at = None;

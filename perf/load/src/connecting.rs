@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::accounting::Subscriber;
 use crate::client::{connect, Until, Upgraded};
 use crate::server_proc::proc_cpu_ns;
+use crate::transport::Endpoint;
 use crate::{Args, Kind};
 
 /// The subscribers that connected, and how the connecting went.
@@ -24,6 +25,8 @@ pub struct Opened {
     /// Slow consumers among `subs`.
     pub slow: usize,
     pub storm: Storm,
+    /// The TLS version and cipher suite the first subscriber got, if TLS.
+    pub tls: Option<String>,
 }
 
 /// The connect phase's figures.
@@ -52,7 +55,7 @@ fn subscribe_path(args: &Args) -> String {
 
 /// Connects `--subscribers`; every `100 / --slow-percent`-th is a slow
 /// consumer.
-pub async fn open(args: &Args) -> Opened {
+pub async fn open(args: &Args, endpoint: &Endpoint) -> Opened {
     let path = subscribe_path(args);
     let slow_every = if args.slow_percent > 0.0 {
         (100.0 / args.slow_percent).round().max(1.0) as usize
@@ -76,7 +79,7 @@ pub async fn open(args: &Args) -> Opened {
                 }
                 let source = Some(source_ip(args.source_subnet, i));
                 let slow = is_slow(i);
-                let result = connect(args.addr, source, path, &args.token, slow, until).await;
+                let result = connect(endpoint, source, path, &args.token, slow, until).await;
                 (i, result)
             }
         })
@@ -95,10 +98,14 @@ pub async fn open(args: &Args) -> Opened {
         errors: 0,
         slow: 0,
         storm,
+        tls: None,
     };
     for (i, result) in results {
         match result {
             Ok(up) => {
+                if opened.tls.is_none() {
+                    opened.tls = up.stream.tls_description();
+                }
                 let slow = is_slow(i);
                 opened.slow += usize::from(slow);
                 let sub = Subscriber::new(slow, args.publishers, args.kind == Kind::Eventhub);

@@ -14,11 +14,18 @@
 //! rather than the due time, because tokio's timer wakes up to a
 //! millisecond late and that delay is the tool's, not the server's. Server
 //! CPU comes from `/proc/<pid>/stat` (utime + stime over the phase), the
-//! fairest figure when the load tool shares the cores with the server.
+//! fairest figure when the load tool shares the cores with the server. The
+//! tool's own CPU over the same phase is given beside it: where the tool
+//! keeps a core busy (pinned, one core each), the delivery rate is the
+//! tool's, not the server's.
 //!
 //! The subscribers read one of two ways (`--reader`), so that each figure
 //! can be had under the cheapest reading there is and under an ordinary
 //! WebSocket library's.
+//!
+//! With `--tls-ca FILE` every connection (subscribers, publishers, the
+//! `/metrics` scrape) is TLS, trusting the CA in FILE: a server's wss
+//! measured with the same load and counting as its ws ([`transport`]).
 //!
 //! Every run is bounded: by `--count` events per publisher and by
 //! `--timeout` for the deliveries; all traffic goes to the given loopback
@@ -33,6 +40,7 @@ mod publisher;
 mod readers;
 mod report;
 mod server_proc;
+mod transport;
 mod window;
 
 use std::net::SocketAddr;
@@ -47,6 +55,7 @@ use publisher::Publisher;
 use readers::ReaderKind;
 use report::Report;
 use server_proc::{proc_cpu_ns, proc_rss_bytes};
+use transport::Endpoint;
 use window::Window;
 
 /// What kind of server is driven.
@@ -64,6 +73,11 @@ pub struct Args {
     /// Server address (loopback).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Connect over TLS (wss, and https for /metrics), trusting only the
+    /// CA certificates in this PEM file (`eventhub dev-cert`'s ca.pem);
+    /// the server's certificate must name the IP address of --addr.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "eventhub")]
     pub kind: Kind,
     /// Bearer token (eventhub).
@@ -167,8 +181,15 @@ fn raise_nofile_limit() {
 }
 
 async fn run(args: &Args) -> Report {
+    let endpoint = match &args.tls_ca {
+        None => Endpoint::plain(args.addr),
+        Some(ca) => Endpoint::tls(args.addr, ca).unwrap_or_else(|e| {
+            eprintln!("eventhub-load: --tls-ca {}: {e}", ca.display());
+            std::process::exit(2);
+        }),
+    };
     let rss_before = args.server_pid.and_then(proc_rss_bytes);
-    let opened = connecting::open(args).await;
+    let opened = connecting::open(args, &endpoint).await;
     let connected = opened.subs.len();
     let healthy = connected - opened.slow;
     let expected_total = args.publishers as u64 * args.count;
@@ -185,6 +206,10 @@ async fn run(args: &Args) -> Report {
     // Let the server settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut report = Report::new(args, connected, opened.errors, opened.storm);
+    report.transport = match opened.tls {
+        Some(tls) => format!("{} {tls}", endpoint.scheme()),
+        None => endpoint.scheme().to_string(),
+    };
     if args.idle {
         tokio::time::sleep(Duration::from_secs(args.idle_hold_s)).await;
         let rss_after = args.server_pid.and_then(proc_rss_bytes);
@@ -198,10 +223,11 @@ async fn run(args: &Args) -> Report {
         }
         return report;
     }
-    let writes_before = server_writes(args).await;
+    let writes_before = server_writes(args, &endpoint).await;
     let cpu_start = args.server_pid.and_then(proc_cpu_ns);
+    let tool_cpu_start = proc_cpu_ns(std::process::id());
     let started = Instant::now();
-    let published = publish(args, window).await;
+    let published = publish(args, &endpoint, window).await;
     let publish_done = started.elapsed();
     // Wait for the healthy subscribers to have everything.
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -210,7 +236,8 @@ async fn run(args: &Args) -> Report {
     }
     let elapsed = started.elapsed();
     let cpu_end = args.server_pid.and_then(proc_cpu_ns);
-    let writes_after = server_writes(args).await;
+    let tool_cpu_end = proc_cpu_ns(std::process::id());
+    let writes_after = server_writes(args, &endpoint).await;
     progress.stop();
     let seen: Vec<_> = readers
         .into_iter()
@@ -220,13 +247,16 @@ async fn run(args: &Args) -> Report {
     report.publish_seconds = publish_done.as_secs_f64();
     report.elapsed_seconds = elapsed.as_secs_f64();
     report.server_cpu_ns = cpu_start.zip(cpu_end).map(|(a, b)| b.saturating_sub(a));
+    report.tool_cpu_ns = tool_cpu_start
+        .zip(tool_cpu_end)
+        .map(|(a, b)| b.saturating_sub(a));
     report.writes = writes_before.zip(writes_after).map(|(b, a)| a.since(b));
     for s in &seen {
         report.take_stats(s, expected_total);
     }
     if args.kind == Kind::Eventhub && opened.slow > 0 {
         let name = "eventhub_slow_consumer_closes_total";
-        report.server_slow_closes = metrics::scrape(args.addr, &args.token)
+        report.server_slow_closes = metrics::scrape(&endpoint, &args.token)
             .await
             .and_then(|text| metrics::family_sum(&text, name))
             .map(|n| n as u64);
@@ -235,12 +265,12 @@ async fn run(args: &Args) -> Report {
 }
 
 /// Runs the publishers to the end; returns how many events they sent.
-async fn publish(args: &Args, window: Option<Arc<Window>>) -> u64 {
+async fn publish(args: &Args, endpoint: &Endpoint, window: Option<Arc<Window>>) -> u64 {
     let pubs: Vec<_> = (0..args.publishers)
         .map(|index| {
             tokio::spawn(
                 Publisher {
-                    addr: args.addr,
+                    endpoint: endpoint.clone(),
                     kind: args.kind,
                     token: args.token.clone(),
                     channel: args.channel.clone(),
@@ -268,10 +298,10 @@ async fn publish(args: &Args, window: Option<Arc<Window>>) -> u64 {
 
 /// eventhub's frames-per-write histogram now; `None` for a peer or a hub
 /// without it.
-async fn server_writes(args: &Args) -> Option<Writes> {
+async fn server_writes(args: &Args, endpoint: &Endpoint) -> Option<Writes> {
     if args.kind != Kind::Eventhub {
         return None;
     }
-    let text = metrics::scrape(args.addr, &args.token).await?;
+    let text = metrics::scrape(endpoint, &args.token).await?;
     Writes::parse(&text)
 }

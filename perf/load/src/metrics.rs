@@ -1,24 +1,27 @@
 //! eventhub's `/metrics` (Prometheus text), read with a plain HTTP/1.1
-//! GET over a TCP socket: the tool needs two figures from it, not an HTTP
+//! GET over a TCP socket (TLS with `--tls-ca`, where the hub serves https
+//! on the same address): the tool needs two figures from it, not an HTTP
 //! client. They are the slow-consumer closes, set beside what the
 //! subscribers saw, and the `eventhub_frames_per_write` histogram, whose
 //! growth over the publishing gives the writes per delivery (how well the
 //! hub coalesces frames into one `sendmsg`). Either is `None` where the
 //! server does not have it (a peer, an older hub).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::transport::Endpoint;
 
 /// The text of `/metrics` (read with `token`, which must be an admin's).
-pub async fn scrape(addr: SocketAddr, token: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
+pub async fn scrape(endpoint: &Endpoint, token: &str) -> Option<String> {
+    let addr = endpoint.addr;
+    let mut stream = endpoint.connect(None, false).await.ok()?;
     let req = format!(
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await.ok()?;
+    stream.flush().await.ok()?;
     let mut resp = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut resp))
         .await

@@ -1,10 +1,10 @@
 //! Publishers: each sends its events over one WebSocket, paced open-loop
 //! (event `k` is due at `start + k / rate` whatever happened to earlier
 //! ones) and, with `--window`, held back by the slowest subscriber
-//! ([`Window`]). Every event carries the time it is written to the socket.
+//! ([`Window`]). Every event carries the time it is written to the socket
+//! (over TLS: handed to the TLS stream, which seals and writes it at once).
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +12,13 @@ use eventhub_proto::{masked_frame, Opcode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::{connect, monotonic_ns, Until};
+use crate::transport::Endpoint;
 use crate::window::Window;
 use crate::Kind;
 
 /// One publisher's part of the run.
 pub struct Publisher {
-    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
     pub kind: Kind,
     pub token: String,
     pub channel: String,
@@ -37,7 +38,7 @@ impl Publisher {
     /// Publishes; returns how many events were sent.
     pub async fn run(self) -> io::Result<u64> {
         let up = connect(
-            self.addr,
+            &self.endpoint,
             None,
             "/v1/ws/publish",
             &self.token,
@@ -87,11 +88,14 @@ impl Publisher {
             let paced = self.rate > 0.0 || self.window.is_some();
             if paced || batch.len() >= 32 * 1024 || n == self.count {
                 stream.write_all(&batch).await?;
+                // Over TLS, sealed records can wait in the session.
+                stream.flush().await?;
                 batch.clear();
             }
         }
         let close = masked_frame(true, Opcode::Close, &1000u16.to_be_bytes(), [1, 1, 1, 1]);
         stream.write_all(&close).await?;
+        stream.flush().await?;
         // Give the server the moment it needs to read the tail before the FIN.
         let mut sink = [0u8; 1024];
         let _ = tokio::time::timeout(Duration::from_secs(2), async {

@@ -14,6 +14,8 @@ use crate::Args;
 /// One run's figures.
 pub struct Report {
     pub label: String,
+    /// `ws`, or `wss` with the TLS version and cipher suite.
+    pub transport: String,
     pub reader: ReaderKind,
     /// 0: open loop.
     pub window: u64,
@@ -26,6 +28,8 @@ pub struct Report {
     pub publish_seconds: f64,
     pub elapsed_seconds: f64,
     pub server_cpu_ns: Option<u64>,
+    /// The load tool's own CPU time over the same phase.
+    pub tool_cpu_ns: Option<u64>,
     /// eventhub's writes over the publishing (`None`: not in `/metrics`).
     pub writes: Option<Writes>,
     pub storm: Storm,
@@ -48,6 +52,7 @@ impl Report {
     pub fn new(args: &Args, connected: usize, connect_errors: usize, storm: Storm) -> Report {
         Report {
             label: args.label.clone(),
+            transport: String::new(),
             reader: args.reader,
             window: args.window,
             publishers: args.publishers,
@@ -59,6 +64,7 @@ impl Report {
             publish_seconds: 0.0,
             elapsed_seconds: 0.0,
             server_cpu_ns: None,
+            tool_cpu_ns: None,
             writes: None,
             storm,
             rss_per_connection: None,
@@ -106,7 +112,15 @@ impl Report {
     }
 
     pub fn cpu_per_delivery_us(&self) -> Option<f64> {
-        self.server_cpu_ns
+        self.per_delivery_us(self.server_cpu_ns)
+    }
+
+    pub fn tool_cpu_per_delivery_us(&self) -> Option<f64> {
+        self.per_delivery_us(self.tool_cpu_ns)
+    }
+
+    fn per_delivery_us(&self, cpu_ns: Option<u64>) -> Option<f64> {
+        cpu_ns
             .filter(|_| self.deliveries > 0)
             .map(|ns| ns as f64 / self.deliveries as f64 / 1000.0)
     }
@@ -148,7 +162,7 @@ impl Report {
     pub fn table(&self) -> String {
         if let Some(rss) = self.rss_per_connection {
             return format!(
-                "{:<22} {:<11} idle subscribers {:>6} (errors {}): server RSS {:.1} MiB, {:.0} bytes per connection | connect storm {:.2} s, {:.0}/s, cpu/connection {}",
+                "{:<22} {:<11} idle subscribers {:>6} (errors {}): server RSS {:.1} MiB, {:.0} bytes per connection | connect storm {:.2} s, {:.0}/s, cpu/connection {} | {}",
                 self.label,
                 self.reader_name(),
                 self.connected,
@@ -158,10 +172,11 @@ impl Report {
                 self.storm.seconds,
                 self.connections_per_s(),
                 self.cpu_per_connection_us().map_or("n/a".into(), |c| format!("{c:.1} us")),
+                self.transport,
             );
         }
         format!(
-            "{:<22} {:<11} subs {:>5} pubs {:>2} rate {:>7} {:<9} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} | writes/delivery {} frames/write {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{}",
+            "{:<22} {:<11} subs {:>5} pubs {:>2} rate {:>7} {:<9} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} (load tool {}) | writes/delivery {} frames/write {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{} | {}",
             self.label,
             self.reader_name(),
             self.connected,
@@ -177,6 +192,7 @@ impl Report {
             self.us(0.999),
             self.latency.max() as f64 / 1000.0,
             self.cpu_per_delivery_us().map_or("n/a".into(), |c| format!("{c:.3} us")),
+            self.tool_cpu_per_delivery_us().map_or("n/a".into(), |c| format!("{c:.3} us")),
             self.writes_per_delivery().map_or("n/a".into(), |w| format!("{w:.3}")),
             self.frames_per_write().map_or("n/a".into(), |f| format!("{f:.2}")),
             self.gaps,
@@ -186,12 +202,14 @@ impl Report {
             self.slow_closed_1013,
             self.server_slow_closes
                 .map_or(String::new(), |n| format!(" (server counted {n})")),
+            self.transport,
         )
     }
 
     pub fn json(&self) -> serde_json::Value {
         json!({
             "label": self.label,
+            "transport": self.transport,
             "reader": self.reader_name(),
             "window": self.window,
             "subscribers": self.connected,
@@ -209,6 +227,7 @@ impl Report {
                 "max": self.latency.max() as f64 / 1000.0,
             },
             "server_cpu_us_per_delivery": self.cpu_per_delivery_us(),
+            "tool_cpu_us_per_delivery": self.tool_cpu_per_delivery_us(),
             "writes_per_delivery": self.writes_per_delivery(),
             "frames_per_write": self.frames_per_write(),
             "connect": {

@@ -11,8 +11,21 @@
 //! burst costs one read. Every message is stamped when its read returns, so
 //! the latency is what a client sees. (The tungstenite reader reads the
 //! tokio way on purpose, as the ordinary client's pattern.)
+//!
+//! Over TLS a subscriber keeps the rustls session its handshake made
+//! ([`ClientConnection`]) and each read's ciphertext goes through it into
+//! the decoder's buffer: still one `recv` per burst, then what rustls's
+//! buffered API does per record (a copy of the ciphertext in, decryption
+//! in place, the plaintext copied to its queue) and one copy out, made
+//! after every few kilobytes fed in (the queue takes about one record).
+//! The buffered session, not the unbuffered one, because it is what the
+//! handshake made: tokio-rustls connects and upgrades for both readers,
+//! and a session cannot change API midway. What the session has to send
+//! (a pong, a key update's reply) goes out after the burst, or with the
+//! next one if the socket is full: part of a record cannot be dropped the
+//! way a plain pong can.
 
-use std::io;
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -20,6 +33,7 @@ use std::time::Instant;
 use eventhub_proto::{masked_frame, Decoded, Event, Opcode, Reader, Role};
 
 use hdrhistogram::Histogram;
+use rustls::ClientConnection;
 
 use super::{Seen, CLOSE_CODE_WAIT};
 use crate::accounting::{latency_histogram, Subscriber};
@@ -37,6 +51,8 @@ struct Reading {
     sub: Subscriber,
     reader: Reader,
     buf: Vec<u8>,
+    /// The TLS session, over TLS.
+    tls: Option<ClientConnection>,
     /// The server closed, or the socket failed: nothing more to read.
     ended: bool,
 }
@@ -50,12 +66,13 @@ pub fn spawn(
 ) -> io::Result<Vec<JoinHandle<Seen>>> {
     let mut shares: Vec<Vec<Reading>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, (up, sub)) in subs.into_iter().enumerate() {
-        let fd: OwnedFd = up.stream.into_std()?.into();
+        let (fd, tls) = up.stream.into_raw()?;
         shares[i % threads].push(Reading {
             fd,
             sub,
             reader: Reader::new(Role::Client, 64 << 20),
             buf: up.leftover,
+            tls,
             ended: false,
         });
     }
@@ -76,8 +93,11 @@ fn run(mut share: Vec<Reading>, progress: &Progress) -> Seen {
     let mut latency = latency_histogram();
     let epoll = Epoll::new().expect("epoll_create1");
     for (i, r) in share.iter_mut().enumerate() {
-        // Bytes that came with the 101.
+        // Bytes that came with the 101 (and, over TLS, what the session
+        // opened after them).
+        r.open_records(&[]);
         r.decode(&[], progress, &mut latency);
+        r.flush_tls();
         epoll.add(&r.fd, i).expect("epoll_ctl add");
     }
     let mut chunk = vec![0u8; READ_SIZE];
@@ -133,7 +153,13 @@ impl Reading {
             };
             if n > 0 {
                 let n = n as usize;
-                self.decode(&chunk[..n], progress, latency);
+                if self.tls.is_some() {
+                    self.open_records(&chunk[..n]);
+                    self.decode(&[], progress, latency);
+                    self.flush_tls();
+                } else {
+                    self.decode(&chunk[..n], progress, latency);
+                }
                 if n < chunk.len() {
                     return;
                 }
@@ -147,6 +173,69 @@ impl Reading {
                 }
             }
             self.ended = true;
+        }
+    }
+
+    /// Over TLS: takes `ciphertext` into the session and appends what it
+    /// opens to the decoder's buffer; the end of the TLS stream, or an
+    /// error, ends the subscriber (after what came before it is decoded).
+    fn open_records(&mut self, mut ciphertext: &[u8]) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        loop {
+            if tls.process_new_packets().is_err() {
+                self.ended = true;
+                return;
+            }
+            // Emptied every time: it holds about one record.
+            let mut plaintext = tls.reader();
+            loop {
+                match plaintext.fill_buf() {
+                    Ok([]) => {
+                        // close_notify.
+                        self.ended = true;
+                        return;
+                    }
+                    Ok(bytes) => {
+                        let n = bytes.len();
+                        self.buf.extend_from_slice(bytes);
+                        plaintext.consume(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        self.ended = true;
+                        return;
+                    }
+                }
+            }
+            if ciphertext.is_empty() {
+                return;
+            }
+            // Some kilobytes at a time.
+            match tls.read_tls(&mut ciphertext) {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    self.ended = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Over TLS: writes what the session has to send, as far as the
+    /// socket takes it now.
+    fn flush_tls(&mut self) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        let mut socket = FdWriter(&self.fd);
+        while tls.wants_write() {
+            match tls.write_tls(&mut socket) {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return,
+            }
         }
     }
 
@@ -165,19 +254,7 @@ impl Reading {
                         Event::Message(_, payload) => {
                             self.sub.on_message(payload, now, latency, progress);
                         }
-                        Event::Ping(p) => {
-                            let pong = masked_frame(true, Opcode::Pong, p, [1, 2, 3, 4]);
-                            // SAFETY: send from a live buffer; a full socket
-                            // only loses this pong.
-                            unsafe {
-                                libc::send(
-                                    self.fd.as_raw_fd(),
-                                    pong.as_ptr().cast(),
-                                    pong.len(),
-                                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                                )
-                            };
-                        }
+                        Event::Ping(p) => pong(&self.fd, self.tls.as_mut(), p),
                         Event::Pong(_) => {}
                         Event::Close(c) => {
                             self.sub.set_close_code(c.map_or(1005, |(code, _)| code.0));
@@ -193,6 +270,52 @@ impl Reading {
             }
         }
         self.buf.drain(..used);
+    }
+}
+
+/// Answers a ping: over TLS sealed into the session (sent by
+/// [`Reading::flush_tls`]), else sent at once.
+fn pong(fd: &OwnedFd, tls: Option<&mut ClientConnection>, payload: &[u8]) {
+    let pong = masked_frame(true, Opcode::Pong, payload, [1, 2, 3, 4]);
+    if let Some(tls) = tls {
+        // Fails only once the session is closed.
+        let _ = tls.writer().write_all(&pong);
+        return;
+    }
+    // SAFETY: send from a live buffer; a full socket only loses this pong.
+    unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            pong.as_ptr().cast(),
+            pong.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+}
+
+/// A socket as rustls writes records to it: without blocking
+/// (`WouldBlock` when full).
+struct FdWriter<'a>(&'a OwnedFd);
+
+impl Write for FdWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        // SAFETY: send from a live buffer of the given length.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -5,7 +5,8 @@
 //! `EAGAIN`, UTF-8 validation, a message allocated each. The server sees
 //! the reading pattern most of its clients have, which the epoll reader's
 //! one read per burst is not. Every message is stamped when `next`
-//! returns it.
+//! returns it. Over TLS the stream is tokio-rustls's, the one the
+//! connection was made with.
 //!
 //! Latency goes to one histogram per worker thread (a thread local handed
 //! over as the worker stops), like the epoll reader's one per thread: one
@@ -18,7 +19,6 @@ use std::thread::JoinHandle;
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -27,6 +27,7 @@ use super::{Seen, CLOSE_CODE_WAIT};
 use crate::accounting::{latency_histogram, Subscriber, SubscriberStats};
 use crate::client::{monotonic_ns, Upgraded};
 use crate::progress::Progress;
+use crate::transport::Stream;
 
 thread_local! {
     /// This worker's latencies.
@@ -42,8 +43,9 @@ pub fn spawn(
 ) -> io::Result<JoinHandle<Seen>> {
     // Off the runtime that connected them, onto this one.
     let mut sockets = Vec::with_capacity(subs.len());
-    for (up, sub) in subs {
-        sockets.push((up.stream.into_std()?, up.leftover, sub));
+    for (mut up, sub) in subs {
+        up.stream.detach()?;
+        sockets.push((up.stream, up.leftover, sub));
     }
     let handed_over: Arc<Mutex<Vec<Histogram<u64>>>> = Arc::default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -92,14 +94,14 @@ pub fn spawn(
 /// One subscriber: reads until the run is over (a slow consumer stops
 /// after its confirmation, and reads again at the end for its close code).
 async fn read(
-    socket: std::net::TcpStream,
+    mut stream: Stream,
     leftover: Vec<u8>,
     mut sub: Subscriber,
     progress: Progress,
 ) -> SubscriberStats {
-    let Ok(stream) = TcpStream::from_std(socket) else {
+    if stream.attach().is_err() {
         return sub.into_stats();
-    };
+    }
     let mut ws = WebSocketStream::from_partially_read(stream, leftover, Role::Client, None).await;
     let mut ended = false;
     {

@@ -69,13 +69,13 @@ impl Registry {
 }
 
 fn main() {
-    let args = Args::parse(NAME);
+    let args = Args::parse(NAME, false);
     args.runtime().block_on(serve(args));
 }
 
 async fn serve(args: Args) {
     let listener = TcpListener::bind(args.listen).await.expect("bind");
-    announce(NAME, listener.local_addr().expect("local addr"));
+    announce(NAME, listener.local_addr().expect("local addr"), false);
     let registry = Arc::new(Registry::default());
     loop {
         let (stream, _) = match listener.accept().await {

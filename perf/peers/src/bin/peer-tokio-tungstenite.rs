@@ -10,12 +10,24 @@
 //! `feed`/`flush` on a full socket; it holds no more than its socket buffers
 //! and the shared ring, stalls nobody else, and is closed with 1013 (via
 //! `Lagged`) as soon as the socket drains again.
+//!
+//! With `--tls-cert` and `--tls-key` it serves wss instead, the way such a
+//! user would add it: tokio-rustls (ring provider, TLS 1.3 and 1.2) around
+//! each accepted socket, the same tasks over the TLS stream. That gives
+//! eventhub's wss a peer to be set beside.
 
-use eventhub_peers::{announce, is_publisher, Args, CAPACITY};
+use std::sync::Arc;
+
+use eventhub_peers::{announce, is_publisher, Args, TlsFiles, CAPACITY};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::{timeout, Duration};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -25,13 +37,36 @@ use tokio_tungstenite::WebSocketStream;
 const NAME: &str = "tokio-tungstenite";
 
 fn main() {
-    let args = Args::parse(NAME);
-    args.runtime().block_on(serve(args));
+    let args = Args::parse(NAME, true);
+    let tls = args.tls.as_ref().map(|files| {
+        acceptor(files).unwrap_or_else(|e| {
+            eprintln!("peer-{NAME}: TLS: {e}");
+            std::process::exit(2);
+        })
+    });
+    args.runtime().block_on(serve(args, tls));
 }
 
-async fn serve(args: Args) {
+/// A TLS acceptor for the certificate chain and key in `files`.
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Box<dyn std::error::Error>> {
+    let chain = CertificateDer::pem_file_iter(&files.cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve(args: Args, tls: Option<TlsAcceptor>) {
     let listener = TcpListener::bind(args.listen).await.expect("bind");
-    announce(NAME, listener.local_addr().expect("local addr"));
+    announce(
+        NAME,
+        listener.local_addr().expect("local addr"),
+        tls.is_some(),
+    );
     let (tx, _) = broadcast::channel::<Utf8Bytes>(CAPACITY);
     loop {
         let (stream, _) = match listener.accept().await {
@@ -43,15 +78,26 @@ async fn serve(args: Args) {
             }
         };
         let tx = tx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let _ = handle(stream, tx).await;
+            match tls {
+                None => {
+                    let _ = handle(stream, tx).await;
+                }
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        let _ = handle(stream, tx).await;
+                    }
+                }
+            }
         });
     }
 }
 
-async fn handle(
-    stream: TcpStream,
+/// A connection (plain or TLS) from its upgrade on.
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     tx: broadcast::Sender<Utf8Bytes>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let mut publisher = false;
@@ -73,8 +119,8 @@ async fn handle(
     }
 }
 
-async fn publish(
-    mut ws: WebSocketStream<TcpStream>,
+async fn publish<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
     tx: broadcast::Sender<Utf8Bytes>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     // tungstenite answers pings and close frames itself while we read.
@@ -87,8 +133,8 @@ async fn publish(
     Ok(())
 }
 
-async fn subscribe(
-    mut ws: WebSocketStream<TcpStream>,
+async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
     mut rx: broadcast::Receiver<Utf8Bytes>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     loop {
@@ -124,8 +170,8 @@ async fn subscribe(
 
 /// Closes a subscriber that fell more than `CAPACITY` messages behind with
 /// 1013, then waits (briefly) for the client's close reply.
-async fn close_lagged(
-    mut ws: WebSocketStream<TcpStream>,
+async fn close_lagged<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     ws.send(Message::Close(Some(CloseFrame {
         code: CloseCode::Again,
