@@ -12,6 +12,10 @@
 #                                       eventhub (e.g. the commit before a
 #                                       change), same load tool, same run
 #   TLS=1 SCENARIOS="A2 B C" perf/compare.sh
+#   SYSCALLS=1 SCENARIOS="A2 Bw" perf/compare.sh
+#                                       also count each server's write
+#                                       syscalls (kernel tracepoints): the
+#                                       deliveries per write of every peer
 #                                       every run over plain ws and then over
 #                                       wss, back to back (below)
 #
@@ -258,6 +262,49 @@ else
     mode="shared: server ($WORKERS threads) and load tool on all $(nproc) cores"
 fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r); mode $mode; readers: $READERS; transports: $TRANSPORTS; date: $(date -u +%Y-%m-%dT%H:%MZ)"
+# SYSCALLS=1: the server's write syscalls over each run, counted by the
+# kernel's tracepoints (`perf stat -e syscalls:sys_enter_*`, every thread of
+# the server; needs perf and tracefs, mounted here if it is not), and the
+# deliveries per write they give: how much each server coalesces, for the
+# peers too (eventhub also reports its own count from /metrics). The count
+# covers the whole run, connects and confirmations included (a few per
+# subscriber, against thousands of deliveries each).
+SYSCALLS=${SYSCALLS:-}
+WRITE_EVENTS=syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_sendmmsg
+if [[ $SYSCALLS == 1 ]]; then
+    command -v perf >/dev/null || { echo "SYSCALLS=1 needs perf" >&2; exit 2; }
+    if [[ ! -d /sys/kernel/tracing/events/syscalls ]]; then
+        mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+    fi
+    [[ -d /sys/kernel/tracing/events/syscalls ]] || { echo "SYSCALLS=1 needs tracefs with syscall tracepoints" >&2; exit 2; }
+fi
+perf_pid=""
+count_syscalls_start() {
+    [[ $SYSCALLS == 1 ]] || return 0
+    perf stat -x, -e "$WRITE_EVENTS" -p "$server_pid" -o "$1" 2>/dev/null &
+    perf_pid=$!
+}
+count_syscalls_report() {
+    [[ $SYSCALLS == 1 && -n $perf_pid ]] || return 0
+    kill -INT "$perf_pid" 2>/dev/null
+    wait "$perf_pid" 2>/dev/null
+    perf_pid=""
+    python3 - "$@" <<'PY'
+import json, sys
+label, reader, counts, report = sys.argv[1:5]
+writes = {}
+for line in open(counts):
+    parts = line.strip().split(",")
+    if len(parts) > 2 and parts[0].isdigit():
+        writes[parts[2].rsplit("sys_enter_", 1)[-1]] = int(parts[0])
+total = sum(writes.values())
+deliveries = json.load(open(report))["deliveries"]
+detail = " ".join(f"{k} {v}" for k, v in sorted(writes.items()) if v)
+per = f"{deliveries / total:.2f}" if total else "-"
+print(f"{label:<22} {reader:<11} syscalls: {total} writes ({detail}) for {deliveries} deliveries: {per} deliveries per write")
+PY
+}
+
 status=0
 for scenario in $SCENARIOS; do
     for reader in $READERS; do
@@ -275,11 +322,13 @@ for scenario in $SCENARIOS; do
                     label+=" wss" file+="-wss"
                     tls_args=(--tls-ca "$TLS_DIR/ca.pem")
                 fi
+                count_syscalls_start "$OUT/$file$file_reader.syscalls"
                 # shellcheck disable=SC2046
                 "${load_pin[@]}" "$BIN/eventhub-load" --addr "127.0.0.1:$PORT" --kind "$kind" --token "$TOKEN" --size 256 \
                     --server-pid "$server_pid" --label "$label" \
                     --json "$OUT/$file$file_reader.json" \
                     "${reader_args[@]}" "${tls_args[@]}" $(scenario_args "$scenario") || status=1
+                count_syscalls_report "$label" "$reader" "$OUT/$file$file_reader.syscalls" "$OUT/$file$file_reader.json"
                 stop_server
                 PORT=$((PORT + 1))
             done
