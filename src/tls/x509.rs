@@ -47,11 +47,7 @@ const GENERALIZED_TIME: u8 = 0x18;
 
 /// Reads the validity of a DER certificate.
 pub fn validity(der: &[u8]) -> Result<Validity, X509Error> {
-    let (cert, _) = expect(der, SEQUENCE, "Certificate")?;
-    let (mut tbs, _) = expect(cert, SEQUENCE, "TBSCertificate")?;
-    if tbs.first() == Some(&VERSION) {
-        tbs = tlv(tbs)?.2;
-    }
+    let mut tbs = tbs_after_version(der)?;
     tbs = expect(tbs, INTEGER, "serialNumber")?.1;
     tbs = expect(tbs, SEQUENCE, "signature")?.1;
     tbs = expect(tbs, SEQUENCE, "issuer")?.1;
@@ -67,11 +63,7 @@ pub fn validity(der: &[u8]) -> Result<Validity, X509Error> {
 /// The subject's common name (OID 2.5.4.3), if the certificate has one in
 /// a string type: the name a client certificate gives its holder.
 pub fn subject_common_name(der: &[u8]) -> Result<Option<String>, X509Error> {
-    let (cert, _) = expect(der, SEQUENCE, "Certificate")?;
-    let (mut tbs, _) = expect(cert, SEQUENCE, "TBSCertificate")?;
-    if tbs.first() == Some(&VERSION) {
-        tbs = tlv(tbs)?.2;
-    }
+    let mut tbs = tbs_after_version(der)?;
     for wanted in ["serialNumber", "signature", "issuer", "validity"] {
         tbs = tlv(tbs).map_err(|_| X509Error::Tag { found: 0, wanted })?.2;
     }
@@ -96,6 +88,16 @@ pub fn subject_common_name(der: &[u8]) -> Result<Option<String>, X509Error> {
         }
     }
     Ok(None)
+}
+
+/// The fields of the TBSCertificate from its serial number on.
+fn tbs_after_version(der: &[u8]) -> Result<&[u8], X509Error> {
+    let (cert, _) = expect(der, SEQUENCE, "Certificate")?;
+    let (tbs, _) = expect(cert, SEQUENCE, "TBSCertificate")?;
+    if tbs.first() == Some(&VERSION) {
+        return Ok(tlv(tbs)?.2);
+    }
+    Ok(tbs)
 }
 
 /// One TLV of tag `tag`: its contents and what follows it.
