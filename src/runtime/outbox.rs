@@ -239,22 +239,19 @@ impl Outbox {
                     self.push_sealed(Bytes::copy_from_slice(&seal[..len]));
                     return Ok(true);
                 }
-                let taken = match sys::send(fd, &seal[..len]) {
-                    Ok(n) => n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        0
-                    }
+                // What the socket does not take is queued, sealed: a
+                // full socket waits for writability, an interrupted send
+                // is tried again at once (from the queue).
+                let (taken, go_on) = match sys::send(fd, &seal[..len]) {
+                    Ok(n) => (n, n == len),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, true),
                     Err(e) => return Err(e),
                 };
                 if taken < len {
                     self.push_sealed(Bytes::copy_from_slice(&seal[taken..len]));
                 }
-                Ok(taken == len)
+                Ok(go_on)
             })?;
             if !sent {
                 return Ok(Flush::Blocked);
