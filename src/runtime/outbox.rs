@@ -239,11 +239,12 @@ impl Outbox {
                     self.push_sealed(Bytes::copy_from_slice(&seal[..len]));
                     return Ok(true);
                 }
-                // What the socket does not take is queued, sealed: a
-                // full socket waits for writability, an interrupted send
-                // is tried again at once (from the queue).
+                // What the socket does not take is queued, sealed, and
+                // tried again from the queue at once (a socket that is
+                // full then says so with EAGAIN, as on plain ws, before
+                // the connection waits for writability).
                 let (taken, go_on) = match sys::send(fd, &seal[..len]) {
-                    Ok(n) => (n, n == len),
+                    Ok(n) => (n, true),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => (0, true),
                     Err(e) => return Err(e),
