@@ -538,3 +538,17 @@ fn a_client_certificate_stands_for_the_principal_that_names_it() {
     assert_eq!(status, 401, "no certificate, no token: {body}");
     assert!(body.contains("missing_credentials"), "{body}");
 }
+
+#[test]
+fn sighup_without_tls_is_logged_and_the_hub_serves_on() {
+    // `systemctl reload` sends SIGHUP whatever the config; its default
+    // action would end the process.
+    let server = common::api::hub();
+    server.signal(libc::SIGHUP);
+    let deadline = Instant::now() + TIMEOUT;
+    while !server.log_text().contains("SIGHUP: no TLS configured") {
+        assert!(Instant::now() < deadline, "{}", server.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(common::http_get(server.addr, "/healthz").status, 200);
+}
