@@ -28,6 +28,8 @@
 //!   vectored writer (which seals frames into TLS records on wss);
 //! - `tls_link`: one connection's TLS, sans-IO over rustls's unbuffered
 //!   API, driven by the HTTP phase and then by the reactor;
+//!   `tls_records`: a TLS 1.3 connection's records after the handshake,
+//!   with the keys taken over from rustls;
 //! - `janitor`: the per-core timer: the tick, write timeouts, maximum
 //!   age, and the sessions' deadlines;
 //! - `balance`: moving upgraded connections to less loaded cores;
@@ -51,6 +53,7 @@ mod server;
 mod stats;
 mod sys;
 mod tls_link;
+mod tls_records;
 mod worker;
 mod ws;
 mod yielding;

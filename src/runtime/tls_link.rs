@@ -10,12 +10,19 @@
 //! kernel did not take stays with the connection, queued like a frame.
 //! The one buffer of its own is for a record that arrived in part, and it
 //! is given back as soon as the record is whole.
+//!
+//! rustls runs the handshake, and TLS 1.2 connections for their life.
+//! Once a TLS 1.3 handshake is done, the link takes the traffic keys over
+//! and its records go to [`super::tls_records`], which keeps only the two
+//! ciphers: the rustls connection (3.2 KB) is dropped.
 
 use std::sync::Arc;
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::ServerConfig;
+
+use super::tls_records::{Records, TakeOver};
 
 /// Bytes a record adds to its plaintext at most: a 5-byte header, an
 /// 8-byte explicit nonce (TLS 1.2 AES-GCM) or a content type byte (TLS
@@ -75,19 +82,35 @@ impl TlsFailure {
     }
 }
 
+/// Who holds a connection's TLS state.
+enum Stage {
+    /// rustls: the handshake, and TLS 1.2 for the connection's life.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// The hub's own record layer, TLS 1.3 after the handshake.
+    Records(Box<Records>),
+    /// A take-over that failed halfway: nothing more is sent or read.
+    Gone,
+}
+
 /// A TLS connection's state between reads and writes.
 pub struct TlsLink {
-    conn: UnbufferedServerConnection,
+    stage: Stage,
     /// Ciphertext of a record not yet whole.
     partial: Vec<u8>,
     /// The client sent close_notify.
     peer_closed: bool,
+    /// The server config lets the keys be taken over after a TLS 1.3
+    /// handshake (`enable_secret_extraction`).
+    take_over: bool,
+    /// The subject common name of the verified client certificate, kept
+    /// when rustls hands the connection over.
+    client_name: Option<String>,
 }
 
 impl std::fmt::Debug for TlsLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsLink")
-            .field("handshaking", &self.conn.is_handshaking())
+            .field("handshaking", &self.is_handshaking())
             .field("partial", &self.partial.len())
             .finish()
     }
@@ -95,22 +118,54 @@ impl std::fmt::Debug for TlsLink {
 
 impl TlsLink {
     pub(super) fn new(config: Arc<ServerConfig>) -> Result<TlsLink, rustls::Error> {
+        let take_over = config.enable_secret_extraction;
         Ok(TlsLink {
-            conn: UnbufferedServerConnection::new(config)?,
+            stage: Stage::Rustls(Box::new(UnbufferedServerConnection::new(config)?)),
             partial: Vec::new(),
             peer_closed: false,
+            take_over,
+            client_name: None,
         })
     }
 
     pub(super) fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        match &self.stage {
+            Stage::Rustls(conn) => conn.is_handshaking(),
+            Stage::Records(_) | Stage::Gone => false,
+        }
     }
 
     /// The subject common name of the client certificate the handshake
     /// verified (mutual TLS), if any.
     pub(super) fn client_name(&self) -> Option<String> {
-        let cert = self.conn.peer_certificates()?.first()?;
-        crate::tls::x509::subject_common_name(cert).ok().flatten()
+        match &self.stage {
+            Stage::Rustls(conn) => {
+                let cert = conn.peer_certificates()?.first()?;
+                crate::tls::x509::subject_common_name(cert).ok().flatten()
+            }
+            Stage::Records(_) | Stage::Gone => self.client_name.clone(),
+        }
+    }
+
+    /// Once a TLS 1.3 handshake is done, its records go to the hub's own
+    /// layer ([`Records`]); TLS 1.2 stays with rustls.
+    fn maybe_take_over(&mut self) -> Result<(), rustls::Error> {
+        if !self.take_over || self.is_handshaking() || !matches!(self.stage, Stage::Rustls(_)) {
+            return Ok(());
+        }
+        self.client_name = self.client_name();
+        let Stage::Rustls(conn) = std::mem::replace(&mut self.stage, Stage::Gone) else {
+            unreachable!("matched above");
+        };
+        self.stage = match Records::take_over(conn) {
+            Ok(records) => Stage::Records(Box::new(records)),
+            Err(TakeOver::NotTls13(conn)) => {
+                self.take_over = false;
+                Stage::Rustls(conn)
+            }
+            Err(TakeOver::Failed(e)) => return Err(e),
+        };
+        Ok(())
     }
 
     /// The client sent close_notify: no more input will come.
@@ -147,7 +202,8 @@ impl TlsLink {
             }
             r
         };
-        result.map(|_| ())
+        result?;
+        self.maybe_take_over()
     }
 
     /// Runs the records of `buf` through rustls; returns the bytes used.
@@ -157,15 +213,23 @@ impl TlsLink {
         plain: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<usize, rustls::Error> {
+        let conn = match &mut self.stage {
+            Stage::Rustls(conn) => conn,
+            Stage::Records(records) => {
+                let opened = records.open(buf, plain, out)?;
+                self.peer_closed |= opened.closed;
+                return Ok(opened.used);
+            }
+            Stage::Gone => return Err(rustls::Error::General("TLS state lost".into())),
+        };
         let mut used = 0;
         loop {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut buf[used..]);
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut buf[used..]);
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
                     used += discard;
-                    self.encode_pending(&mut buf[used..], out);
+                    encode_pending(conn, &mut buf[used..], out);
                     return Err(e);
                 }
             };
@@ -202,21 +266,6 @@ impl TlsLink {
         }
     }
 
-    /// Encodes the alert rustls queued with an error. One call only: the
-    /// alert is the one message queued, and rustls hands queued messages
-    /// out before it looks at the input again; a second call would run
-    /// the failed input through it once more. `buf` must be what the
-    /// failed call was given, less what it discarded: rustls keeps
-    /// positions in the buffer of a handshake message received in part,
-    /// and a call with another buffer would find them out of bounds.
-    fn encode_pending(&mut self, buf: &mut [u8], out: &mut Vec<u8>) {
-        if let Ok(ConnectionState::EncodeTlsData(mut data)) =
-            self.conn.process_tls_records(buf).state
-        {
-            encode(&mut data, out);
-        }
-    }
-
     /// Encrypts `plain` (at most [`MAX_RECORD_PLAINTEXT`] bytes make one
     /// record) into `scratch`; returns the ciphertext's length. Messages
     /// rustls must send first (a key update) go to `before`, to be sent
@@ -227,12 +276,21 @@ impl TlsLink {
         scratch: &mut [u8],
         before: &mut Vec<u8>,
     ) -> Result<usize, SealError> {
+        let conn = match &mut self.stage {
+            Stage::Rustls(conn) => conn,
+            Stage::Records(records) => {
+                return records.seal(plain, scratch, before).map_err(|e| match e {
+                    Ok(room) => SealError::Room(room),
+                    Err(_) => SealError::Closed,
+                })
+            }
+            Stage::Gone => return Err(SealError::Closed),
+        };
         loop {
             // The kept part of a record, not an empty buffer: see
             // `encode_pending`. It holds no whole record (`receive` took
             // them all), so nothing is read from it here.
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.partial);
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.partial);
             let done = match state {
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
                     encode(&mut data, before);
@@ -279,7 +337,12 @@ impl TlsLink {
     /// A close_notify alert, appended to `out` (nothing if it cannot be
     /// sent any more).
     pub(super) fn close_notify(&mut self, out: &mut Vec<u8>) {
-        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.partial);
+        let conn = match &mut self.stage {
+            Stage::Rustls(conn) => conn,
+            Stage::Records(records) => return records.close_notify(out),
+            Stage::Gone => return,
+        };
+        let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.partial);
         if let Ok(ConnectionState::WriteTraffic(mut w)) = state {
             let mut alert = [0u8; 64];
             if let Ok(n) = w.queue_close_notify(&mut alert) {
@@ -287,6 +350,19 @@ impl TlsLink {
             }
         }
         self.partial.drain(..discard);
+    }
+}
+
+/// Encodes the alert rustls queued with an error. One call only: the alert
+/// is the one message queued, and rustls hands queued messages out before
+/// it looks at the input again; a second call would run the failed input
+/// through it once more. `buf` must be what the failed call was given,
+/// less what it discarded: rustls keeps positions in the buffer of a
+/// handshake message received in part, and a call with another buffer
+/// would find them out of bounds.
+fn encode_pending(conn: &mut UnbufferedServerConnection, buf: &mut [u8], out: &mut Vec<u8>) {
+    if let Ok(ConnectionState::EncodeTlsData(mut data)) = conn.process_tls_records(buf).state {
+        encode(&mut data, out);
     }
 }
 
@@ -330,14 +406,23 @@ pub(super) mod testing {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
     /// A server config with a self-signed certificate, and a client
-    /// config that trusts it.
+    /// config that trusts it (TLS 1.3, the keys taken over).
     pub(crate) fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        configs_with(false, true)
+    }
+
+    /// [`configs`] with the client on TLS 1.2 only, and the keys taken
+    /// over by the hub after a TLS 1.3 handshake or left to rustls.
+    pub(crate) fn configs_with(
+        tls12: bool,
+        take_over: bool,
+    ) -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         let cert = params.self_signed(&key).unwrap();
         let der: CertificateDer<'static> = cert.der().clone();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = ServerConfig::builder_with_provider(provider.clone())
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
@@ -346,10 +431,16 @@ pub(super) mod testing {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             )
             .unwrap();
+        server.enable_secret_extraction = take_over;
+        let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+            &[&rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13]
+        };
         let mut roots = rustls::RootCertStore::empty();
         roots.add(der).unwrap();
         let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -414,6 +505,87 @@ mod tests {
     use proptest::prelude::*;
     use rustls::pki_types::ServerName;
 
+    /// Seals `data` a record's worth at a time and lets `client` read it.
+    fn to_client(
+        link: &mut TlsLink,
+        client: &mut rustls::ClientConnection,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut sealed = Vec::new();
+        for chunk in data.chunks(MAX_RECORD_PLAINTEXT) {
+            link.seal_to_vec(chunk, &mut sealed).unwrap();
+        }
+        let mut reader = &sealed[..];
+        let mut got = Vec::new();
+        while !reader.is_empty() {
+            client.read_tls(&mut reader).unwrap();
+            client.process_new_packets().unwrap();
+            let _ = std::io::Read::read_to_end(&mut client.reader(), &mut got);
+        }
+        got
+    }
+
+    /// What `client` has to send, fed to `link`.
+    fn from_client(
+        link: &mut TlsLink,
+        client: &mut rustls::ClientConnection,
+    ) -> (Vec<u8>, Vec<u8>, bool) {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        feed(link, &wire, &[])
+    }
+
+    #[test]
+    fn the_sending_key_changes_before_its_limit_and_the_client_follows() {
+        let (mut link, mut client) = connected();
+        let Stage::Records(records) = &mut link.stage else {
+            panic!("TLS 1.3 records are the hub's own");
+        };
+        records.rekey_after(3);
+        let data: Vec<u8> = (0..10 * 1000).map(|i| (i % 251) as u8).collect();
+        for chunk in data.chunks(1000) {
+            assert_eq!(to_client(&mut link, &mut client, chunk), chunk);
+        }
+        let Stage::Records(records) = &link.stage else {
+            unreachable!()
+        };
+        assert!(
+            records.sealed_with_this_key() <= 3,
+            "ten records, a new key every three"
+        );
+        // And the client's own records still open after it updated.
+        std::io::Write::write_all(&mut client.writer(), b"after").unwrap();
+        let (plain, _, failed) = from_client(&mut link, &mut client);
+        assert!(!failed && plain == b"after");
+    }
+
+    #[test]
+    fn close_notify_ends_the_input_and_a_fatal_alert_is_an_error() {
+        let (mut link, mut client) = connected();
+        std::io::Write::write_all(&mut client.writer(), b"last").unwrap();
+        client.send_close_notify();
+        let (plain, _, failed) = from_client(&mut link, &mut client);
+        assert!(!failed && plain == b"last");
+        assert!(link.peer_closed());
+        let mut out = Vec::new();
+        link.close_notify(&mut out);
+        assert!(!out.is_empty(), "our close_notify");
+
+        // A record that does not open: an error, with our alert.
+        let (mut link, _client) = connected();
+        let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+        forged.extend_from_slice(&[7u8; 32]);
+        let (_, alert, failed) = feed(&mut link, &forged, &[]);
+        assert!(failed);
+        assert_eq!(alert.first(), Some(&0x17), "an encrypted alert record");
+        // A record longer than TLS 1.3 allows.
+        let (mut link, _client) = connected();
+        let (_, _, failed) = feed(&mut link, &[0x17, 0x03, 0x03, 0xff, 0xff], &[]);
+        assert!(failed);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -441,16 +613,23 @@ mod tests {
             sizes in proptest::collection::vec(0usize..40_000, 1..5),
             key_updates in proptest::collection::vec(any::<bool>(), 5),
             garbage in proptest::collection::vec(any::<u8>(), 0..64),
+            tls12 in any::<bool>(),
+            take_over in any::<bool>(),
         ) {
-            let (server, client_config) = configs();
+            let (server, client_config) = configs_with(tls12, take_over);
             let mut link = TlsLink::new(server).unwrap();
             let name = ServerName::try_from("localhost").unwrap();
             let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
             handshake(&mut link, &mut client, &cuts);
+            prop_assert_eq!(
+                matches!(link.stage, Stage::Records(_)),
+                take_over && !tls12,
+                "TLS 1.3 records are the hub's own when the keys may be taken"
+            );
             for (&size, &update) in sizes.iter().zip(&key_updates) {
                 let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
                 // Client to server.
-                if update {
+                if update && !tls12 {
                     client.refresh_traffic_keys().unwrap();
                 }
                 std::io::Write::write_all(&mut client.writer(), &data).unwrap();

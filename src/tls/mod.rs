@@ -141,6 +141,9 @@ pub fn setup(config: &TlsConfig) -> Result<TlsSetup, TlsError> {
     let mut server_config = builder.with_cert_resolver(store.clone());
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
     server_config.ignore_client_order = true;
+    // TLS 1.3 connections' records are the runtime's own after the
+    // handshake (`runtime::tls_records`), with the keys rustls hands over.
+    server_config.enable_secret_extraction = true;
     Ok(TlsSetup {
         server_config: Arc::new(server_config),
         store,
