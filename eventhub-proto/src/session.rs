@@ -79,6 +79,16 @@ pub struct Session {
     phase: Phase,
     /// A ping was sent and no bytes have arrived since.
     ping_outstanding: bool,
+    /// The peer broke a rule (not in a close frame): the connection is
+    /// being failed (RFC 6455, 7.1.7). What it sends from then on is
+    /// discarded unread: after a framing error nothing in the byte
+    /// stream can be trusted to start a frame, and a reader that tried to
+    /// find the peer's close there could take payload bytes for the
+    /// header of a long frame and wait for it for the close timeout.
+    failing: bool,
+    /// The transport was half-closed after our close frame (see
+    /// [`Session::should_half_close`]).
+    half_closed: bool,
 }
 
 /// The reader's state and the unfinished frame's bytes.
@@ -159,7 +169,24 @@ impl Session {
             since: now,
             phase: Phase::Open,
             ping_outstanding: false,
+            failing: false,
+            half_closed: false,
         }
+    }
+
+    /// The connection is being failed and its transport not yet
+    /// half-closed: once our close frame is written, the caller shuts its
+    /// sending side (a FIN after the close frame, so the peer, which has
+    /// nothing more to expect, closes too) and calls
+    /// [`Session::half_closed`]. The peer's end of the stream then ends
+    /// the connection, or the close timeout does.
+    pub fn should_half_close(&self) -> bool {
+        self.failing && !self.half_closed
+    }
+
+    /// The caller half-closed the transport.
+    pub fn half_closed(&mut self) {
+        self.half_closed = true;
     }
 
     pub fn phase(&self) -> Phase {
@@ -266,6 +293,9 @@ impl Session {
         } = input;
         let (reader, bytes) = source.parts();
         let len = bytes.len();
+        if self.failing {
+            *used = len;
+        }
         if *used == len {
             return Received::End;
         }
@@ -300,8 +330,8 @@ impl Session {
                 }
             }
             Err(error) => {
-                // The rest of the input is discarded and the reader starts
-                // over, so that the peer's close frame can still be read.
+                // The rest of the input is discarded, and so is all that
+                // follows (`failing`).
                 *used = len;
                 *failed = true;
                 if self.phase != Phase::Open {
@@ -313,6 +343,7 @@ impl Session {
                 let next = if error.is_in_close_frame() {
                     Phase::CloseReceived
                 } else {
+                    self.failing = true;
                     Phase::CloseSent
                 };
                 self.enter(next, now);

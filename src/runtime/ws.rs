@@ -154,10 +154,26 @@ fn advance<A: App>(
             conn.wake();
         }
     }
+    if !conn.has_output() && conn.session(|s| s.should_half_close()) {
+        half_close(conn, state);
+    }
     if conn.is_done() {
         return Flow::Finished;
     }
     Flow::Continue
+}
+
+/// A connection being failed has written its close frame: its sending
+/// side is shut (after close_notify on wss), so the peer sees the end and
+/// closes; its end of the stream then finishes the connection.
+fn half_close<H>(conn: &Conn, state: &mut Slot<H>) {
+    if let Some(tls) = state.tls.as_mut() {
+        let mut alert = Vec::new();
+        tls.close_notify(&mut alert);
+        let _ = sys::send(state.fd(), &alert);
+    }
+    sys::shutdown(state.fd(), libc::SHUT_WR);
+    conn.session(|s| s.half_closed());
 }
 
 /// Reading pauses when the session wants no more input, while so much is

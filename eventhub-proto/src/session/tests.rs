@@ -258,8 +258,31 @@ fn a_protocol_error_sends_its_close_drops_the_rest_and_still_reads_the_peers_clo
     );
     assert_eq!(out, [Out::Violation(1002)]);
     assert_eq!(s.phase(), Phase::CloseSent);
+    assert!(s.should_half_close(), "the connection is being failed");
+    // What follows is not read, not even a close frame: the transport's
+    // end (after our half-close) or the close timeout ends the session.
     feed(&mut s, &close_with(1002, b""), 2, &mut out);
-    assert_eq!(out.last(), Some(&Out::Finished));
+    assert_eq!(out, [Out::Violation(1002)]);
+    assert_eq!(s.phase(), Phase::CloseSent);
+    s.half_closed();
+    assert!(!s.should_half_close());
+}
+
+/// Autobahn case 3.4 sends its frames a byte at a time: after the bad
+/// frame's first bytes, the rest of its payload happened to read as the
+/// header of a 53-byte close frame, and a reader that resynchronised on
+/// it waited for 53 bytes that never came.
+#[test]
+fn bytes_after_a_violation_are_not_taken_for_a_frame() {
+    let mut s = Session::new(0);
+    let mut out = Vec::new();
+    feed(&mut s, b"\xc1\x8d", 1, &mut out);
+    assert_eq!(out, [Out::Violation(1002)]);
+    for b in [0x88u8, 0xb5, 0x41, 0xc1, 0xc0, 0xd0, 0x2d] {
+        feed(&mut s, &[b], 2, &mut out);
+    }
+    assert_eq!(out, [Out::Violation(1002)]);
+    assert!(s.should_half_close());
 }
 
 #[test]
