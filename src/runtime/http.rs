@@ -379,7 +379,6 @@ fn looks_like_http(bytes: &[u8]) -> bool {
 /// request).
 async fn handshake(ch: &mut Channel<'_>, raw: Vec<u8>) -> Result<Vec<u8>, TlsFailure> {
     let mut early = Vec::new();
-    let mut out = Vec::new();
     ch.cipher = raw;
     let mut first = true;
     loop {
@@ -395,23 +394,29 @@ async fn handshake(ch: &mut Channel<'_>, raw: Vec<u8>) -> Result<Vec<u8>, TlsFai
         if std::mem::take(&mut first) && looks_like_http(&ch.cipher) {
             return Err(TlsFailure::PlainHttp);
         }
-        let got = link.receive(&mut ch.cipher, &mut early, &mut out);
-        ch.cipher.clear();
-        let closed = link.peer_closed();
-        if !out.is_empty() {
-            let sent = send_raw(ch.stream, &out).await;
-            out.clear();
-            if sent.is_err() {
-                return Err(TlsFailure::Closed);
-            }
-        }
-        if let Err(e) = got {
-            return Err(TlsFailure::of(&e));
-        }
-        if closed {
+        open_read(ch.stream, link, &mut ch.cipher, &mut early).await?;
+        if link.peer_closed() {
             return Err(TlsFailure::Closed);
         }
     }
+}
+
+/// Gives the ciphertext read (`cipher`, emptied) to `link`: what it
+/// decrypts to `plain`, and what TLS answers (handshake messages, an
+/// alert on an error) sent at once.
+async fn open_read(
+    stream: &TcpStream,
+    link: &mut TlsLink,
+    cipher: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+) -> Result<(), TlsFailure> {
+    let mut out = Vec::new();
+    let got = link.receive(cipher, plain, &mut out);
+    cipher.clear();
+    if !out.is_empty() && send_raw(stream, &out).await.is_err() {
+        return Err(TlsFailure::Closed);
+    }
+    got.map_err(|e| TlsFailure::of(&e))
 }
 
 /// Reads a request head, starting with `buf` (bytes already read);
@@ -460,15 +465,10 @@ async fn recv_some(ch: &mut Channel<'_>, buf: &mut Vec<u8>) -> Result<(), HeadEr
         return recv_raw(ch.stream, buf).await;
     };
     let before = buf.len();
-    let mut out = Vec::new();
     while buf.len() == before {
         ch.cipher.clear();
         recv_raw(ch.stream, &mut ch.cipher).await?;
-        let got = link.receive(&mut ch.cipher, buf, &mut out);
-        if !out.is_empty() {
-            let _ = send_raw(ch.stream, &out).await;
-            out.clear();
-        }
+        let got = open_read(ch.stream, link, &mut ch.cipher, buf).await;
         if got.is_err() || (buf.len() == before && link.peer_closed()) {
             return Err(HeadError::Closed);
         }

@@ -216,9 +216,7 @@ impl Outbox {
             if front.len() > MAX_RECORD_PLAINTEXT {
                 let (frame, tag) = self.frames.pop_front().expect("a front frame");
                 self.sealed_one(tag, frame.len());
-                let mut records = Vec::new();
-                tls.seal_to_vec(&frame, &mut records).map_err(seal_failed)?;
-                self.push_sealed(Bytes::from(records));
+                self.seal_queued(tls, &frame, Vec::new())?;
                 writes.record(1);
                 continue;
             }
@@ -311,15 +309,22 @@ impl Outbox {
         let len = match (sealed, plain) {
             (Ok(len), _) => len,
             (Err(_), Some(plain)) => {
-                let mut records = std::mem::take(&mut before);
-                tls.seal_to_vec(&plain, &mut records).map_err(seal_failed)?;
-                self.push_sealed(Bytes::from(records));
+                self.seal_queued(tls, &plain, std::mem::take(&mut before))?;
                 0
             }
             (Err(e), None) => return Err(seal_failed(e)),
         };
         writes.record(frames);
         Ok((len, before))
+    }
+
+    /// Seals `plain` into a buffer of its own, after `first` (what rustls
+    /// must send before it), and queues the records.
+    fn seal_queued(&mut self, tls: &mut TlsLink, plain: &[u8], first: Vec<u8>) -> io::Result<()> {
+        let mut records = first;
+        tls.seal_to_vec(plain, &mut records).map_err(seal_failed)?;
+        self.push_sealed(Bytes::from(records));
+        Ok(())
     }
 
     /// Accounts for a frame of `len` bytes sealed into records (its tag,

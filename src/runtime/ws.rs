@@ -106,12 +106,8 @@ pub(super) fn step<A: App>(core: &Core<A>, slot: u32, io: Readiness) {
 /// epoll set). A TLS connection whose records all went out says
 /// close_notify first (one try: the socket is closed either way).
 fn finish<A: App>(core: &Core<A>, conn: &Rc<Conn>, mut state: Slot<A::Handler>) {
-    if let Some(tls) = state.tls.as_mut() {
-        if !conn.is_dead() && !conn.has_output() {
-            let mut alert = Vec::new();
-            tls.close_notify(&mut alert);
-            let _ = sys::send(state.fd(), &alert);
-        }
+    if !conn.is_dead() && !conn.has_output() {
+        send_close_notify(&mut state);
     }
     core.app.on_close(&mut state.handler, conn);
     conn.retire();
@@ -163,15 +159,21 @@ fn advance<A: App>(
     Flow::Continue
 }
 
-/// A connection being failed has written its close frame: its sending
-/// side is shut (after close_notify on wss), so the peer sees the end and
-/// closes; its end of the stream then finishes the connection.
-fn half_close<H>(conn: &Conn, state: &mut Slot<H>) {
+/// On wss, one try at sending close_notify (the socket is shut or closed
+/// right after, either way).
+fn send_close_notify<H>(state: &mut Slot<H>) {
     if let Some(tls) = state.tls.as_mut() {
         let mut alert = Vec::new();
         tls.close_notify(&mut alert);
         let _ = sys::send(state.fd(), &alert);
     }
+}
+
+/// A connection being failed has written its close frame: its sending
+/// side is shut (after close_notify on wss), so the peer sees the end and
+/// closes; its end of the stream then finishes the connection.
+fn half_close<H>(conn: &Conn, state: &mut Slot<H>) {
+    send_close_notify(state);
     sys::shutdown(state.fd(), libc::SHUT_WR);
     conn.session(|s| s.half_closed());
 }
