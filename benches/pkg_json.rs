@@ -196,6 +196,7 @@ fn check_event<'a>(
             message,
             body: Cow::Borrowed(raw_body),
             container: None,
+            id: None,
         };
         return Ok(ev);
     }
@@ -209,6 +210,7 @@ fn check_event<'a>(
         },
         body: Cow::Owned(container.to_json()),
         container: Some(container),
+        id: None,
     };
     Ok(ev)
 }

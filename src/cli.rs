@@ -93,6 +93,10 @@ pub struct ServerArgs {
     /// Serve wss on this address, beside plain ws (overrides tls.listen).
     #[arg(long, value_name = "ADDR")]
     pub tls_listen: Option<SocketAddr>,
+    /// Join a cluster: NATS servers (comma-separated URLs) whose JetStream
+    /// stream is the event log (sets cluster.nats_url; `serve` only).
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    pub nats_url: Vec<String>,
 }
 
 /// The `--driver` flag's values (the config's [`DriverChoice`]).
@@ -134,6 +138,9 @@ impl ServerArgs {
         }
         if let Some(addr) = self.tls_listen {
             config.tls.listen = addr.to_string();
+        }
+        if !self.nats_url.is_empty() {
+            config.cluster.nats_url = self.nats_url.clone();
         }
         if self.tls_self_signed {
             let dev = crate::tls::ensure_dev_cert(&dev_cert_dir(None)).map_err(|e| {

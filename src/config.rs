@@ -61,6 +61,7 @@ pub struct Config {
     pub hub: HubConfig,
     pub docker: DockerConfig,
     pub tls: TlsConfig,
+    pub cluster: ClusterConfig,
     /// Who may connect; none means a generated admin token at start-up.
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
@@ -159,6 +160,77 @@ impl TlsConfig {
             s => s.parse().map(Some),
         }
     }
+}
+
+/// `[cluster]`: several hubs as one, over a NATS JetStream stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS servers (`nats://host:port`, `tls://host:port`); empty = no
+    /// cluster (the in-process sequencer).
+    #[serde(deserialize_with = "one_or_many")]
+    pub nats_url: Vec<String>,
+    /// The stream that is the event log.
+    pub stream: String,
+    /// Events go to `<subject_prefix>.<channel>`.
+    pub subject_prefix: String,
+    /// Copies JetStream keeps of each event (1, 3 or 5 in practice).
+    pub replicas: usize,
+    pub storage: ClusterStorage,
+    /// Seconds an event stays in the stream (0 = no age limit).
+    pub max_age_s: u64,
+    /// Bytes the stream may hold, oldest out first (0 = no limit).
+    pub max_bytes: u64,
+    /// Seconds within which a publish with an event id already seen is a
+    /// duplicate.
+    pub duplicate_window_s: u64,
+    /// Publishes sent and not yet acknowledged by the stream, at most.
+    pub max_acks_pending: usize,
+    /// Seconds allowed for the first connection to NATS at start-up.
+    pub connect_timeout_s: u64,
+    /// Credentials: user and password, or a token, or an NKey seed file,
+    /// or a `.creds` file.
+    pub user: String,
+    pub password: String,
+    pub token: String,
+    pub nkey_seed_file: String,
+    pub creds_file: String,
+    /// TLS to NATS: the CA to verify the servers with, and a client pair.
+    pub tls_ca: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Require TLS even for `nats://` URLs.
+    pub tls_required: bool,
+}
+
+/// `cluster.storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterStorage {
+    File,
+    Memory,
+}
+
+impl ClusterConfig {
+    /// Whether a cluster is configured.
+    pub fn enabled(&self) -> bool {
+        !self.nats_url.is_empty()
+    }
+}
+
+/// A string or a list of strings.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) if s.is_empty() => Vec::new(),
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -421,10 +493,96 @@ impl Config {
             }
             Ok(_) => {}
         }
+        self.check_cluster()?;
         if l.socket_send_buffer_bytes > (1 << 30) {
             return invalid(
                 "limits.socket_send_buffer_bytes",
                 "must be at most 1073741824 (0 leaves it to the kernel)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The rules of `[cluster]`.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        let c = &self.cluster;
+        if !c.enabled() {
+            return Ok(());
+        }
+        let schemes = ["nats://", "tls://", "ws://", "wss://"];
+        if let Some(bad) = c
+            .nats_url
+            .iter()
+            .find(|u| !schemes.iter().any(|s| u.starts_with(s)) && u.contains("://"))
+        {
+            return invalid(
+                "cluster.nats_url",
+                &format!("{bad:?}: use nats://HOST:PORT or tls://HOST:PORT"),
+            );
+        }
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !token_ok(&c.stream) {
+            return invalid(
+                "cluster.stream",
+                "must be a non-empty name of letters, digits, '_' and '-'",
+            );
+        }
+        if !c.subject_prefix.split('.').all(token_ok) {
+            return invalid(
+                "cluster.subject_prefix",
+                "must be dot-separated tokens of letters, digits, '_' and '-' (no wildcards)",
+            );
+        }
+        if !(1..=5).contains(&c.replicas) {
+            return invalid("cluster.replicas", "must be from 1 to 5");
+        }
+        if c.duplicate_window_s == 0 {
+            return invalid(
+                "cluster.duplicate_window_s",
+                "must be at least 1 (retried publishes are told apart by it)",
+            );
+        }
+        if c.max_age_s != 0 && c.duplicate_window_s > c.max_age_s {
+            return invalid(
+                "cluster.duplicate_window_s",
+                "must not exceed cluster.max_age_s",
+            );
+        }
+        if c.max_acks_pending == 0 {
+            return invalid("cluster.max_acks_pending", "must be at least 1");
+        }
+        if c.connect_timeout_s == 0 {
+            return invalid("cluster.connect_timeout_s", "must be at least 1");
+        }
+        if c.user.is_empty() != c.password.is_empty() {
+            return invalid("cluster.user", "and cluster.password must be set together");
+        }
+        let ways = [
+            !c.user.is_empty(),
+            !c.token.is_empty(),
+            !c.nkey_seed_file.is_empty(),
+            !c.creds_file.is_empty(),
+        ];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            return invalid(
+                "cluster.user",
+                "user/password, token, nkey_seed_file and creds_file are alternatives: set one",
+            );
+        }
+        if c.tls_cert.is_empty() != c.tls_key.is_empty() {
+            return invalid(
+                "cluster.tls_cert",
+                "and cluster.tls_key must be set together",
             );
         }
         Ok(())

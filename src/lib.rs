@@ -29,6 +29,8 @@
 //!    rules.
 //! 5. [`api`]: the routes and JSON shapes of the public API, over the hub;
 //!    [`sources`]: producers beside the cores (the Docker Engine source);
+//!    [`cluster`]: NATS JetStream as the event log of several hubs, on a
+//!    thread of its own, behind the hub's [`hub::log`] seam;
 //!    [`echo`]: the echo application, the conformance target.
 //! 6. [`cli`] and `main.rs`: the command line.
 //!
@@ -42,7 +44,9 @@
 //!    outside any lock;
 //! 3. `hub/sequencer.rs`: the `seq` under a short lock, the replay ring,
 //!    and batches of up to 64 events handed to every core's channel
-//!    ([`hub::mailbox`]);
+//!    ([`hub::mailbox`]); in a cluster, the stream numbers the events
+//!    instead and the node's consumer hands them to the sequencer
+//!    ([`cluster`]);
 //! 4. `hub/core.rs`: on each core, the event's channel row of the
 //!    subscriber index; each match's connection queues the shared frame
 //!    ([`runtime::Conn::send_tagged`], which puts it on the core's ready
@@ -55,6 +59,7 @@
 pub mod api;
 pub mod channel_names;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod echo;
 pub mod hub;

@@ -176,6 +176,12 @@ fn serve(args: &ServerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.cluster.enabled() {
+        if let Err(e) = eventhub::cluster::start(&config.cluster, shared.clone()) {
+            eprintln!("eventhub: cluster: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if !config.docker.socket.is_empty() {
         let socket = std::path::PathBuf::from(&config.docker.socket);
         if let Err(e) = eventhub::sources::docker_engine::spawn(socket, shared.clone()) {

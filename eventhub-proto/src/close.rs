@@ -23,6 +23,8 @@ impl CloseCode {
     pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// IANA registry: the service is restarting.
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
     pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 
     /// Whether a peer may put this code in a close frame.

@@ -143,7 +143,7 @@ impl DockerSession {
         let after = match (self.since_seq, self.since, self.until) {
             (Some(n), _, _) => {
                 let other_run = match &self.epoch {
-                    Some(e) => e != shared.sequencer.epoch(),
+                    Some(e) => **e != *shared.sequencer.epoch(),
                     None => n > pos.last_seq,
                 };
                 Some(if other_run { pos.oldest - 1 } else { n })

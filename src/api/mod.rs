@@ -140,6 +140,9 @@ impl HubApp {
         let mut body = String::with_capacity(4096);
         self.runtime_stats.render(&mut body);
         self.shared.stats.render(&mut body);
+        if let Some(log) = self.shared.log() {
+            log.stats().render(&mut body);
+        }
         let mut resp = Response::json(200, body);
         resp.content_type = "text/plain; version=0.0.4";
         Route::Respond(resp)
@@ -172,9 +175,7 @@ impl App for HubApp {
     fn route_head(&self, req: &Request, peer: &Peer) -> Decision<HubHandler> {
         let path = api_path(req);
         match (req.method.as_str(), path) {
-            ("GET", "/healthz") => {
-                Route::Respond(Response::json(200, replies::HEALTHY.into())).into()
-            }
+            ("GET", "/healthz") => Route::Respond(replies::health(&self.shared)).into(),
             ("GET", "/metrics") => self.metrics(req, peer).into(),
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer).into(),
             ("GET", "/events/ws") => events_ws::route(self, req, peer).into(),
@@ -211,7 +212,7 @@ impl App for HubApp {
     async fn route(&self, req: &Request, body: Vec<u8>, peer: &Peer) -> Route<HubHandler> {
         match (req.method.as_str(), api_path(req)) {
             ("POST", "/v1/ws/unsubscribe") => unsubscribe::route(self, req, &body, peer).await,
-            ("POST", "/v1/events") => publish::post(self, req, &body, peer),
+            ("POST", "/v1/events") => publish::post(self, req, &body, peer).await,
             _ => self.not_found(req),
         }
     }

@@ -8,6 +8,11 @@
 //! way to every core; a publisher socket flushes after each read, batching
 //! the messages that arrived together.
 //!
+//! In a cluster, a POST answers `202` once the stream acknowledged its
+//! events (with the stream's seqs), or `503` with `Retry-After` when the
+//! log is unreachable; a publisher socket's acks follow the stream's, in
+//! order, from a task of the connection's core.
+//!
 //! Layer: API. Imports the hub's publish service, the API's
 //! [`replies`](super::replies), and the runtime's connection and route.
 
@@ -17,13 +22,13 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::replies::{self, accepted, error_reply, published};
 use super::{HubApp, HubHandler};
 use crate::hub::core::HubCore;
-use crate::hub::publish::{admit, flush, publish_text, PublishError};
+use crate::hub::publish::{admit, flush, publish_text, Accepted, PublishError};
 use crate::proto::http::{Request, Response};
 use crate::proto::MessageKind;
 use crate::runtime::{Conn, Peer, Route};
 
 /// `POST /v1/events`.
-pub fn post(app: &HubApp, req: &Request, body: &[u8], peer: &Peer) -> Route<HubHandler> {
+pub async fn post(app: &HubApp, req: &Request, body: &[u8], peer: &Peer) -> Route<HubHandler> {
     let principal = match app.authenticate(req, peer) {
         Ok(p) => p,
         Err(resp) => return Route::Respond(resp),
@@ -36,14 +41,22 @@ pub fn post(app: &HubApp, req: &Request, body: &[u8], peer: &Peer) -> Route<HubH
     if let Err(e) = admit(&app.shared) {
         return Route::Respond(replies::overloaded(&e));
     }
-    match publish_text(&app.shared, principal, text) {
-        Ok(events) => {
+    let events = match publish_text(&app.shared, principal, text) {
+        Ok(Accepted::Sequenced(events)) => {
             flush(&app.shared);
-            Route::Respond(Response::json(202, accepted(&events)))
+            events
         }
-        Err(e @ PublishError::Invalid(_)) => app.bad_request("invalid_event", &e.to_string()),
-        Err(e @ PublishError::Forbidden { .. }) => app.forbidden(&e.to_string()),
-    }
+        Ok(Accepted::Sent(pending)) => match pending.published().await {
+            Ok(events) => events,
+            Err(e) => return Route::Respond(replies::log_refused(&e)),
+        },
+        Err(e @ PublishError::Invalid(_)) => {
+            return app.bad_request("invalid_event", &e.to_string())
+        }
+        Err(e @ PublishError::Forbidden { .. }) => return app.forbidden(&e.to_string()),
+        Err(PublishError::Log(e)) => return Route::Respond(replies::log_refused(&e)),
+    };
+    Route::Respond(Response::json(202, accepted(&events)))
 }
 
 /// `GET /v1/ws/publish[?ack=true]`.
@@ -104,11 +117,21 @@ impl PublisherSession {
         }
         let text = std::str::from_utf8(payload).expect("text messages are valid UTF-8");
         match publish_text(&core.shared, self.principal as usize, text) {
-            Ok(events) => {
+            Ok(Accepted::Sequenced(events)) => {
                 self.unflushed = true;
                 if self.ack {
                     conn.send(published(&events));
                 }
+            }
+            Ok(Accepted::Sent(pending)) => {
+                let (ack, conn) = (self.ack, conn.clone());
+                crate::runtime::spawn(async move {
+                    match pending.published().await {
+                        Ok(events) if ack => conn.send(published(&events)),
+                        Ok(_) => {}
+                        Err(e) => conn.send(error_reply("log_unreachable", &e.to_string())),
+                    }
+                });
             }
             Err(e @ PublishError::Invalid(_)) => {
                 conn.send(error_reply("invalid_event", &e.to_string()))
@@ -116,6 +139,7 @@ impl PublisherSession {
             Err(e @ PublishError::Forbidden { .. }) => {
                 conn.send(error_reply("forbidden", &e.to_string()))
             }
+            Err(PublishError::Log(e)) => conn.send(error_reply("log_unreachable", &e.to_string())),
         }
     }
 

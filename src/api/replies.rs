@@ -19,6 +19,9 @@ use uuid::Uuid;
 use crate::hub::auth::Principal;
 use crate::hub::channels::{ChannelId, ChannelSet};
 use crate::hub::event::reply;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::hub::log::LogError;
 use crate::hub::publish::{Overloaded, Published};
 use crate::hub::Shared;
 use crate::proto::http::Response;
@@ -27,10 +30,51 @@ use crate::proto::json::{error_object, push_string};
 /// The body of `GET /healthz`.
 pub const HEALTHY: &str = r#"{"status":"ok"}"#;
 
+/// `GET /healthz`: ok; in a cluster, with the event log's state, and
+/// `503` "degraded" while the log is unreachable (publishes fail; the
+/// node's subscribers stay connected).
+pub fn health(shared: &Shared) -> Response {
+    let Some(log) = shared.log() else {
+        return Response::json(200, HEALTHY.into());
+    };
+    let stats = log.stats();
+    let consumed = stats.consumed_seq.load(Relaxed);
+    let epoch = shared.sequencer.epoch();
+    if stats.connected.load(Relaxed) {
+        Response::json(
+            200,
+            format!(
+                r#"{{"status":"ok","event_log":"reachable","epoch":"{epoch}","seq":{consumed}}}"#
+            ),
+        )
+    } else {
+        Response::json(
+            503,
+            format!(
+                r#"{{"status":"degraded","event_log":"unreachable","error":{{"code":"log_unreachable","message":"the event log (NATS) is unreachable: publishes get 503; subscribers stay connected"}},"epoch":"{epoch}","seq":{consumed}}}"#
+            ),
+        )
+    }
+}
+
 /// The answer to a `POST /v1/events` while the cores are behind: 503 with
 /// `Retry-After`, before its body is read or after.
 pub fn overloaded(why: &Overloaded) -> Response {
     Response::error(503, "overloaded", &why.to_string()).with_header("Retry-After", "1")
+}
+
+/// The `503` of a publish the cluster's event log did not take.
+pub fn log_refused(why: &LogError) -> Response {
+    let retry = match why {
+        LogError::Unreachable { retry_after_s, .. } => *retry_after_s,
+        LogError::Busy { .. } | LogError::Refused(_) => 1,
+    };
+    let code = match why {
+        LogError::Unreachable { .. } => "log_unreachable",
+        LogError::Busy { .. } => "overloaded",
+        LogError::Refused(_) => "log_refused",
+    };
+    Response::error(503, code, &why.to_string()).with_header("Retry-After", retry.to_string())
 }
 
 /// The first message of a subscriber: its client id, subscriptions, and

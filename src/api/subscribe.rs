@@ -234,7 +234,7 @@ impl SubscriberSession {
         // this run assigned) says nothing about this run's seqs: the ring
         // is replayed from its start, after an explicit message.
         let other_run = match &epoch {
-            Some(e) => e != shared.sequencer.epoch(),
+            Some(e) => **e != *shared.sequencer.epoch(),
             None => since > pos.last_seq,
         };
         let after = if other_run { pos.oldest - 1 } else { since };

@@ -46,6 +46,7 @@ use super::docker::filter::DockerFilter;
 use super::docker::index::FilterIndex;
 use super::event::EventFrame;
 use super::index::SubscriberIndex;
+use super::log::{FetchRequest, Fetched};
 use super::probe::Probes;
 use super::slots::SlotTable;
 use super::Shared;
@@ -89,6 +90,64 @@ pub struct Replay {
     pub gap: Option<GapMessage>,
 }
 
+/// A replay in progress, with what it fetched from the event log.
+struct Cursor {
+    replay: Replay,
+    /// The ticket of the fetch it waits for.
+    waiting: Option<u64>,
+    /// The slice the log answered with, queued as the connection drains.
+    fetched: Option<FetchedSlice>,
+    /// The log failed it once: the ring's gap is reported instead.
+    log_failed: bool,
+}
+
+impl Cursor {
+    fn new(replay: Replay) -> Cursor {
+        Cursor {
+            replay,
+            waiting: None,
+            fetched: None,
+            log_failed: false,
+        }
+    }
+}
+
+/// Events fetched from the log for one replay, not yet queued.
+struct FetchedSlice {
+    events: std::collections::VecDeque<EventFrame>,
+    /// The last seq the fetch covered.
+    through: u64,
+}
+
+impl FetchedSlice {
+    /// Queues the events `pick` gives a frame for on `conn` until its
+    /// queue holds `target` bytes (one at least when it is empty),
+    /// advancing `replay`; returns how many were queued.
+    fn drain_into(
+        &mut self,
+        conn: &Conn,
+        target: usize,
+        replay: &mut Replay,
+        pick: &mut impl FnMut(&EventFrame) -> Option<bytes::Bytes>,
+    ) -> u64 {
+        let mut queued = 0;
+        while let Some(ev) = self.events.front() {
+            if ev.seq > replay.after {
+                if let Some(frame) = pick(ev) {
+                    if conn.queued_bytes() >= target && queued > 0 {
+                        break;
+                    }
+                    conn.send_tagged(frame, ev.seq);
+                    queued += 1;
+                }
+                replay.after = ev.seq;
+            }
+            self.events.pop_front();
+        }
+        queued
+    }
+}
+
 /// What a subscriber's own messages and an unsubscribe need to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriberInfo {
@@ -120,7 +179,9 @@ pub struct HubCore {
     docker_subs: RefCell<SlotTable<DockerSubscriber>>,
     filters: RefCell<FilterIndex>,
     /// Replays in progress, by slot.
-    replays: RefCell<HashMap<usize, Replay>>,
+    replays: RefCell<HashMap<usize, Cursor>>,
+    /// The last ticket given to a fetch from the event log.
+    tickets: Cell<u64>,
     /// `/events/ws` subscribers with an `until` (the tick looks at none
     /// while there are none).
     with_until: Cell<usize>,
@@ -148,6 +209,7 @@ impl HubCore {
             docker_subs: RefCell::new(SlotTable::default()),
             filters: RefCell::new(FilterIndex::default()),
             replays: RefCell::new(HashMap::new()),
+            tickets: Cell::new(0),
             with_until: Cell::new(0),
             ticks: Cell::new(0),
             probes: Probes::default(),
@@ -158,8 +220,7 @@ impl HubCore {
     /// whose address was just refused another one with 409: see
     /// [`super::probe`].
     pub fn probe(&self, slot: usize) {
-        let conn = self.subs.borrow().get(slot).map(|s| s.conn.clone());
-        let conn = conn.or_else(|| self.docker_subs.borrow().get(slot).map(|s| s.conn.clone()));
+        let conn = self.conn_of(slot);
         if conn.is_some_and(|c| self.probes.start(c)) {
             self.shared.stats.conflict_probes.fetch_add(1, Relaxed);
         }
@@ -347,7 +408,7 @@ impl HubCore {
     /// `min_seq` [`REPLAYING`]) from the ring after `replay.after`, and
     /// queues the first slice.
     pub fn start_replay(&self, slot: usize, replay: Replay) {
-        self.replays.borrow_mut().insert(slot, replay);
+        self.replays.borrow_mut().insert(slot, Cursor::new(replay));
         self.refill(slot);
     }
 
@@ -361,14 +422,14 @@ impl HubCore {
         if self.replays.borrow().is_empty() {
             return;
         }
-        let Some(mut replay) = self.replays.borrow_mut().remove(&slot) else {
+        let Some(mut cursor) = self.replays.borrow_mut().remove(&slot) else {
             return;
         };
         let live_after = {
             let mut subs = self.subs.borrow_mut();
             if let Some(sub) = subs.get_mut(slot) {
                 let channels = sub.channels;
-                let after = self.pump(&sub.conn, &mut replay, |e| {
+                let after = self.pump(slot, &sub.conn, &mut cursor, |e| {
                     channels.contains(e.channel).then(|| e.frame.clone())
                 });
                 after.map(|a| sub.min_seq = a)
@@ -378,8 +439,8 @@ impl HubCore {
                 let Some(sub) = docker_subs.get_mut(slot) else {
                     return;
                 };
-                let (since, until, filter) = (replay.since_time, sub.until, &sub.filter);
-                let after = self.pump(&sub.conn, &mut replay, |e| {
+                let (since, until, filter) = (cursor.replay.since_time, sub.until, &sub.filter);
+                let after = self.pump(slot, &sub.conn, &mut cursor, |e| {
                     let d = e.docker.as_ref()?;
                     (since.is_none_or(|s| d.keys.time >= s)
                         && until.is_none_or(|u| d.keys.time <= u)
@@ -390,29 +451,42 @@ impl HubCore {
             }
         };
         if live_after.is_none() {
-            self.replays.borrow_mut().insert(slot, replay);
+            self.replays.borrow_mut().insert(slot, cursor);
         }
     }
 
-    /// Queues slices of the ring after `replay.after` on `conn` until the
-    /// queue holds half its bound or the cursor reaches the last `seq`;
-    /// returns that `seq` when it did (the subscriber goes live after it).
+    /// Queues what the replay of `conn` (in `slot`) has next, from a slice
+    /// of the event log it fetched or from the ring, until the queue holds
+    /// half its bound or the cursor reaches the last `seq`; returns that
+    /// `seq` when it did (the subscriber goes live after it). Events the
+    /// ring no longer has are fetched from the event log, when there is
+    /// one ([`super::log`]): the replay waits for the answer.
     fn pump(
         &self,
+        slot: usize,
         conn: &Conn,
-        replay: &mut Replay,
+        cursor: &mut Cursor,
         mut pick: impl FnMut(&EventFrame) -> Option<bytes::Bytes>,
     ) -> Option<u64> {
         let target = self.shared.config.send_queue_bytes / 2;
         let mut replayed = 0u64;
         let caught_up = loop {
-            if !conn.is_open() {
+            if !conn.is_open() || cursor.waiting.is_some() {
                 break None;
             }
             let queued = conn.queued_bytes();
             if queued >= target {
                 break None;
             }
+            if let Some(fetched) = &mut cursor.fetched {
+                replayed += fetched.drain_into(conn, target, &mut cursor.replay, &mut pick);
+                if fetched.events.is_empty() {
+                    cursor.replay.after = cursor.replay.after.max(fetched.through);
+                    cursor.fetched = None;
+                }
+                continue;
+            }
+            let replay = &mut cursor.replay;
             let slice = self.shared.sequencer.read_after(
                 replay.after,
                 target - queued,
@@ -421,6 +495,19 @@ impl HubCore {
                 &mut pick,
             );
             if replay.after + 1 < slice.oldest {
+                if let Some(log) = self.shared.log().filter(|_| !cursor.log_failed) {
+                    let ticket = self.tickets.get() + 1;
+                    self.tickets.set(ticket);
+                    cursor.waiting = Some(ticket);
+                    log.fetch(FetchRequest {
+                        core: self.id,
+                        slot,
+                        ticket,
+                        after: replay.after,
+                        upto: slice.oldest - 1,
+                    });
+                    break None;
+                }
                 if let Some(gap) = replay.gap {
                     conn.send(gap(
                         replay.after,
@@ -439,7 +526,9 @@ impl HubCore {
                 break None;
             }
             if slice.through >= slice.last_seq {
-                break Some(slice.last_seq);
+                // A cursor past the last seq (a cluster node behind the
+                // one the client saw it on) goes live after the cursor.
+                break Some(slice.through.max(slice.last_seq));
             }
         };
         self.shared
@@ -447,6 +536,76 @@ impl HubCore {
             .replayed_events
             .fetch_add(replayed, Relaxed);
         caught_up
+    }
+
+    /// The event log's answer to a replay's [`FetchRequest`]: a gap it
+    /// reports is sent, its events are queued as the connection drains,
+    /// and the replay goes on. An answer for a replay that ended (or a
+    /// newer request) is dropped.
+    pub fn fetched(&self, slot: usize, ticket: u64, answer: Fetched) {
+        let gap = {
+            let mut replays = self.replays.borrow_mut();
+            let Some(cursor) = replays.get_mut(&slot) else {
+                return;
+            };
+            if cursor.waiting != Some(ticket) {
+                return;
+            }
+            cursor.waiting = None;
+            if let Some(why) = &answer.failed {
+                log::warn!(
+                    "core {}: the event log could not serve a replay ({why}); reporting a gap",
+                    self.id
+                );
+                cursor.log_failed = true;
+                None
+            } else {
+                let after = cursor.replay.after;
+                let gap = (answer.first > after + 1)
+                    .then_some(cursor.replay.gap)
+                    .flatten()
+                    .map(|gap| gap(after, after + 1, answer.first - 1, answer.through));
+                cursor.replay.after = after.max(answer.first.saturating_sub(1));
+                cursor.fetched = Some(FetchedSlice {
+                    events: answer.events.into(),
+                    through: answer.through,
+                });
+                gap
+            }
+        };
+        if let Some(message) = gap {
+            if let Some(conn) = self.conn_of(slot) {
+                conn.send(message);
+            }
+        }
+        self.refill(slot);
+    }
+
+    /// Sends `frame` (a message with no seq) to every hub subscriber of
+    /// this core.
+    pub fn notify_subscribers(&self, frame: &bytes::Bytes) {
+        for sub in self.subs.borrow().values() {
+            if sub.conn.is_open() {
+                sub.conn.send(frame.clone());
+            }
+        }
+    }
+
+    /// Closes every subscriber of this core, of both endpoints, with
+    /// `code` and `reason`.
+    pub fn close_subscribers(&self, code: CloseCode, reason: &str) {
+        for sub in self.subs.borrow().values() {
+            sub.conn.close(code, reason);
+        }
+        for sub in self.docker_subs.borrow().values() {
+            sub.conn.close(code, reason);
+        }
+    }
+
+    /// The connection of the subscriber (of either endpoint) in `slot`.
+    fn conn_of(&self, slot: usize) -> Option<Rc<Conn>> {
+        let conn = self.subs.borrow().get(slot).map(|s| s.conn.clone());
+        conn.or_else(|| self.docker_subs.borrow().get(slot).map(|s| s.conn.clone()))
     }
 
     /// The core's timed work, called on each tick of its janitor (twice a

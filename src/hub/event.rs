@@ -21,8 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::channels::ChannelId;
-use super::docker::event::{ContainerEvent, DockerKeys};
+use super::channels::{ChannelId, CONTAINER};
+use super::docker::event::{ContainerEvent, ContainerEventError, DockerKeys};
 use crate::proto::json::push_string as push_json_string;
 use crate::proto::{HeaderBuf, Opcode};
 
@@ -45,6 +45,44 @@ pub struct DockerFrame {
     pub keys: DockerKeys,
 }
 
+/// What follows the body in a prepared envelope; the digits follow it.
+const SEQ_KEY: &str = ",\"seq\":";
+
+/// Why a record read from a log is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("not UTF-8")]
+    NotUtf8,
+    #[error("not JSON: {0}")]
+    Json(String),
+    #[error("its id is not 64 lowercase hex characters")]
+    BadId,
+    #[error("its event_type {0:?} is not the channel of its subject")]
+    WrongChannel(String),
+    #[error("not an envelope as the hub writes it (id, event_type, timestamp, message, body)")]
+    NotAnEnvelope,
+    #[error("container event body: {0}")]
+    Container(ContainerEventError),
+    #[error("container event body not in the hub's normal form")]
+    NotNormalized,
+}
+
+/// The members of a record the hub reads back.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordIn<'a> {
+    #[serde(borrow)]
+    id: &'a str,
+    #[serde(borrow)]
+    event_type: &'a str,
+    #[serde(rename = "timestamp")]
+    _timestamp: serde::de::IgnoredAny,
+    #[serde(rename = "message")]
+    _message: serde::de::IgnoredAny,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+}
+
 /// An event serialized up to its sequence number.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -60,9 +98,20 @@ pub struct Prepared {
 
 impl Prepared {
     /// Builds the envelope of an event on `channel` (named `channel_name`)
-    /// with `message` and `body` (raw JSON, already validated).
+    /// with `message` and `body` (raw JSON, already validated), and a new
+    /// random id.
     pub fn new(channel: ChannelId, channel_name: &str, message: &str, body: &str) -> Prepared {
-        let id = event_id();
+        Prepared::with_id(event_id(), channel, channel_name, message, body)
+    }
+
+    /// [`Prepared::new`] with the id given (64 lowercase hex characters).
+    pub fn with_id(
+        id: String,
+        channel: ChannelId,
+        channel_name: &str,
+        message: &str,
+        body: &str,
+    ) -> Prepared {
         let mut s = String::with_capacity(160 + message.len() + body.len());
         let _ = write!(
             s,
@@ -75,7 +124,7 @@ impl Prepared {
         let start = s.len();
         s.push_str(body);
         let body = start..s.len();
-        s.push_str(",\"seq\":");
+        s.push_str(SEQ_KEY);
         Prepared {
             channel,
             id,
@@ -96,6 +145,68 @@ impl Prepared {
             keys: event.keys(),
         }));
         self
+    }
+
+    /// The envelope without `seq`, as an external log stores it: the
+    /// prepared bytes closed with `}`.
+    pub fn record(&self) -> Bytes {
+        let head = &self.json_head[..self.json_head.len() - SEQ_KEY.len()];
+        let mut buf = BytesMut::with_capacity(head.len() + 1);
+        buf.put_slice(head.as_bytes());
+        buf.put_u8(b'}');
+        buf.freeze()
+    }
+
+    /// Takes back what [`Prepared::record`] made (read from a log, on
+    /// `channel`): checked to be an envelope of that channel, and for a
+    /// container event its body to be Docker's shape (for the Docker frame
+    /// and filter keys).
+    pub fn from_record(
+        channel: ChannelId,
+        channel_name: &str,
+        record: &[u8],
+    ) -> Result<Prepared, RecordError> {
+        let text = std::str::from_utf8(record).map_err(|_| RecordError::NotUtf8)?;
+        let parsed: RecordIn<'_> =
+            serde_json::from_str(text).map_err(|e| RecordError::Json(e.to_string()))?;
+        let id_ok = parsed.id.len() == 64
+            && parsed
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !id_ok {
+            return Err(RecordError::BadId);
+        }
+        if parsed.event_type != channel_name {
+            return Err(RecordError::WrongChannel(parsed.event_type.to_string()));
+        }
+        let body = parsed.body.get();
+        let start = body.as_ptr() as usize - text.as_ptr() as usize;
+        let expected = format!(
+            "{{\"id\":\"{}\",\"event_type\":\"{channel_name}\",",
+            parsed.id
+        );
+        if !text.starts_with(&expected) || !text.ends_with(&format!("{body}}}")) {
+            return Err(RecordError::NotAnEnvelope);
+        }
+        let mut json_head = String::with_capacity(text.len() + SEQ_KEY.len());
+        json_head.push_str(&text[..text.len() - 1]);
+        json_head.push_str(SEQ_KEY);
+        let prepared = Prepared {
+            channel,
+            id: parsed.id.to_string(),
+            json_head,
+            body: start..start + body.len(),
+            docker: None,
+        };
+        if channel != CONTAINER {
+            return Ok(prepared);
+        }
+        let event = ContainerEvent::from_json(body).map_err(RecordError::Container)?;
+        if event.to_json() != body {
+            return Err(RecordError::NotNormalized);
+        }
+        Ok(prepared.with_docker(&event))
     }
 
     /// Appends the sequence number and makes the one frame every

@@ -60,6 +60,10 @@ pub struct NewEvent<'a> {
     pub body: Cow<'a, str>,
     /// The Docker-shaped event, on the `container` channel.
     pub container: Option<ContainerEvent>,
+    /// The event id, when the producer derives it (the Docker source does,
+    /// so that several hubs following one engine publish one id and a
+    /// cluster's log drops the copies); none: a new random one.
+    pub id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +150,7 @@ fn check_event<'a>(
             message,
             body: Cow::Borrowed(raw_body),
             container: None,
+            id: None,
         });
     }
     let container = ContainerEvent::from_json(raw_body)
@@ -159,6 +164,7 @@ fn check_event<'a>(
         },
         body: Cow::Owned(container.to_json()),
         container: Some(container),
+        id: None,
     })
 }
 
@@ -254,6 +260,7 @@ mod tests {
                 message: "VM_STATE_CHANGED".into(),
                 body: Cow::Borrowed(r#"{"a": [1, 2]}"#),
                 container: None,
+                id: None,
             }]
         );
         let many = parse_events(

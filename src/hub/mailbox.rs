@@ -75,6 +75,11 @@ impl Mailbox {
         }
     }
 
+    /// How many cores there are.
+    pub fn cores(&self) -> usize {
+        self.cores.len()
+    }
+
     /// Whether some core has more than `max` events waiting: the hub is
     /// not keeping up, and publishers should wait.
     pub fn overloaded(&self, max: usize) -> bool {

@@ -7,6 +7,7 @@
 //! - [`ingest`]: validation of what producers send;
 //! - [`publish`]: the one way events enter: rights, frames, sequencing;
 //! - [`sequencer`]: `seq` and the replay ring;
+//! - [`log`]: the seam to an external event log (a cluster's stream);
 //! - [`mailbox`]: every core's channel: batches to all, commands to one;
 //! - [`bitrow`]: bit rows over slots and the one walk over their bits;
 //! - [`index`], [`core`]: the per-core bitmask index and fan-out;
@@ -39,6 +40,7 @@ pub mod event;
 pub mod index;
 pub mod ingest;
 pub mod ip_limits;
+pub mod log;
 pub mod mailbox;
 pub mod metrics;
 pub mod probe;
@@ -51,6 +53,7 @@ use std::sync::Arc;
 use self::auth::Auth;
 use self::channels::{ChannelNameError, Channels};
 use self::ip_limits::{AuthFailures, IpLimits};
+use self::log::EventLog;
 use self::mailbox::{CoreMsg, Mailbox};
 use self::metrics::HubStats;
 use self::sequencer::Sequencer;
@@ -84,6 +87,9 @@ pub struct Shared {
     /// other cores.
     pub mailbox: Arc<Mailbox>,
     pub stats: HubStats,
+    /// The cluster's event log, when one is configured (set once, at
+    /// start-up, before the first connection).
+    log: std::sync::OnceLock<Arc<dyn EventLog>>,
 }
 
 impl Shared {
@@ -119,7 +125,21 @@ impl Shared {
             sequencer,
             mailbox,
             stats: HubStats::new(workers),
+            log: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes `log` the event log: publishes go to it, and the sequencer
+    /// takes what its consumer delivers. Once, before serving.
+    pub fn set_log(&self, log: Arc<dyn EventLog>) {
+        if self.log.set(log).is_err() {
+            panic!("the event log is set once");
+        }
+    }
+
+    /// The external event log, if there is one.
+    pub fn log(&self) -> Option<&dyn EventLog> {
+        self.log.get().map(|l| &**l)
     }
 
     /// The event channel of core `id` (taken once, by that core).

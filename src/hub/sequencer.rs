@@ -28,6 +28,13 @@
 //! chosen at start, that name the run its seqs belong to (seqs restart at
 //! 1 with each run).
 //!
+//! In a cluster the seqs are the event log's ([`super::log`]): the log's
+//! consumer hands finished events to [`Sequencer::append`], which keeps
+//! the ring and the batches as above but numbers nothing; the epoch is
+//! the stream's ([`Sequencer::restart`]). A seq that skips ahead (events
+//! the log dropped, or this node could not read) empties the ring first,
+//! so that its seqs stay contiguous; what it held is still in the log.
+//!
 //! Layer: hub. Imports the hub's [`event`](super::event) frames and the
 //! [`mailbox`](super::mailbox) it hands batches to; it knows nothing of
 //! the cores themselves.
@@ -52,6 +59,7 @@ struct Inner {
     ring_bytes: usize,
     max_bytes: usize,
     pending: Vec<EventFrame>,
+    epoch: Arc<str>,
 }
 
 /// The bytes an event in the ring holds: its frames.
@@ -93,7 +101,6 @@ pub struct Slice {
 pub struct Sequencer {
     inner: Mutex<Inner>,
     mailbox: Arc<Mailbox>,
-    epoch: String,
 }
 
 impl Sequencer {
@@ -108,9 +115,9 @@ impl Sequencer {
                 ring_bytes: 0,
                 max_bytes,
                 pending: Vec::with_capacity(BATCH_MAX),
+                epoch: format!("{:016x}", fastrand::u64(..)).into(),
             }),
             mailbox,
-            epoch: format!("{:016x}", fastrand::u64(..)),
         }
     }
 
@@ -118,9 +125,10 @@ impl Sequencer {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// This run's epoch: 16 lowercase hex characters.
-    pub fn epoch(&self) -> &str {
-        &self.epoch
+    /// The epoch of the seqs: this run's (16 lowercase hex characters), or
+    /// the cluster stream's.
+    pub fn epoch(&self) -> Arc<str> {
+        self.lock().epoch.clone()
     }
 
     /// Sequences `events`; returns their `seq`s. They leave for the cores
@@ -129,32 +137,74 @@ impl Sequencer {
         let mut inner = self.lock();
         let mut seqs = Vec::with_capacity(events.len());
         for p in events {
-            inner.last_seq += 1;
-            let ev = p.finish(inner.last_seq);
+            let ev = p.finish(inner.last_seq + 1);
             seqs.push(ev.seq);
-            if inner.capacity > 0 {
-                let cost = ring_cost(&ev);
-                while !inner.ring.is_empty()
-                    && (inner.ring.len() >= inner.capacity
-                        || inner.ring_bytes + cost > inner.max_bytes)
-                {
-                    if let Some(old) = inner.ring.pop_front() {
-                        inner.ring_bytes -= ring_cost(&old);
-                    }
-                }
-                // An event larger than the whole byte bound is not kept
-                // (the ring is empty then, so its seqs stay contiguous).
-                if cost <= inner.max_bytes {
-                    inner.ring_bytes += cost;
-                    inner.ring.push_back(ev.clone());
-                }
-            }
-            inner.pending.push(ev);
-            if inner.pending.len() >= BATCH_MAX {
-                self.send_batch(&mut inner);
-            }
+            self.push(&mut inner, ev);
         }
         seqs
+    }
+
+    /// Takes events the log numbered, in its order: those at or before the
+    /// last `seq` (a consumer's redelivery) are dropped; one past a gap
+    /// empties the ring first. They leave with the next full batch or
+    /// [`Sequencer::flush`]. Returns how many were taken.
+    pub fn append(&self, events: Vec<EventFrame>) -> usize {
+        let mut inner = self.lock();
+        let mut taken = 0;
+        for ev in events {
+            if ev.seq <= inner.last_seq {
+                continue;
+            }
+            if ev.seq != inner.last_seq + 1 && !inner.ring.is_empty() {
+                log::warn!(
+                    "event log: seq {} follows {}: the replay ring starts again there",
+                    ev.seq,
+                    inner.last_seq
+                );
+                inner.ring.clear();
+                inner.ring_bytes = 0;
+            }
+            taken += 1;
+            self.push(&mut inner, ev);
+        }
+        taken
+    }
+
+    /// A new run of the seqs (at start-up in a cluster, or when its stream
+    /// was made anew): `epoch`, the last `seq` assigned so far, an empty
+    /// ring. What was pending leaves first.
+    pub fn restart(&self, epoch: &str, last_seq: u64) {
+        let mut inner = self.lock();
+        self.send_batch(&mut inner);
+        inner.epoch = epoch.into();
+        inner.last_seq = last_seq;
+        inner.ring.clear();
+        inner.ring_bytes = 0;
+    }
+
+    /// Appends `ev` (whose seq follows the last) to the ring and the batch.
+    fn push(&self, inner: &mut Inner, ev: EventFrame) {
+        inner.last_seq = ev.seq;
+        if inner.capacity > 0 {
+            let cost = ring_cost(&ev);
+            while !inner.ring.is_empty()
+                && (inner.ring.len() >= inner.capacity || inner.ring_bytes + cost > inner.max_bytes)
+            {
+                if let Some(old) = inner.ring.pop_front() {
+                    inner.ring_bytes -= ring_cost(&old);
+                }
+            }
+            // An event larger than the whole byte bound is not kept (the
+            // ring is empty then, so its seqs stay contiguous).
+            if cost <= inner.max_bytes {
+                inner.ring_bytes += cost;
+                inner.ring.push_back(ev.clone());
+            }
+        }
+        inner.pending.push(ev);
+        if inner.pending.len() >= BATCH_MAX {
+            self.send_batch(inner);
+        }
     }
 
     /// Sends the pending batch, if any, to every core.

@@ -57,7 +57,8 @@ use serde::Deserialize;
 use crate::hub::channels::CONTAINER;
 use crate::hub::docker::event::{Action, ContainerEvent};
 use crate::hub::ingest::NewEvent;
-use crate::hub::publish::{flush, keeping_up, publish};
+use crate::hub::log::LogError;
+use crate::hub::publish::{flush, keeping_up, publish, Accepted};
 use crate::hub::Shared;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -100,6 +101,8 @@ pub enum SourceError {
     EventTooLong,
     #[error("the engine closed the event stream")]
     Closed,
+    #[error("publishing to the event log failed: {0}")]
+    Log(#[from] LogError),
 }
 
 /// An event as the engine sends it.
@@ -181,6 +184,16 @@ impl Cursor {
             }
         }
         true
+    }
+
+    /// Takes back the admission of `batch` (which could not be published)
+    /// and the newest time to `newest`, so that asking again from
+    /// [`Cursor::since`] brings those events back.
+    fn forget(&mut self, batch: &[NewEvent<'_>], newest: i64) {
+        for ev in batch.iter().filter_map(|e| e.container.as_ref()) {
+            self.seen.remove(&(ev.time_nano, ev.id.clone(), ev.action));
+        }
+        self.newest = newest;
     }
 
     /// The engine's `since` parameter (seconds and nanoseconds): a window
@@ -322,13 +335,18 @@ async fn stream_events(
             continue;
         };
         let mut batch = Vec::new();
+        let newest = cursor.newest;
         let fed = lines.feed(&data, |line| collect_events(line, cursor, &mut batch));
         // The cores are behind: wait (the engine's stream waits with us)
         // rather than add to what they have not delivered yet.
         while !batch.is_empty() && !keeping_up(shared) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        publish_batch(shared, batch);
+        if let Err(e) = publish_batch(shared, &batch).await {
+            // Not published: asked for again after the reconnect.
+            cursor.forget(&batch, newest);
+            return Err(e.into());
+        }
         fed?;
     }
 }
@@ -373,6 +391,7 @@ fn collect_events(line: &[u8], cursor: &mut Cursor, batch: &mut Vec<NewEvent<'st
                     channel: CONTAINER,
                     message: ev.action.as_str().to_string(),
                     body: Cow::Owned(ev.to_json()),
+                    id: Some(engine_event_id(&ev)),
                     container: Some(ev),
                 }),
                 _ => {}
@@ -385,16 +404,40 @@ fn collect_events(line: &[u8], cursor: &mut Cursor, batch: &mut Vec<NewEvent<'st
     }
 }
 
-fn publish_batch(shared: &Shared, batch: Vec<NewEvent<'static>>) {
-    if batch.is_empty() {
-        return;
+/// The id of the hub event made of engine event `ev`: the SHA-256 of its
+/// identity (timeNano, container id, action), so that every hub following
+/// one engine gives it the same id, and a cluster's log keeps one copy.
+fn engine_event_id(ev: &ContainerEvent) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let mut h = sha2::Sha256::new();
+    h.update(ev.time_nano.to_be_bytes());
+    h.update(ev.id.as_bytes());
+    h.update([0]);
+    h.update(ev.action.as_str().as_bytes());
+    let mut id = String::with_capacity(64);
+    for b in h.finalize() {
+        let _ = write!(id, "{b:02x}");
     }
-    publish(shared, &batch);
-    flush(shared);
+    id
+}
+
+/// Publishes `batch`; in a cluster, waits for the log's acknowledgement.
+async fn publish_batch(shared: &Shared, batch: &[NewEvent<'static>]) -> Result<(), LogError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    match publish(shared, batch)? {
+        Accepted::Sequenced(_) => flush(shared),
+        Accepted::Sent(pending) => {
+            pending.published().await?;
+        }
+    }
     shared
         .stats
         .docker_events
         .fetch_add(batch.len() as u64, Relaxed);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,8 +13,10 @@
 //!   (`tests/api_*.rs`) share; used as `common::api::...`.
 //! - [`tls`]: a test PKI and a rustls client for https and wss; used as
 //!   `common::tls::...`.
+//! - [`nats`]: a real nats-server with JetStream for the cluster tests;
+//!   used as `common::nats::...`.
 //!
-//! Everything but `api` and `tls` is re-exported here, so tests use it as `common::...`.
+//! Everything but `api`, `tls` and `nats` is re-exported here, so tests use it as `common::...`.
 
 #![allow(dead_code)]
 
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 pub mod api;
 mod http;
+pub mod nats;
 mod raw_client;
 mod server;
 pub mod tls;
