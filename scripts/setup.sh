@@ -2,7 +2,8 @@
 # Installs and starts what the test suites need, idempotently:
 #   - Debian packages: docker.io (the engine the Docker source follows),
 #     busybox-static (the only binary of the test image), iproute2 (the
-#     slow-link test's network namespace and traffic shaping);
+#     slow-link test's network namespace and traffic shaping), openssl,
+#     nats-server (2.9, with JetStream: the cluster tests start their own);
 #   - a running dockerd (started here when none answers);
 #   - npm's wscat (the Events Hub guide's client), under target/node;
 #   - a Python virtualenv with the test clients, under target/py-venv.
@@ -19,6 +20,8 @@ command -v dockerd >/dev/null || need_apt+=(docker.io)
 # iproute2: `ip netns` and `tc` for the slow-link test (tests/slow_link.rs).
 command -v tc >/dev/null && command -v ip >/dev/null || need_apt+=(iproute2)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# nats-server: the cluster's event log (tests/cluster.rs starts it).
+command -v nats-server >/dev/null || need_apt+=(nats-server)
 if ((${#need_apt[@]} > 0)); then
     echo "setup: installing ${need_apt[*]}"
     $SUDO apt-get update -qq

@@ -106,8 +106,13 @@ fn ensure_image() {
 /// `eventhub serve` following the engine's events (`--docker-socket`);
 /// returns once its Docker source is connected.
 fn start_hub() -> Server {
+    start_hub_with("")
+}
+
+/// [`start_hub`] with more config (a `[cluster]` section).
+fn start_hub_with(extra: &str) -> Server {
     let config = format!(
-        "[hub]\nmax_connections_per_ip = 0\nconnect_rate_per_ip = 0.0\n[[principals]]\nname = \"t\"\ntoken = \"{TOKEN}\"\nadmin = true\npublish = [\"*\"]\n"
+        "[hub]\nmax_connections_per_ip = 0\nconnect_rate_per_ip = 0.0\n[[principals]]\nname = \"t\"\ntoken = \"{TOKEN}\"\nadmin = true\npublish = [\"*\"]\n{extra}"
     );
     let hub = Server::start(
         &[
@@ -560,6 +565,44 @@ fn engine_restart_loses_and_doubles_nothing() {
     .map(|(n, a)| (n.to_string(), a.to_string()))
     .collect();
     assert_eq!(summary(&collect(&mut client, want.len())), want);
+}
+
+#[test]
+fn cluster_nodes_following_one_engine_deliver_each_container_event_once() {
+    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_available() {
+        return;
+    }
+    ensure_image();
+    let nats = common::nats::Nats::start();
+    let cluster = format!("[cluster]\nnats_url = \"{}\"\n", nats.url());
+    // Both nodes follow the engine and publish each of its events, with
+    // the id derived from the engine event: the stream keeps one copy.
+    let hubs = [start_hub_with(&cluster), start_hub_with(&cluster)];
+    let mut clients: Vec<_> = hubs.iter().map(|h| ws(h.addr, "/events/ws")).collect();
+    let name = unique("eh-cl");
+    docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        IMAGE,
+        "true",
+    ]);
+    let want = vec![
+        (name.clone(), "start".to_string()),
+        (name.clone(), "stop".to_string()),
+    ];
+    for client in &mut clients {
+        assert_eq!(summary(&collect(client, want.len())), want);
+    }
+    let dropped: u64 = hubs
+        .iter()
+        .map(|h| metric(h.addr, "eventhub_cluster_duplicates_total").unwrap())
+        .sum();
+    assert_eq!(dropped, 2, "each event's second copy was a duplicate");
 }
 
 /// Seconds since the epoch, with the fraction.

@@ -5,7 +5,9 @@
 //! slow consumers seen closed with 1013, idle connections' memory and the
 //! connect storm measured, a failing exit status when deliveries go
 //! missing, and all of it over wss as well (`--tls-ca`, what
-//! `perf/compare.sh` runs with `TLS=1`).
+//! `perf/compare.sh` runs with `TLS=1`); and against the nodes of a
+//! cluster at once (`--addr A,B,C`, what `perf/cluster.sh` runs), where
+//! every subscriber must get every node's publishes.
 //!
 //! The tool is built (in this test's profile) by `cargo build -p
 //! eventhub-load` on first use: a workspace test run does not build other
@@ -66,11 +68,18 @@ static RUN_LOCK: Mutex<()> = Mutex::new(());
 /// Runs the tool against `server` with `args` (split on spaces); returns its
 /// output and the JSON report.
 fn run_load(server: &Server, args: &str) -> (Output, Value) {
+    run_load_on(std::slice::from_ref(server), args)
+}
+
+/// [`run_load`] against several servers at once (`--addr` and
+/// `--server-pid` list them all).
+fn run_load_on(servers: &[Server], args: &str) -> (Output, Value) {
     let _one_at_a_time = RUN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let json = tempfile_path();
+    let list = |item: fn(&Server) -> String| servers.iter().map(item).collect::<Vec<_>>().join(",");
     let out = Command::new(load_tool())
-        .args(["--addr", &server.addr.to_string(), "--token", TOKEN])
-        .args(["--server-pid", &server.pid().to_string()])
+        .args(["--addr", &list(|s| s.addr.to_string()), "--token", TOKEN])
+        .args(["--server-pid", &list(|s| s.pid().to_string())])
         .arg("--json")
         .arg(&json)
         .args(args.split_whitespace())
@@ -351,4 +360,50 @@ fn a_plain_run_says_ws() {
     );
     assert!(out.status.success(), "{}", explain(&out));
     assert_eq!(report["transport"], "ws", "{report}");
+}
+
+#[test]
+fn three_cluster_nodes_all_publishing_lose_duplicate_and_misorder_nothing() {
+    // Publisher j and subscriber i on node j % 3 and i % 3: every
+    // subscriber gets all three publishers' events, two thirds of them
+    // published on other nodes, through the one stream.
+    let nats = common::nats::Nats::start();
+    let config = format!(
+        "{}[cluster]\nnats_url = \"{}\"\n",
+        config(1 << 20),
+        nats.url()
+    );
+    let nodes: Vec<Server> = (0..3).map(|_| Server::hub(2, &config)).collect();
+    let (out, report) = run_load_on(
+        &nodes,
+        "--kind eventhub --publishers 3 --subscribers 30 --rate 300 --count 200 --threads 2",
+    );
+    assert!(out.status.success(), "{}", explain(&out));
+    assert_eq!(report["subscribers"], 30, "{report}");
+    assert_eq!(report["connect_errors"], 0, "{report}");
+    assert_eq!(report["published"], 3 * 200, "{report}");
+    assert_eq!(report["expected"], 30 * 3 * 200, "{report}");
+    assert_eq!(report["deliveries"], 30 * 3 * 200, "{report}");
+    for check in ["gaps", "duplicates", "disorder", "slow_subscribers"] {
+        assert_eq!(report[check], 0, "{check}: {report}");
+    }
+    assert!(
+        report["server_cpu_us_per_delivery"]
+            .as_f64()
+            .is_some_and(|c| c > 0.0),
+        "summed over the three nodes: {report}"
+    );
+    assert!(
+        report["writes_per_delivery"]
+            .as_f64()
+            .is_some_and(|w| w > 0.0),
+        "summed over the three nodes' /metrics: {report}"
+    );
+    for node in &nodes {
+        let log = node.log_text();
+        assert!(
+            !log.contains("WARN") && !log.contains("ERROR"),
+            "a node logged trouble:\n{log}"
+        );
+    }
 }

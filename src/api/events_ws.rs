@@ -146,7 +146,11 @@ impl DockerSession {
                     Some(e) => **e != *shared.sequencer.epoch(),
                     None => n > pos.last_seq,
                 };
-                Some(if other_run { pos.oldest - 1 } else { n })
+                Some(if other_run {
+                    shared.replay_floor(pos)
+                } else {
+                    n
+                })
             }
             (None, Some(_), _) | (None, None, Some(_)) => Some(0),
             (None, None, None) => None,

@@ -126,8 +126,8 @@ pub fn replay_restarted(
     last_seq: u64,
 ) -> Bytes {
     let why = match client_epoch {
-        Some(_) => "hub restarted: epoch is not the current one; seqs restarted at 1, replaying what the ring holds",
-        None => "hub restarted: since is beyond the last seq of this run; seqs restarted at 1, replaying what the ring holds",
+        Some(_) => "hub restarted: epoch is not the current one; seqs restarted at 1, replaying what the hub holds",
+        None => "hub restarted: since is beyond the last seq of this run; seqs restarted at 1, replaying what the hub holds",
     };
     gap_message(since, missed, last_seq, Some(client_epoch), why)
 }

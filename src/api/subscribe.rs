@@ -232,15 +232,17 @@ impl SubscriberSession {
         });
         // A since from another run (named by its epoch, or beyond any seq
         // this run assigned) says nothing about this run's seqs: the ring
-        // is replayed from its start, after an explicit message.
+        // (in a cluster, the stream) is replayed from its start, after an
+        // explicit message.
         let other_run = match &epoch {
             Some(e) => **e != *shared.sequencer.epoch(),
             None => since > pos.last_seq,
         };
-        let after = if other_run { pos.oldest - 1 } else { since };
+        let floor = shared.replay_floor(pos);
+        let after = if other_run { floor } else { since };
         conn.send_tagged(replies::confirmation(shared, client_id, initial), after);
         if other_run {
-            let missed = (pos.oldest > 1).then(|| (1, pos.oldest - 1));
+            let missed = (floor > 0).then(|| (1, floor));
             conn.send(replies::replay_restarted(
                 since,
                 epoch.as_deref(),

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
+use async_nats::jetstream::context::RequestErrorKind;
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Context;
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -161,9 +162,16 @@ async fn consume(
                 deliver(shared, stats, batch);
             }
             _ = watch.tick() => {
-                // Unreachable now: the consumer waits for the connection
-                // on its own; the watch looks again next time.
-                let Ok(info) = stream.get_info().await else { continue };
+                let info = match stream.get_info().await {
+                    Ok(info) => info,
+                    // JetStream answered with an error: the stream is gone.
+                    Err(e) if e.kind() == RequestErrorKind::Other => {
+                        return Err(format!("stream info: {e}"));
+                    }
+                    // Unreachable now: the consumer waits for the
+                    // connection on its own; the watch looks again next time.
+                    Err(_) => continue,
+                };
                 if stream::epoch(&info) != epoch {
                     return Err("the stream was made anew".into());
                 }

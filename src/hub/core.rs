@@ -564,7 +564,10 @@ impl HubCore {
                 let gap = (answer.first > after + 1)
                     .then_some(cursor.replay.gap)
                     .flatten()
-                    .map(|gap| gap(after, after + 1, answer.first - 1, answer.through));
+                    .map(|gap| {
+                        let last_seq = self.shared.sequencer.last_seq();
+                        gap(after, after + 1, answer.first - 1, last_seq)
+                    });
                 cursor.replay.after = after.max(answer.first.saturating_sub(1));
                 cursor.fetched = Some(FetchedSlice {
                     events: answer.events.into(),

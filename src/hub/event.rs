@@ -63,8 +63,6 @@ pub enum RecordError {
     NotAnEnvelope,
     #[error("container event body: {0}")]
     Container(ContainerEventError),
-    #[error("container event body not in the hub's normal form")]
-    NotNormalized,
 }
 
 /// The members of a record the hub reads back.
@@ -202,11 +200,16 @@ impl Prepared {
         if channel != CONTAINER {
             return Ok(prepared);
         }
+        // The Docker frame is the body's bytes, as the publishing node made
+        // them; the filter keys come from parsing them.
         let event = ContainerEvent::from_json(body).map_err(RecordError::Container)?;
-        if event.to_json() != body {
-            return Err(RecordError::NotNormalized);
-        }
-        Ok(prepared.with_docker(&event))
+        Ok(Prepared {
+            docker: Some(Arc::new(DockerFrame {
+                frame: crate::proto::text_frame(body),
+                keys: event.keys(),
+            })),
+            ..prepared
+        })
     }
 
     /// Appends the sequence number and makes the one frame every
@@ -367,6 +370,53 @@ mod tests {
         assert_eq!(json["id"].as_str().unwrap(), p.id);
         assert_eq!(itoa_buf(0).as_str(), "0");
         assert_eq!(itoa_buf(u64::MAX).as_str(), "18446744073709551615");
+    }
+
+    #[test]
+    fn a_record_read_back_makes_the_same_frames_as_the_event_it_came_from() {
+        let p = Prepared::new(1, "pdfm", "m \"q\"", r#"{"a":[1,{"b":null}]}"#);
+        let record = p.record();
+        let json: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        assert_eq!(json["id"].as_str().unwrap(), p.id);
+        assert!(json.get("seq").is_none(), "no seq in a record");
+        let back = Prepared::from_record(1, "pdfm", &record).unwrap();
+        assert_eq!(back.finish(42).frame, p.finish(42).frame);
+        let body = r#"{"id":"c1","Type":"container","Action":"stop","Actor":{"ID":"c1","Attributes":{"name":"web","image":"busybox","exitCode":"3","com.example/ü":"x"}},"time":1700000000,"timeNano":1700000000123456789}"#;
+        let ev = ContainerEvent::from_json(body).unwrap();
+        let p = Prepared::new(CONTAINER, "container", "stop", &ev.to_json()).with_docker(&ev);
+        let back = Prepared::from_record(CONTAINER, "container", &p.record()).unwrap();
+        let (a, b) = (p.finish(7), back.finish(7));
+        assert_eq!(a.frame, b.frame);
+        let (da, db) = (a.docker.unwrap(), b.docker.unwrap());
+        assert_eq!(da.frame, db.frame);
+        assert_eq!(format!("{:?}", da.keys), format!("{:?}", db.keys));
+    }
+
+    #[test]
+    fn a_record_that_is_not_an_envelope_of_its_channel_is_refused() {
+        let p = Prepared::new(1, "pdfm", "m", "{}");
+        let record = p.record();
+        assert_eq!(
+            Prepared::from_record(2, "orchestrator", &record).unwrap_err(),
+            RecordError::WrongChannel("pdfm".into())
+        );
+        let err = |r: &[u8]| Prepared::from_record(1, "pdfm", r).unwrap_err();
+        assert!(matches!(err(b"{nope"), RecordError::Json(_)));
+        assert_eq!(err(&[0xff]), RecordError::NotUtf8);
+        let short_id = r#"{"id":"ab","event_type":"pdfm","timestamp":"t","message":"m","body":{}}"#;
+        assert_eq!(err(short_id.as_bytes()), RecordError::BadId);
+        let id = "a".repeat(64);
+        let reordered = format!(
+            r#"{{"event_type":"pdfm","id":"{id}","timestamp":"t","message":"m","body":{{}}}}"#
+        );
+        assert_eq!(err(reordered.as_bytes()), RecordError::NotAnEnvelope);
+        let bad_container = format!(
+            r#"{{"id":"{id}","event_type":"container","timestamp":"t","message":"m","body":{{}}}}"#
+        );
+        assert!(matches!(
+            Prepared::from_record(CONTAINER, "container", bad_container.as_bytes()).unwrap_err(),
+            RecordError::Container(_)
+        ));
     }
 
     #[test]

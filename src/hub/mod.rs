@@ -137,6 +137,16 @@ impl Shared {
         }
     }
 
+    /// Where a replay from the start of what the hub holds begins (after
+    /// this seq): the ring's start, or in a cluster the stream's (whose
+    /// events older than the ring are fetched from it).
+    pub fn replay_floor(&self, pos: sequencer::Position) -> u64 {
+        match self.log() {
+            Some(_) => 0,
+            None => pos.oldest - 1,
+        }
+    }
+
     /// The external event log, if there is one.
     pub fn log(&self) -> Option<&dyn EventLog> {
         self.log.get().map(|l| &**l)

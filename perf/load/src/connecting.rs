@@ -4,7 +4,9 @@
 //! phase is timed from the first connect to the last confirmation, with
 //! the server's CPU time over it, which gives the connect storm's figures
 //! (connections per second, server CPU per connection) in the same run as
-//! the memory per idle connection.
+//! the memory per idle connection. With several addresses (a cluster's
+//! nodes) subscriber `i` connects to address `i % n`, so each node gets
+//! its share, and the figures are over all of them.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -14,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::accounting::Subscriber;
 use crate::client::{connect, Until, Upgraded};
-use crate::server_proc::proc_cpu_ns;
+use crate::server_proc::cpu_ns;
 use crate::transport::Endpoint;
 use crate::{Args, Kind};
 
@@ -53,9 +55,9 @@ fn subscribe_path(args: &Args) -> String {
     }
 }
 
-/// Connects `--subscribers`; every `100 / --slow-percent`-th is a slow
-/// consumer.
-pub async fn open(args: &Args, endpoint: &Endpoint) -> Opened {
+/// Connects `--subscribers`, spread round-robin over `endpoints`; every
+/// `100 / --slow-percent`-th is a slow consumer.
+pub async fn open(args: &Args, endpoints: &[Endpoint]) -> Opened {
     let path = subscribe_path(args);
     let slow_every = if args.slow_percent > 0.0 {
         (100.0 / args.slow_percent).round().max(1.0) as usize
@@ -67,7 +69,7 @@ pub async fn open(args: &Args, endpoint: &Endpoint) -> Opened {
         Kind::Eventhub => Until::FirstMessage,
         Kind::Peer => Until::Upgrade,
     };
-    let cpu_start = args.server_pid.and_then(proc_cpu_ns);
+    let cpu_start = cpu_ns(&args.server_pid);
     let started = Instant::now();
     let mut results: Vec<_> = stream::iter(0..args.subscribers)
         .map(|i| {
@@ -77,6 +79,7 @@ pub async fn open(args: &Args, endpoint: &Endpoint) -> Opened {
                     let due = i as f64 / f64::from(args.ramp_per_s);
                     tokio::time::sleep_until(started + Duration::from_secs_f64(due)).await;
                 }
+                let endpoint = &endpoints[i % endpoints.len()];
                 let source = Some(source_ip(args.source_subnet, i));
                 let slow = is_slow(i);
                 let result = connect(endpoint, source, path, &args.token, slow, until).await;
@@ -89,7 +92,7 @@ pub async fn open(args: &Args, endpoint: &Endpoint) -> Opened {
     let storm = Storm {
         seconds: started.elapsed().as_secs_f64(),
         server_cpu_ns: cpu_start
-            .zip(args.server_pid.and_then(proc_cpu_ns))
+            .zip(cpu_ns(&args.server_pid))
             .map(|(a, b)| b.saturating_sub(a)),
     };
     results.sort_by_key(|(i, _)| *i);

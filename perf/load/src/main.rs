@@ -27,9 +27,18 @@
 //! `/metrics` scrape) is TLS, trusting the CA in FILE: a server's wss
 //! measured with the same load and counting as its ws ([`transport`]).
 //!
+//! Several addresses (`--addr A,B,C`) are the nodes of one cluster, which
+//! delivers every event on every node: the subscribers and the publishers
+//! are spread over them round-robin (subscriber `i` on address `i % n`,
+//! publisher `j` on `j % n`), and every subscriber must still see every
+//! publisher's events, once each and in order, wherever they were
+//! published. The server's CPU and memory are then the sums over the
+//! nodes' processes (`--server-pid P,Q,R`), its writes the sums over their
+//! `/metrics`: the whole cluster's cost per delivery.
+//!
 //! Every run is bounded: by `--count` events per publisher and by
 //! `--timeout` for the deliveries; all traffic goes to the given loopback
-//! address.
+//! addresses.
 
 mod accounting;
 mod client;
@@ -54,7 +63,7 @@ use progress::Progress;
 use publisher::Publisher;
 use readers::ReaderKind;
 use report::Report;
-use server_proc::{proc_cpu_ns, proc_rss_bytes};
+use server_proc::{cpu_ns, proc_cpu_ns, rss_bytes};
 use transport::Endpoint;
 use window::Window;
 
@@ -70,12 +79,14 @@ pub enum Kind {
 #[derive(Debug, Parser)]
 #[command(name = "eventhub-load", about = "Load tool for eventhub and its peers")]
 pub struct Args {
-    /// Server address (loopback).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: SocketAddr,
+    /// Server address (loopback); several, comma-separated, are the nodes
+    /// of one cluster, with the subscribers and publishers spread over them
+    /// round-robin.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8080")]
+    pub addr: Vec<SocketAddr>,
     /// Connect over TLS (wss, and https for /metrics), trusting only the
     /// CA certificates in this PEM file (`eventhub dev-cert`'s ca.pem);
-    /// the server's certificate must name the IP address of --addr.
+    /// each server's certificate must name the IP address of its --addr.
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "eventhub")]
@@ -115,9 +126,10 @@ pub struct Args {
     /// Seconds to hold idle connections before measuring.
     #[arg(long, default_value_t = 2)]
     pub idle_hold_s: u64,
-    /// Server process id, for CPU and memory figures.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Server process id, for CPU and memory figures; several,
+    /// comma-separated (a cluster's nodes), are summed.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Source addresses for subscribers: 127.0.X.1-250 with X from this.
     #[arg(long, default_value_t = 1)]
     pub source_subnet: u8,
@@ -180,16 +192,24 @@ fn raise_nofile_limit() {
     }
 }
 
+/// One endpoint per `--addr`, plain or TLS.
+fn endpoints(args: &Args) -> Vec<Endpoint> {
+    args.addr
+        .iter()
+        .map(|&addr| match &args.tls_ca {
+            None => Endpoint::plain(addr),
+            Some(ca) => Endpoint::tls(addr, ca).unwrap_or_else(|e| {
+                eprintln!("eventhub-load: --tls-ca {}: {e}", ca.display());
+                std::process::exit(2);
+            }),
+        })
+        .collect()
+}
+
 async fn run(args: &Args) -> Report {
-    let endpoint = match &args.tls_ca {
-        None => Endpoint::plain(args.addr),
-        Some(ca) => Endpoint::tls(args.addr, ca).unwrap_or_else(|e| {
-            eprintln!("eventhub-load: --tls-ca {}: {e}", ca.display());
-            std::process::exit(2);
-        }),
-    };
-    let rss_before = args.server_pid.and_then(proc_rss_bytes);
-    let opened = connecting::open(args, &endpoint).await;
+    let endpoints = endpoints(args);
+    let rss_before = rss_bytes(&args.server_pid);
+    let opened = connecting::open(args, &endpoints).await;
     let connected = opened.subs.len();
     let healthy = connected - opened.slow;
     let expected_total = args.publishers as u64 * args.count;
@@ -206,13 +226,14 @@ async fn run(args: &Args) -> Report {
     // Let the server settle.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut report = Report::new(args, connected, opened.errors, opened.storm);
+    let scheme = endpoints[0].scheme();
     report.transport = match opened.tls {
-        Some(tls) => format!("{} {tls}", endpoint.scheme()),
-        None => endpoint.scheme().to_string(),
+        Some(tls) => format!("{scheme} {tls}"),
+        None => scheme.to_string(),
     };
     if args.idle {
         tokio::time::sleep(Duration::from_secs(args.idle_hold_s)).await;
-        let rss_after = args.server_pid.and_then(proc_rss_bytes);
+        let rss_after = rss_bytes(&args.server_pid);
         if let (Some(b), Some(a)) = (rss_before, rss_after) {
             report.rss_per_connection = Some(a.saturating_sub(b) as f64 / connected.max(1) as f64);
             report.rss_total = Some(a);
@@ -223,11 +244,11 @@ async fn run(args: &Args) -> Report {
         }
         return report;
     }
-    let writes_before = server_writes(args, &endpoint).await;
-    let cpu_start = args.server_pid.and_then(proc_cpu_ns);
+    let writes_before = server_writes(args, &endpoints).await;
+    let cpu_start = cpu_ns(&args.server_pid);
     let tool_cpu_start = proc_cpu_ns(std::process::id());
     let started = Instant::now();
-    let published = publish(args, &endpoint, window).await;
+    let published = publish(args, &endpoints, window).await;
     let publish_done = started.elapsed();
     // Wait for the healthy subscribers to have everything.
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -235,9 +256,9 @@ async fn run(args: &Args) -> Report {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    let cpu_end = args.server_pid.and_then(proc_cpu_ns);
+    let cpu_end = cpu_ns(&args.server_pid);
     let tool_cpu_end = proc_cpu_ns(std::process::id());
-    let writes_after = server_writes(args, &endpoint).await;
+    let writes_after = server_writes(args, &endpoints).await;
     progress.stop();
     let seen: Vec<_> = readers
         .into_iter()
@@ -256,21 +277,27 @@ async fn run(args: &Args) -> Report {
     }
     if args.kind == Kind::Eventhub && opened.slow > 0 {
         let name = "eventhub_slow_consumer_closes_total";
-        report.server_slow_closes = metrics::scrape(&endpoint, &args.token)
+        report.server_slow_closes = metrics::scrape_all(&endpoints, &args.token)
             .await
-            .and_then(|text| metrics::family_sum(&text, name))
+            .and_then(|texts| {
+                texts
+                    .iter()
+                    .map(|text| metrics::family_sum(text, name))
+                    .sum::<Option<f64>>()
+            })
             .map(|n| n as u64);
     }
     report
 }
 
-/// Runs the publishers to the end; returns how many events they sent.
-async fn publish(args: &Args, endpoint: &Endpoint, window: Option<Arc<Window>>) -> u64 {
+/// Runs the publishers to the end, publisher `j` on `endpoints[j % n]`;
+/// returns how many events they sent.
+async fn publish(args: &Args, endpoints: &[Endpoint], window: Option<Arc<Window>>) -> u64 {
     let pubs: Vec<_> = (0..args.publishers)
         .map(|index| {
             tokio::spawn(
                 Publisher {
-                    endpoint: endpoint.clone(),
+                    endpoint: endpoints[index % endpoints.len()].clone(),
                     kind: args.kind,
                     token: args.token.clone(),
                     channel: args.channel.clone(),
@@ -296,12 +323,12 @@ async fn publish(args: &Args, endpoint: &Endpoint, window: Option<Arc<Window>>) 
     published
 }
 
-/// eventhub's frames-per-write histogram now; `None` for a peer or a hub
-/// without it.
-async fn server_writes(args: &Args, endpoint: &Endpoint) -> Option<Writes> {
+/// eventhub's frames-per-write histogram now, summed over the addresses;
+/// `None` for a peer or where a hub lacks it.
+async fn server_writes(args: &Args, endpoints: &[Endpoint]) -> Option<Writes> {
     if args.kind != Kind::Eventhub {
         return None;
     }
-    let text = metrics::scrape(endpoint, &args.token).await?;
-    Writes::parse(&text)
+    let texts = metrics::scrape_all(endpoints, &args.token).await?;
+    texts.iter().map(|text| Writes::parse(text)).sum()
 }

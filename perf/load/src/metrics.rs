@@ -5,7 +5,9 @@
 //! subscribers saw, and the `eventhub_frames_per_write` histogram, whose
 //! growth over the publishing gives the writes per delivery (how well the
 //! hub coalesces frames into one `sendmsg`). Either is `None` where the
-//! server does not have it (a peer, an older hub).
+//! server does not have it (a peer, an older hub). With several addresses
+//! (a cluster's nodes) both are summed over every node's `/metrics`: each
+//! subscriber is on one node, so the sums set against all the deliveries.
 
 use std::time::Duration;
 
@@ -31,6 +33,15 @@ pub async fn scrape(endpoint: &Endpoint, token: &str) -> Option<String> {
     text.starts_with("HTTP/1.1 200").then_some(text)
 }
 
+/// The text of every address's `/metrics`; `None` if one cannot be read.
+pub async fn scrape_all(endpoints: &[Endpoint], token: &str) -> Option<Vec<String>> {
+    let mut texts = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        texts.push(scrape(endpoint, token).await?);
+    }
+    Some(texts)
+}
+
 /// The sum of the samples named `name` (with or without labels); `None`
 /// if there is none.
 pub fn family_sum(text: &str, name: &str) -> Option<f64> {
@@ -43,7 +54,8 @@ pub fn family_sum(text: &str, name: &str) -> Option<f64> {
     Some(first + samples.sum::<f64>())
 }
 
-/// The `eventhub_frames_per_write` histogram over every core.
+/// The `eventhub_frames_per_write` histogram over every core (summed over
+/// the nodes of a cluster).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Writes {
     /// `sendmsg` calls (`_count`).
@@ -66,6 +78,21 @@ impl Writes {
             writes: self.writes - earlier.writes,
             frames: self.frames - earlier.frames,
         }
+    }
+}
+
+impl std::iter::Sum for Writes {
+    fn sum<I: Iterator<Item = Writes>>(iter: I) -> Writes {
+        iter.fold(
+            Writes {
+                writes: 0.0,
+                frames: 0.0,
+            },
+            |a, b| Writes {
+                writes: a.writes + b.writes,
+                frames: a.frames + b.frames,
+            },
+        )
     }
 }
 
@@ -100,6 +127,22 @@ eventhub_slow_consumer_closes_total_other 7
             })
         );
         assert_eq!(Writes::parse("HTTP/1.1 200 OK\r\n\r\nother 1\n"), None);
+    }
+
+    #[test]
+    fn nodes_are_summed_and_one_without_the_histogram_makes_none() {
+        let texts = [TEXT, TEXT];
+        let sum: Option<Writes> = texts.iter().map(|t| Writes::parse(t)).sum();
+        assert_eq!(
+            sum,
+            Some(Writes {
+                writes: 30.0,
+                frames: 130.0
+            })
+        );
+        let texts = [TEXT, "HTTP/1.1 200 OK\r\n\r\nother 1\n"];
+        let sum: Option<Writes> = texts.iter().map(|t| Writes::parse(t)).sum();
+        assert_eq!(sum, None);
     }
 
     #[test]

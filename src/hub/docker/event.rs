@@ -119,9 +119,18 @@ struct EventIn {
     actor: ActorIn,
     #[serde(default)]
     scope: Option<String>,
-    time: Option<f64>,
+    /// Numbers, not floats: a `timeNano` of today (about 1.8e18) is past
+    /// what a double holds exactly; Docker writes integers, some samples
+    /// floats.
+    time: Option<serde_json::Number>,
     #[serde(rename = "timeNano")]
-    time_nano: Option<f64>,
+    time_nano: Option<serde_json::Number>,
+}
+
+/// A JSON number as an integer: exactly when it is one, else truncated.
+fn integer(n: &serde_json::Number) -> i64 {
+    n.as_i64()
+        .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64)
 }
 
 impl ContainerEvent {
@@ -171,10 +180,16 @@ impl ContainerEvent {
                 return Err(ContainerEventError::MissingAttribute(required));
             }
         }
-        let (time, time_nano) = match (ev.time, ev.time_nano) {
-            (Some(t), Some(n)) => (t as i64, n as i64),
-            (Some(t), None) => (t as i64, (t * 1e9) as i64),
-            (None, Some(n)) => ((n / 1e9) as i64, n as i64),
+        let (time, time_nano) = match (ev.time.as_ref(), ev.time_nano.as_ref()) {
+            (Some(t), Some(n)) => (integer(t), integer(n)),
+            (Some(t), None) => (
+                integer(t),
+                t.as_i64().map_or_else(
+                    || (t.as_f64().unwrap_or(0.0) * 1e9) as i64,
+                    |secs| secs.saturating_mul(1_000_000_000),
+                ),
+            ),
+            (None, Some(n)) => (integer(n) / 1_000_000_000, integer(n)),
             (None, None) => return Err(ContainerEventError::NoTime),
         };
         Ok(ContainerEvent {
@@ -264,6 +279,17 @@ mod tests {
             r#"{"Action":"start","Actor":{"Attributes":{"exitCode":"0","image":"xjimmyshcn/busybox","name":"test4","sh_hyper_instancetype":"s4","test1":"","test3":"test3=test3"},"ID":"f29698cac3f6"},"Type":"container","from":"xjimmyshcn/busybox","id":"f29698cac3f6","status":"start","time":1.476375852e+09,"timeNano":1.4763758521916593e+18}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_time_nano_of_today_is_kept_to_the_nanosecond() {
+        let body = r#"{"id":"c1","Type":"container","Action":"stop","Actor":{"ID":"c1","Attributes":{"name":"web","image":"busybox"}},"time":1796147375,"timeNano":1796147375691960979}"#;
+        let ev = ContainerEvent::from_json(body).unwrap();
+        assert_eq!((ev.time, ev.time_nano), (1796147375, 1796147375691960979));
+        assert_eq!(
+            ContainerEvent::from_json(&ev.to_json()).unwrap().time_nano,
+            ev.time_nano
+        );
     }
 
     #[test]
