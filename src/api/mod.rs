@@ -34,7 +34,7 @@ use crate::hub::auth::AuthError;
 use crate::hub::core::HubCore;
 use crate::hub::mailbox::Inbox;
 use crate::hub::metrics::Refusal;
-use crate::hub::publish::admit;
+use crate::hub::publish::{admit, keeping_up};
 use crate::hub::Shared;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
@@ -251,10 +251,21 @@ impl App for HubApp {
         }
     }
 
-    /// A publisher socket is not read while the cores are behind: its
-    /// producer's writes back up instead of the hub's memory.
+    /// A publisher socket is not read while the cores are behind (or, in
+    /// a cluster, while the stream's acks are behind): its producer's
+    /// writes back up instead of the hub's memory.
     fn may_read(&self, handler: &HubHandler) -> bool {
-        !matches!(handler, HubHandler::Publisher(_)) || admit(&self.shared).is_ok()
+        if !matches!(handler, HubHandler::Publisher(_)) {
+            return true;
+        }
+        let ok = keeping_up(&self.shared);
+        if !ok {
+            self.shared
+                .stats
+                .publish_overloads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ok
     }
 
     fn on_input_end(&self, handler: &mut HubHandler, _conn: &Rc<Conn>) {

@@ -242,7 +242,7 @@ impl SubscriberSession {
         let after = if other_run { floor } else { since };
         conn.send_tagged(replies::confirmation(shared, client_id, initial), after);
         if other_run {
-            let missed = (floor > 0).then(|| (1, floor));
+            let missed = (floor > 0).then_some((1, floor));
             conn.send(replies::replay_restarted(
                 since,
                 epoch.as_deref(),

@@ -121,7 +121,7 @@ pub fn keeping_up(shared: &Shared) -> bool {
 /// (counted), so that neither memory nor the healthy subscribers' queues
 /// pay for a flood.
 pub fn admit(shared: &Shared) -> Result<(), Overloaded> {
-    if !keeping_up(shared) {
+    if shared.mailbox.overloaded(shared.config.max_pending_events) {
         shared.stats.publish_overloads.fetch_add(1, Relaxed);
         return Err(Overloaded {
             waiting: shared.mailbox.deepest(),
