@@ -179,7 +179,13 @@ fn serve(args: &ServerArgs) -> ExitCode {
     if config.cluster.enabled() {
         if let Err(e) = eventhub::cluster::start(&config.cluster, shared.clone()) {
             eprintln!("eventhub: cluster: {e}");
-            return ExitCode::from(2);
+            // Exit code 2 (not restarted by the unit) for a config at
+            // fault; 1 (restarted) while NATS is only unreachable.
+            return if e.is_config() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            };
         }
     }
     if !config.docker.socket.is_empty() {

@@ -57,6 +57,8 @@ const FETCH_QUEUE: usize = 4096;
 pub enum ClusterError {
     #[error("cannot connect to NATS at {urls}: {reason}")]
     Connect { urls: String, reason: String },
+    #[error("NATS at {urls} refused the hub: {reason} (check cluster.user/password/token/nkey_seed_file/creds_file and cluster.tls_*)")]
+    Refused { urls: String, reason: String },
     #[error("stream {stream}: {reason}")]
     Stream { stream: String, reason: String },
     #[error("`{key}` {path}: {reason}")]
@@ -69,6 +71,17 @@ pub enum ClusterError {
     Thread(std::io::Error),
     #[error("NATS did not answer within {0:?}")]
     Timeout(Duration),
+}
+
+impl ClusterError {
+    /// Whether the config is at fault (nothing changes by trying again),
+    /// rather than NATS being unreachable for now.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            ClusterError::Refused { .. } | ClusterError::Stream { .. } | ClusterError::File { .. }
+        )
+    }
 }
 
 /// Connects, makes or checks the stream, sets the hub's event log and
@@ -142,10 +155,15 @@ async fn run(
     let client = match options.connect(config.nats_url.clone()).await {
         Ok(c) => c,
         Err(e) => {
-            return fail(ClusterError::Connect {
-                urls,
-                reason: e.to_string(),
-            })
+            use async_nats::ConnectErrorKind as Kind;
+            let reason = e.to_string();
+            return fail(match e.kind() {
+                Kind::Authentication
+                | Kind::AuthorizationViolation
+                | Kind::Tls
+                | Kind::ServerParse => ClusterError::Refused { urls, reason },
+                _ => ClusterError::Connect { urls, reason },
+            });
         }
     };
     stats.connected.store(true, Relaxed);
