@@ -63,6 +63,17 @@ fn engine_available() -> bool {
     ok
 }
 
+/// The engine, held for this test alone, with the test image; none (the
+/// test is skipped) when no engine answers and none is required.
+fn engine_with_image() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_available() {
+        return None;
+    }
+    ensure_image();
+    Some(engine)
+}
+
 /// Imports a one-binary busybox image unless it exists.
 fn ensure_image() {
     let present = Command::new("docker")
@@ -235,11 +246,9 @@ fn unique(prefix: &str) -> String {
 
 #[test]
 fn filtered_clients_see_exactly_their_container_starts_and_stops_in_order() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_available() {
+    let Some(_engine) = engine_with_image() else {
         return;
-    }
-    ensure_image();
+    };
     let hub = start_hub();
     let (a, b, c) = (unique("eh-a"), unique("eh-b"), unique("eh-c"));
     let filters = [
@@ -504,11 +513,9 @@ fn restart_engine() {
 
 #[test]
 fn engine_restart_loses_and_doubles_nothing() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_available() {
+    let Some(_engine) = engine_with_image() else {
         return;
-    }
-    ensure_image();
+    };
     let hub = start_hub();
     let mut client = ws(hub.addr, "/events/ws");
     let (d, e, f) = (unique("eh-d"), unique("eh-e"), unique("eh-f"));
@@ -569,11 +576,9 @@ fn engine_restart_loses_and_doubles_nothing() {
 
 #[test]
 fn cluster_nodes_following_one_engine_deliver_each_container_event_once() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_available() {
+    let Some(_engine) = engine_with_image() else {
         return;
-    }
-    ensure_image();
+    };
     let nats = common::nats::Nats::start();
     let cluster = format!("[cluster]\nnats_url = \"{}\"\n", nats.url());
     // Both nodes follow the engine and publish each of its events, with
@@ -723,11 +728,9 @@ fn engine_filter(hub: &str) -> String {
 
 #[test]
 fn filters_select_what_the_engine_itself_selects() {
-    let _engine = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_available() {
+    let Some(_engine) = engine_with_image() else {
         return;
-    }
-    ensure_image();
+    };
     let hub = start_hub();
     let n = unique("dx");
     let (a, b, c, d) = (
