@@ -15,6 +15,7 @@
 //! - [`proxy`]: the PROXY protocol header (v1 and v2) a balancer sends
 //!   first; [`forwarded`]: CIDR blocks and the `X-Forwarded-For` chain;
 //! - [`handshake`]: the upgrade check and `Sec-WebSocket-Accept`;
+//! - [`permessage_deflate`]: negotiating RFC 7692's extension;
 //! - [`frame`](mod@frame): frame headers and the builders of complete server frames;
 //! - [`reader`]: frames in, messages out, every context rule enforced;
 //! - [`mask`], [`utf8`], [`close`]: the pieces the reader is made of;
@@ -30,6 +31,7 @@ pub mod handshake;
 pub mod http;
 pub mod json;
 pub mod mask;
+pub mod permessage_deflate;
 pub mod proxy;
 pub mod reader;
 pub mod session;
