@@ -593,3 +593,27 @@ fn a_hub_connects_to_nats_with_a_token_over_tls_and_a_wrong_token_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_event_larger_than_nats_takes_is_refused_with_413_and_the_node_stays_connected() {
+    let dir = std::env::temp_dir().join(format!("eventhub-nats-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("small.conf");
+    std::fs::write(&conf, "max_payload: 8192\n").unwrap();
+    let nats = Nats::start_with(&["-c", conf.to_str().unwrap()]);
+    let hub = Server::hub(2, &config(&nats, "", ""));
+    let (mut ws, _) = subscribe(hub.addr, "pdfm");
+    let big = serde_json::json!({"event_type": "pdfm", "message": "big", "body": {"pad": "x".repeat(9000)}});
+    let resp = post_events(hub.addr, api::ADMIN_TOKEN, &big.to_string());
+    assert_eq!(resp.status, 413, "{resp:?}");
+    assert_eq!(resp.json()["error"], "payload_too_large");
+    // The connection to NATS was not put at risk: the next one goes through.
+    assert_eq!(publish(hub.addr, &event("pdfm", "small")), [1]);
+    let (events, others) = read_events(&mut ws, 1);
+    assert_eq!(events[0]["message"], "small");
+    assert!(others.is_empty(), "no notice of an outage: {others:?}");
+    assert!(hub
+        .log_text()
+        .contains("max_payload (8192 bytes) is below limits.max_body_bytes"));
+    let _ = std::fs::remove_dir_all(dir);
+}

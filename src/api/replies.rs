@@ -40,7 +40,7 @@ pub fn health(shared: &Shared) -> Response {
     let stats = log.stats();
     let consumed = stats.consumed_seq.load(Relaxed);
     let epoch = shared.sequencer.epoch();
-    if stats.connected.load(Relaxed) {
+    if stats.connected.load(Relaxed) && stats.publishing.load(Relaxed) {
         Response::json(
             200,
             format!(
@@ -51,7 +51,7 @@ pub fn health(shared: &Shared) -> Response {
         Response::json(
             503,
             format!(
-                r#"{{"status":"degraded","event_log":"unreachable","error":{{"code":"log_unreachable","message":"the event log (NATS) is unreachable: publishes get 503; subscribers stay connected"}},"epoch":"{epoch}","seq":{consumed}}}"#
+                r#"{{"status":"degraded","event_log":"unreachable","error":{{"code":"log_unreachable","message":"the event log (NATS) is unreachable or its stream does not answer: publishes get 503; subscribers stay connected"}},"epoch":"{epoch}","seq":{consumed}}}"#
             ),
         )
     }
@@ -65,14 +65,13 @@ pub fn overloaded(why: &Overloaded) -> Response {
 
 /// The `503` of a publish the cluster's event log did not take.
 pub fn log_refused(why: &LogError) -> Response {
-    let retry = match why {
-        LogError::Unreachable { retry_after_s, .. } => *retry_after_s,
-        LogError::Busy { .. } | LogError::Refused(_) => 1,
-    };
-    let code = match why {
-        LogError::Unreachable { .. } => "log_unreachable",
-        LogError::Busy { .. } => "overloaded",
-        LogError::Refused(_) => "log_refused",
+    let (retry, code) = match why {
+        LogError::Unreachable { retry_after_s, .. } => (*retry_after_s, "log_unreachable"),
+        LogError::Busy { .. } => (1, "overloaded"),
+        LogError::Refused(_) => (1, "log_refused"),
+        LogError::TooLarge { .. } => {
+            return Response::error(413, "payload_too_large", &why.to_string())
+        }
     };
     Response::error(503, code, &why.to_string()).with_header("Retry-After", retry.to_string())
 }

@@ -124,6 +124,9 @@ async fn consume(
     );
     let mut watch = tokio::time::interval(WATCH);
     let prefix = config.subject_prefix.as_str();
+    // Watches in a row that found the stream ahead of this consumer and
+    // the consumer not moving.
+    let (mut stalled, mut consumed_before) = (0, 0);
     loop {
         tokio::select! {
             next = messages.next() => {
@@ -177,6 +180,20 @@ async fn consume(
                 }
                 stats.stream_first_seq.store(info.state.first_sequence, Relaxed);
                 stats.stream_last_seq.store(info.state.last_sequence, Relaxed);
+                // An ordered consumer whose server went away notices only
+                // after two missed heartbeats (10 s): a stream that moved on
+                // while this consumer did not, for two watches, gets a new
+                // consumer from the last seq delivered.
+                let consumed = stats.consumed_seq.load(Relaxed);
+                let behind = info.state.last_sequence > consumed && consumed == consumed_before;
+                stalled = if behind { stalled + 1 } else { 0 };
+                consumed_before = consumed;
+                if stalled >= 2 {
+                    return Err(format!(
+                        "no progress while the stream is at seq {} and this node at {consumed}",
+                        info.state.last_sequence
+                    ));
+                }
             }
         }
     }

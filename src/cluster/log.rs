@@ -13,8 +13,10 @@
 //!
 //! Layer: cluster. Imports the hub's log seam and the cluster's records.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::Context;
@@ -24,8 +26,15 @@ use super::record::subject;
 use crate::hub::log::{Appended, EventLog, FetchRequest, LogError, LogStats, Receipt, Record};
 use crate::hub::Shared;
 
-/// Publishes sent again after a lost ack, at most, before giving up.
-const RESENDS: usize = 2;
+/// How long a record is sent again, after a failed send or a lost ack,
+/// before the publish is given up (a stream leader election takes a few
+/// seconds, during which the stream answers no one).
+const RESEND_FOR: Duration = Duration::from_secs(6);
+/// The pause before the first resend; doubled up to [`RESEND_PAUSE_MAX`].
+const RESEND_PAUSE: Duration = Duration::from_millis(100);
+const RESEND_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// How long the stream has to acknowledge one send.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Seconds a producer is told to wait when the log is unreachable.
 const RETRY_AFTER_S: u64 = 2;
@@ -42,7 +51,13 @@ pub struct NatsLog {
     fetches: flume::Sender<FetchRequest>,
     stats: Arc<LogStats>,
     max_pending: u64,
+    /// The largest record payload NATS takes (its `max_payload` less room
+    /// for the headers).
+    max_record: usize,
 }
+
+/// Room left in a NATS message for its subject and headers.
+const HEADER_ROOM: usize = 512;
 
 impl NatsLog {
     pub fn new(
@@ -50,12 +65,14 @@ impl NatsLog {
         fetches: flume::Sender<FetchRequest>,
         stats: Arc<LogStats>,
         max_pending: usize,
+        max_payload: usize,
     ) -> NatsLog {
         NatsLog {
             appends,
             fetches,
             stats,
             max_pending: max_pending as u64,
+            max_record: max_payload.saturating_sub(HEADER_ROOM),
         }
     }
 
@@ -69,6 +86,12 @@ impl NatsLog {
 
 impl EventLog for NatsLog {
     fn append(&self, records: Vec<Record>) -> Result<Receipt, LogError> {
+        if let Some(big) = records.iter().find(|r| r.payload.len() > self.max_record) {
+            return Err(LogError::TooLarge {
+                size: big.payload.len(),
+                max: self.max_record,
+            });
+        }
         if !self.stats.connected.load(Relaxed) {
             self.stats
                 .publish_failures
@@ -166,9 +189,10 @@ async fn acks(
             break;
         }
         let mut answer = ack.await.map_err(|e| e.to_string());
-        let mut resends = 0;
-        while answer.is_err() && resends < RESENDS {
-            resends += 1;
+        let (start, mut pause) = (Instant::now(), RESEND_PAUSE);
+        while answer.is_err() && start.elapsed() < RESEND_FOR {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RESEND_PAUSE_MAX);
             answer = match send(js, &subject, &record).await {
                 Ok(ack) => ack.await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -189,11 +213,31 @@ async fn acks(
         }
     }
     match error {
-        None => Ok(out),
+        None => {
+            stats.publishing.store(true, Relaxed);
+            Ok(out)
+        }
         Some(reason) => {
-            stats.publish_failures.fetch_add(1, Relaxed);
-            log::warn!("cluster: a publish to the stream failed: {reason}");
+            let failures = stats.publish_failures.fetch_add(1, Relaxed) + 1;
+            stats.publishing.store(false, Relaxed);
+            warn_at_most_every_second(|| {
+                log::warn!(
+                    "cluster: a publish to the stream failed: {reason} ({failures} failed so far)"
+                )
+            });
             Err(NatsLog::unreachable(&reason))
         }
+    }
+}
+
+/// Runs `warn` unless it ran less than a second ago: a failing stream
+/// fails every publish, and the log should not grow with the publish rate.
+fn warn_at_most_every_second(warn: impl FnOnce()) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1000;
+    let last = LAST.load(Relaxed);
+    if now >= last + 1000 && LAST.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+        warn();
     }
 }

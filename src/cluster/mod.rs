@@ -61,6 +61,8 @@ pub enum ClusterError {
     Refused { urls: String, reason: String },
     #[error("stream {stream}: {reason}")]
     Stream { stream: String, reason: String },
+    #[error("stream {stream} cannot serve: {reason}")]
+    StreamUnfit { stream: String, reason: String },
     #[error("`{key}` {path}: {reason}")]
     File {
         key: &'static str,
@@ -75,11 +77,16 @@ pub enum ClusterError {
 
 impl ClusterError {
     /// Whether the config is at fault (nothing changes by trying again),
-    /// rather than NATS being unreachable for now.
+    /// rather than NATS being unreachable or not ready for now (a stream
+    /// request that times out while a new NATS cluster elects its leaders,
+    /// a stream with replicas that cannot be placed while a node is down:
+    /// both pass on their own).
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            ClusterError::Refused { .. } | ClusterError::Stream { .. } | ClusterError::File { .. }
+            ClusterError::Refused { .. }
+                | ClusterError::StreamUnfit { .. }
+                | ClusterError::File { .. }
         )
     }
 }
@@ -131,6 +138,7 @@ async fn run(
         move |event: async_nats::Event| match event {
             async_nats::Event::Connected => {
                 stats.connected.store(true, Relaxed);
+                stats.publishing.store(true, Relaxed);
                 if was_down.swap(false, Relaxed) {
                     stats.reconnects.fetch_add(1, Relaxed);
                     ::log::info!("cluster: connected to NATS again");
@@ -167,7 +175,17 @@ async fn run(
         }
     };
     stats.connected.store(true, Relaxed);
+    let max_payload = client.server_info().max_payload;
+    ::log::info!("cluster: NATS accepts messages of up to {max_payload} bytes");
+    if max_payload < shared.config.max_body_bytes + 1024 {
+        ::log::warn!(
+            "cluster: NATS's max_payload ({max_payload} bytes) is below limits.max_body_bytes ({}) with room for an envelope: larger events get 413; raise max_payload in nats-server's config",
+            shared.config.max_body_bytes
+        );
+    }
+    stats.publishing.store(true, Relaxed);
     let js = async_nats::jetstream::context::ContextBuilder::new()
+        .ack_timeout(log::ACK_TIMEOUT)
         .max_ack_inflight(config.max_acks_pending)
         .backpressure_on_inflight(true)
         .build(client.clone());
@@ -203,6 +221,7 @@ async fn run(
         fetch_tx,
         stats.clone(),
         config.max_acks_pending,
+        max_payload,
     )));
     let _ = ready.send(Ok(()));
     let prefix = config.subject_prefix.clone();

@@ -86,7 +86,7 @@ fn check(info: &Info, config: &ClusterConfig) -> Result<(), ClusterError> {
                 .is_some_and(|p| ours.starts_with(&format!("{p}.")))
     });
     if !holds {
-        return Err(ClusterError::Stream {
+        return Err(ClusterError::StreamUnfit {
             stream: config.stream.clone(),
             reason: format!(
                 "it holds subjects {:?}, not {ours:?} (cluster.subject_prefix)",

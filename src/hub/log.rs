@@ -58,6 +58,9 @@ pub enum LogError {
     /// The log refused the record (its reason).
     #[error("the event log refused the event: {0}")]
     Refused(String),
+    /// A record is larger than the log takes.
+    #[error("an event of {size} bytes is larger than the event log takes ({max} bytes with its headers)")]
+    TooLarge { size: usize, max: usize },
 }
 
 /// The answer to an [`EventLog::append`]: one [`Appended`] per record, in
@@ -110,6 +113,10 @@ pub trait EventLog: Send + Sync {
 pub struct LogStats {
     /// Connected to the log's servers.
     pub connected: AtomicBool,
+    /// The last publish was acknowledged (false after one failed, until
+    /// one succeeds): connected is not enough while a stream elects its
+    /// leader.
+    pub publishing: AtomicBool,
     /// The last `seq` the log assigned, as last seen.
     pub stream_last_seq: AtomicU64,
     /// The oldest `seq` the log holds, as last seen.
@@ -140,11 +147,16 @@ impl LogStats {
         let one = |v: u64| [(String::new(), v)];
         let consumed = self.consumed_seq.load(Relaxed);
         let last = self.stream_last_seq.load(Relaxed).max(consumed);
-        let gauges: [(&str, &str, u64); 6] = [
+        let gauges: [(&str, &str, u64); 7] = [
             (
                 "eventhub_cluster_connected",
                 "1 while connected to the NATS servers",
                 u64::from(self.connected.load(Relaxed)),
+            ),
+            (
+                "eventhub_cluster_publishing",
+                "1 unless the last publish to the stream failed",
+                u64::from(self.publishing.load(Relaxed)),
             ),
             (
                 "eventhub_cluster_stream_last_seq",
