@@ -39,6 +39,8 @@ pub enum ProtocolError {
     InvalidCloseReason,
     #[error("message of {size} bytes exceeds the limit of {max}")]
     MessageTooLarge { size: u64, max: u64 },
+    #[error("compressed message is not valid DEFLATE data")]
+    BadCompressedData,
 }
 
 impl ProtocolError {
@@ -57,9 +59,9 @@ impl ProtocolError {
     /// The close code this violation is answered with.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                CloseCode::INVALID_PAYLOAD
-            }
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::BadCompressedData => CloseCode::INVALID_PAYLOAD,
             ProtocolError::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }

@@ -75,6 +75,9 @@ impl Opcode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1: with permessage-deflate, the first frame of a compressed
+    /// message (RFC 7692 section 6); the reader refuses it otherwise.
+    pub rsv1: bool,
     pub opcode: Opcode,
     pub mask: Option<[u8; 4]>,
     pub payload_len: u64,
@@ -86,12 +89,24 @@ impl FrameHeader {
     /// Parses a header from the front of `buf`; `Ok(None)` if `buf` does not
     /// hold all of it yet.
     pub fn parse(buf: &[u8]) -> Result<Option<FrameHeader>, ProtocolError> {
+        FrameHeader::parse_with(buf, false)
+    }
+
+    /// [`FrameHeader::parse`], with RSV1 allowed when `rsv1_allowed`
+    /// (permessage-deflate was negotiated; the reader checks where).
+    pub fn parse_with(
+        buf: &[u8],
+        rsv1_allowed: bool,
+    ) -> Result<Option<FrameHeader>, ProtocolError> {
         let [b0, b1, ..] = *buf else {
             return Ok(None);
         };
-        if b0 & 0x70 != 0 {
+        // RSV2 and RSV3 mean nothing to any extension this crate speaks.
+        let reserved = if rsv1_allowed { 0x30 } else { 0x70 };
+        if b0 & reserved != 0 {
             return Err(ProtocolError::ReservedBitsSet);
         }
+        let rsv1 = b0 & 0x40 != 0;
         let fin = b0 & 0x80 != 0;
         let opcode = Opcode::from_u8(b0 & 0x0f)?;
         let masked = b1 & 0x80 != 0;
@@ -138,6 +153,7 @@ impl FrameHeader {
         };
         Ok(Some(FrameHeader {
             fin,
+            rsv1,
             opcode,
             mask,
             payload_len,
@@ -154,6 +170,14 @@ pub struct HeaderBuf {
 }
 
 impl HeaderBuf {
+    /// The header of a permessage-deflate compressed message's (only)
+    /// frame: RSV1 set (RFC 7692 section 6).
+    pub fn compressed(opcode: Opcode, payload_len: u64) -> HeaderBuf {
+        let mut h = HeaderBuf::new(true, opcode, payload_len, None);
+        h.bytes[0] |= 0x40;
+        h
+    }
+
     /// Encodes a header with the shortest length form.
     pub fn new(fin: bool, opcode: Opcode, payload_len: u64, mask: Option<[u8; 4]>) -> HeaderBuf {
         let mut bytes = [0u8; MAX_HEADER_LEN];
@@ -273,13 +297,25 @@ mod tests {
     }
 
     #[test]
-    fn reserved_bits_are_rejected() {
+    fn reserved_bits_are_rejected_and_rsv1_is_read_once_deflate_allows_it() {
         for rsv in [0x40u8, 0x20, 0x10] {
             assert_eq!(
                 FrameHeader::parse(&[0x81 | rsv, 0x80]),
                 Err(ProtocolError::ReservedBitsSet)
             );
         }
+        for rsv in [0x20u8, 0x10, 0x70] {
+            assert_eq!(
+                FrameHeader::parse_with(&[0x81 | rsv, 0x80], true),
+                Err(ProtocolError::ReservedBitsSet)
+            );
+        }
+        let h = FrameHeader::parse_with(&[0xc1, 0x80, 1, 2, 3, 4], true)
+            .unwrap()
+            .unwrap();
+        assert!(h.rsv1);
+        let compressed = HeaderBuf::compressed(Opcode::Text, 5);
+        assert_eq!(compressed.as_slice(), [0xc1, 5]);
     }
 
     #[test]

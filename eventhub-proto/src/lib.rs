@@ -16,6 +16,7 @@
 //!   first; [`forwarded`]: CIDR blocks and the `X-Forwarded-For` chain;
 //! - [`handshake`]: the upgrade check and `Sec-WebSocket-Accept`;
 //! - [`permessage_deflate`]: negotiating RFC 7692's extension;
+//!   [`deflate`]: compressing and inflating its messages;
 //! - [`frame`](mod@frame): frame headers and the builders of complete server frames;
 //! - [`reader`]: frames in, messages out, every context rule enforced;
 //! - [`mask`], [`utf8`], [`close`]: the pieces the reader is made of;
@@ -24,6 +25,7 @@
 //! - [`json`]: JSON string escaping and the error object (a leaf).
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod forwarded;
 pub mod frame;

@@ -58,6 +58,9 @@ pub enum Event<'a> {
     /// A data message; text is valid UTF-8. Mutable so that an in-place
     /// JSON parser can work on it.
     Message(MessageKind, &'a mut [u8]),
+    /// A permessage-deflate compressed data message (RSV1 on its first
+    /// frame), still compressed: its text is checked once inflated.
+    Compressed(MessageKind, &'a mut [u8]),
     Ping(&'a [u8]),
     Pong(&'a [u8]),
     /// A close frame, with its code and reason if it had a payload.
@@ -68,6 +71,8 @@ pub enum Event<'a> {
 #[derive(Debug)]
 struct Fragmented {
     kind: MessageKind,
+    /// Its first frame had RSV1: the message is compressed.
+    compressed: bool,
     data: Vec<u8>,
 }
 
@@ -76,6 +81,8 @@ struct Fragmented {
 pub struct Reader {
     role: Role,
     max_message: u64,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
     /// The message whose first fragment has arrived, boxed so that an idle
     /// connection pays one pointer for it.
     fragmented: Option<Box<Fragmented>>,
@@ -91,9 +98,16 @@ pub struct Reader {
 impl Reader {
     /// A reader for `role` that refuses messages over `max_message` bytes.
     pub fn new(role: Role, max_message: u64) -> Reader {
+        Reader::with_deflate(role, max_message, false)
+    }
+
+    /// A reader for a connection that negotiated permessage-deflate when
+    /// `deflate` is true.
+    pub fn with_deflate(role: Role, max_message: u64, deflate: bool) -> Reader {
         Reader {
             role,
             max_message,
+            deflate,
             fragmented: None,
             delivered: false,
             utf8: Utf8Validator::new(),
@@ -113,7 +127,7 @@ impl Reader {
             self.fragmented = None;
             self.delivered = false;
         }
-        let Some(header) = FrameHeader::parse(buf)? else {
+        let Some(header) = FrameHeader::parse_with(buf, self.deflate)? else {
             return Ok(Decoded::NeedMore);
         };
         self.check(&header)?;
@@ -121,7 +135,8 @@ impl Reader {
         let available = (buf.len() - start) as u64;
         let complete = available >= header.payload_len;
         let upto = available.min(header.payload_len);
-        let is_text = self.is_text_frame(&header);
+        // A compressed message's text is checked once inflated.
+        let is_text = self.is_text_frame(&header) && !self.is_compressed(&header);
         if self.progress == 0 && header.opcode == Opcode::Text {
             self.utf8 = Utf8Validator::new();
         }
@@ -157,13 +172,21 @@ impl Reader {
                 if !header.fin {
                     let mut data = Vec::new();
                     data.extend_from_slice(payload);
-                    self.fragmented = Some(Box::new(Fragmented { kind, data }));
+                    self.fragmented = Some(Box::new(Fragmented {
+                        kind,
+                        compressed: header.rsv1,
+                        data,
+                    }));
                     return Ok(Decoded::Consumed(end));
                 }
-                if is_text && !self.utf8.is_complete() {
-                    return Err(ProtocolError::InvalidUtf8);
+                if header.rsv1 {
+                    Event::Compressed(kind, payload)
+                } else {
+                    if is_text && !self.utf8.is_complete() {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    Event::Message(kind, payload)
                 }
-                Event::Message(kind, payload)
             }
             Opcode::Continuation => {
                 let frag = self
@@ -178,7 +201,11 @@ impl Reader {
                     return Err(ProtocolError::InvalidUtf8);
                 }
                 self.delivered = true;
-                Event::Message(frag.kind, &mut frag.data)
+                if frag.compressed {
+                    Event::Compressed(frag.kind, &mut frag.data)
+                } else {
+                    Event::Message(frag.kind, &mut frag.data)
+                }
             }
         };
         Ok(Decoded::Event(end, event))
@@ -186,6 +213,12 @@ impl Reader {
 
     /// The rules that need this connection's state.
     fn check(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        // RSV1 only with permessage-deflate, and only on the first frame
+        // of a data message (RFC 7692 section 6).
+        if header.rsv1 && !(self.deflate && matches!(header.opcode, Opcode::Text | Opcode::Binary))
+        {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
         match (self.role, header.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
@@ -210,6 +243,14 @@ impl Reader {
             }
         }
         Ok(())
+    }
+
+    /// Whether the frame belongs to a compressed message.
+    fn is_compressed(&self, header: &FrameHeader) -> bool {
+        match header.opcode {
+            Opcode::Continuation => self.fragmented.as_ref().is_some_and(|f| f.compressed),
+            _ => header.rsv1,
+        }
     }
 
     fn is_text_frame(&self, header: &FrameHeader) -> bool {
@@ -264,6 +305,7 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Option<(u16, String)>),
+        Compressed(MessageKind, Vec<u8>),
         Error(ProtocolError),
     }
 
@@ -289,6 +331,7 @@ mod tests {
                             Event::Ping(p) => Out::Ping(p.to_vec()),
                             Event::Pong(p) => Out::Pong(p.to_vec()),
                             Event::Close(c) => Out::Close(c.map(|(c, r)| (c.0, r.to_string()))),
+                            Event::Compressed(k, p) => Out::Compressed(k, p.to_vec()),
                         });
                         buf.drain(..n);
                     }
@@ -408,6 +451,58 @@ mod tests {
                 Out::Text("ok".into()),
                 Out::Error(ProtocolError::ReservedBitsSet)
             ]
+        );
+    }
+
+    #[test]
+    fn with_deflate_rsv1_marks_a_compressed_message_whose_bytes_are_not_read_as_text() {
+        let mut reader = Reader::with_deflate(Role::Server, 1 << 20, true);
+        // Not UTF-8, and not checked as such: it is compressed.
+        let mut first = masked(false, Opcode::Text, &[0xff, 0xfe]);
+        first[0] |= 0x40;
+        let mut input = first;
+        input.extend(masked(true, Opcode::Continuation, &[0x00]));
+        let mut single = masked(true, Opcode::Binary, b"xyz");
+        single[0] |= 0x40;
+        input.extend(single);
+        input.extend(masked(true, Opcode::Text, b"plain"));
+        for step in [1, 3, input.len()] {
+            let mut reader = Reader::with_deflate(Role::Server, 1 << 20, true);
+            assert_eq!(
+                run(&mut reader, &input, step),
+                vec![
+                    Out::Compressed(MessageKind::Text, vec![0xff, 0xfe, 0x00]),
+                    Out::Compressed(MessageKind::Binary, b"xyz".to_vec()),
+                    Out::Text("plain".into()),
+                ],
+                "step {step}"
+            );
+        }
+        let _ = &mut reader;
+    }
+
+    #[test]
+    fn rsv1_is_refused_without_deflate_on_continuations_and_on_control_frames() {
+        let mut text = masked(true, Opcode::Text, b"a");
+        text[0] |= 0x40;
+        assert_eq!(first_error(&text), ProtocolError::ReservedBitsSet);
+        let deflating = |input: &[u8]| {
+            let mut reader = Reader::with_deflate(Role::Server, 1 << 20, true);
+            run(&mut reader, input, input.len()).pop()
+        };
+        let mut input = masked(false, Opcode::Text, b"a");
+        let mut cont = masked(true, Opcode::Continuation, b"b");
+        cont[0] |= 0x40;
+        input.extend(cont);
+        assert_eq!(
+            deflating(&input),
+            Some(Out::Error(ProtocolError::ReservedBitsSet))
+        );
+        let mut ping = masked(true, Opcode::Ping, b"p");
+        ping[0] |= 0x40;
+        assert_eq!(
+            deflating(&ping),
+            Some(Out::Error(ProtocolError::ReservedBitsSet))
         );
     }
 

@@ -37,6 +37,7 @@
 use bytes::Bytes;
 
 use crate::close::CloseCode;
+use crate::deflate::Inflater;
 use crate::error::ProtocolError;
 use crate::frame::{close_frame, frame, Opcode};
 use crate::reader::{Decoded, Event, MessageKind, Reader, Role};
@@ -77,19 +78,26 @@ pub struct Session {
     /// began.
     since: Stamp,
     phase: Phase,
-    /// A ping was sent and no bytes have arrived since.
-    ping_outstanding: bool,
-    /// The peer broke a rule (not in a close frame): the connection is
-    /// being failed (RFC 6455, 7.1.7). What it sends from then on is
-    /// discarded unread: after a framing error nothing in the byte
-    /// stream can be trusted to start a frame, and a reader that tried to
-    /// find the peer's close there could take payload bytes for the
-    /// header of a long frame and wait for it for the close timeout.
-    failing: bool,
-    /// The transport was half-closed after our close frame (see
-    /// [`Session::should_half_close`]).
-    half_closed: bool,
+    /// [`PING_OUTSTANDING`], [`FAILING`], [`HALF_CLOSED`], [`DEFLATE`]:
+    /// one byte, so that the session stays 16 bytes.
+    flags: u8,
 }
+
+/// A ping was sent and no bytes have arrived since.
+const PING_OUTSTANDING: u8 = 1;
+/// The peer broke a rule (not in a close frame): the connection is being
+/// failed (RFC 6455, 7.1.7). What it sends from then on is discarded
+/// unread: after a framing error nothing in the byte stream can be trusted
+/// to start a frame, and a reader that tried to find the peer's close
+/// there could take payload bytes for the header of a long frame and wait
+/// for it for the close timeout.
+const FAILING: u8 = 2;
+/// The transport was half-closed after our close frame (see
+/// [`Session::should_half_close`]).
+const HALF_CLOSED: u8 = 4;
+/// permessage-deflate was negotiated: RSV1 marks a compressed message,
+/// inflated before it is handed out.
+const DEFLATE: u8 = 8;
 
 /// The reader's state and the unfinished frame's bytes.
 #[derive(Debug)]
@@ -107,6 +115,8 @@ pub struct Input<'a> {
     used: usize,
     /// A protocol error dropped the rest: the reader starts over.
     failed: bool,
+    /// The message limit, for what a compressed message inflates to.
+    max_message: u64,
 }
 
 #[derive(Debug)]
@@ -168,10 +178,26 @@ impl Session {
             partial: None,
             since: now,
             phase: Phase::Open,
-            ping_outstanding: false,
-            failing: false,
-            half_closed: false,
+            flags: 0,
         }
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    /// permessage-deflate was negotiated for this connection: compressed
+    /// messages (RSV1) are accepted and inflated.
+    pub fn enable_deflate(&mut self) {
+        self.set(DEFLATE, true);
     }
 
     /// The connection is being failed and its transport not yet
@@ -181,12 +207,12 @@ impl Session {
     /// [`Session::half_closed`]. The peer's end of the stream then ends
     /// the connection, or the close timeout does.
     pub fn should_half_close(&self) -> bool {
-        self.failing && !self.half_closed
+        self.has(FAILING) && !self.has(HALF_CLOSED)
     }
 
     /// The caller half-closed the transport.
     pub fn half_closed(&mut self) {
-        self.half_closed = true;
+        self.set(HALF_CLOSED, true);
     }
 
     pub fn phase(&self) -> Phase {
@@ -222,13 +248,13 @@ impl Session {
         if self.phase != Phase::Open {
             return None;
         }
-        self.ping_outstanding = true;
+        self.set(PING_OUTSTANDING, true);
         Some(Bytes::from_static(PING))
     }
 
     /// A ping was sent and no bytes have come from the peer since.
     pub fn awaits_answer(&self) -> bool {
-        self.ping_outstanding
+        self.has(PING_OUTSTANDING)
     }
 
     /// Bytes an earlier read left undecoded (an unfinished frame, or the
@@ -265,14 +291,14 @@ impl Session {
         if self.phase == Phase::Open {
             self.since = now;
         }
-        self.ping_outstanding = false;
+        self.set(PING_OUTSTANDING, false);
         let source = match self.partial.take() {
             Some(mut p) => {
                 p.bytes.extend_from_slice(fresh);
                 Source::Kept(p)
             }
             None => Source::Fresh {
-                reader: Reader::new(Role::Server, config.max_message),
+                reader: Reader::with_deflate(Role::Server, config.max_message, self.has(DEFLATE)),
                 bytes: fresh,
             },
         };
@@ -280,20 +306,28 @@ impl Session {
             source,
             used: 0,
             failed: false,
+            max_message: config.max_message,
         }
     }
 
     /// Decodes the next frame of `input` and applies the protocol's rules
-    /// to it. Call until [`Received::End`] or [`Received::Finished`].
-    pub fn next<'b>(&mut self, input: &'b mut Input<'_>, now: Stamp) -> Received<'b> {
+    /// to it; a compressed message is inflated by `inflater` (the core's).
+    /// Call until [`Received::End`] or [`Received::Finished`].
+    pub fn next<'b>(
+        &mut self,
+        input: &'b mut Input<'_>,
+        now: Stamp,
+        inflater: &'b mut Inflater,
+    ) -> Received<'b> {
         let Input {
             source,
             used,
             failed,
+            max_message,
         } = input;
         let (reader, bytes) = source.parts();
         let len = bytes.len();
-        if self.failing {
+        if self.has(FAILING) {
             *used = len;
         }
         if *used == len {
@@ -310,6 +344,17 @@ impl Session {
                 let open = self.phase == Phase::Open;
                 match event {
                     Event::Message(kind, payload) if open => Received::Message(kind, payload),
+                    Event::Compressed(kind, payload) if open => {
+                        match inflater.message(kind, payload, *max_message) {
+                            Ok(data) => Received::Message(kind, data),
+                            Err(error) => {
+                                *used = len;
+                                *failed = true;
+                                self.violation(error, now)
+                            }
+                        }
+                    }
+                    Event::Compressed(..) => Received::Nothing,
                     Event::Ping(payload) if open => Received::Reply(frame(Opcode::Pong, payload)),
                     Event::Message(..) | Event::Ping(_) | Event::Pong(_) => Received::Nothing,
                     Event::Close(close) => {
@@ -334,22 +379,27 @@ impl Session {
                 // follows (`failing`).
                 *used = len;
                 *failed = true;
-                if self.phase != Phase::Open {
-                    self.enter(Phase::Finished, now);
-                    return Received::Finished;
-                }
-                // A bad close frame is still the peer's close: ours ends the
-                // handshake, no reply to it will come.
-                let next = if error.is_in_close_frame() {
-                    Phase::CloseReceived
-                } else {
-                    self.failing = true;
-                    Phase::CloseSent
-                };
-                self.enter(next, now);
-                Received::Violation(close_frame(error.close_code(), &error.to_string()), error)
+                self.violation(error, now)
             }
         }
+    }
+
+    /// The peer broke a rule: the connection is failed.
+    fn violation<'b>(&mut self, error: ProtocolError, now: Stamp) -> Received<'b> {
+        if self.phase != Phase::Open {
+            self.enter(Phase::Finished, now);
+            return Received::Finished;
+        }
+        // A bad close frame is still the peer's close: ours ends the
+        // handshake, no reply to it will come.
+        let next = if error.is_in_close_frame() {
+            Phase::CloseReceived
+        } else {
+            self.set(FAILING, true);
+            Phase::CloseSent
+        };
+        self.enter(next, now);
+        Received::Violation(close_frame(error.close_code(), &error.to_string()), error)
     }
 
     /// Ends the decoding of `input`: keeps whatever was not decoded (an
@@ -360,6 +410,7 @@ impl Session {
             source,
             used,
             failed,
+            ..
         } = input;
         if failed || !self.may_read() {
             return;
@@ -385,7 +436,7 @@ impl Session {
     /// end of the close timeout while closing.
     pub fn poll_timeout(&self, config: &SessionConfig) -> Option<Stamp> {
         let after = match self.phase {
-            Phase::Open if self.ping_outstanding => config.idle_after_ms,
+            Phase::Open if self.has(PING_OUTSTANDING) => config.idle_after_ms,
             Phase::Open => config.ping_after_ms.min(config.idle_after_ms),
             Phase::CloseSent | Phase::CloseReceived => config.close_timeout_ms,
             Phase::Finished => return None,
@@ -403,7 +454,7 @@ impl Session {
                 .close(CloseCode::GOING_AWAY, "idle timeout", now)
                 .map_or(Timeout::None, Timeout::Idle),
             Phase::Open => {
-                self.ping_outstanding = true;
+                self.set(PING_OUTSTANDING, true);
                 Timeout::Ping(Bytes::from_static(PING))
             }
             Phase::CloseSent | Phase::CloseReceived => {

@@ -35,7 +35,7 @@ fn run<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<Out> {
                 Ok(Decoded::Event(n, ev)) => {
                     assert!(n > 0 && n <= len);
                     out.push(match ev {
-                        Event::Message(_, p) => Out::Message(p.to_vec()),
+                        Event::Message(_, p) | Event::Compressed(_, p) => Out::Message(p.to_vec()),
                         Event::Ping(p) => Out::Ping(p.to_vec()),
                         Event::Pong(p) => Out::Pong(p.to_vec()),
                         Event::Close(c) => Out::Close(c.map(|(c, r)| (c.0, r.to_string()))),

@@ -4,9 +4,12 @@
 //! frame; at most one close frame is ever sent; nothing reaches the
 //! application once a close was sent or received; text is valid UTF-8; a
 //! violation's close code is 1002, 1007 or 1009; and up to the first close,
-//! the two reads give what one read of the same bytes gives.
+//! the two reads give what one read of the same bytes gives. With
+//! permessage-deflate negotiated (when the top bit of the cut byte says
+//! so), compressed messages are inflated within the message limit.
 #![no_main]
 
+use eventhub_proto::deflate::Inflater;
 use eventhub_proto::{
     CloseCode, FrameHeader, MessageKind, Opcode, Phase, Received, Session, SessionConfig, Timeout,
 };
@@ -54,9 +57,10 @@ fn feed(s: &mut Session, bytes: &[u8], now: u32, closes: &mut usize, out: &mut V
     }
     let mut buf = bytes.to_vec();
     let mut input = s.input(&CONFIG, &mut buf, now);
+    let mut inflater = Inflater::new();
     loop {
         let open = s.is_open();
-        match s.next(&mut input, now) {
+        match s.next(&mut input, now, &mut inflater) {
             Received::End => break,
             Received::Nothing => {}
             Received::Message(kind, p) => {
@@ -64,6 +68,7 @@ fn feed(s: &mut Session, bytes: &[u8], now: u32, closes: &mut usize, out: &mut V
                 if kind == MessageKind::Text {
                     assert!(std::str::from_utf8(p).is_ok());
                 }
+                assert!(p.len() as u64 <= CONFIG.max_message);
                 out.push(Out::Message(kind, p.to_vec()));
             }
             Received::Reply(f) => out.push(sent(&f, closes)),
@@ -94,11 +99,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&[cut, action], input)) = data.split_first_chunk::<2>() else {
         return;
     };
-    let split = usize::from(cut) % (input.len() + 1);
+    let deflate = cut & 0x80 != 0;
+    let split = usize::from(cut & 0x7f) % (input.len() + 1);
     let (first, second) = input.split_at(split);
 
     let mut closes = 0;
     let mut s = Session::new(0);
+    if deflate {
+        s.enable_deflate();
+    }
     let mut out = Vec::new();
     feed(&mut s, first, 10, &mut closes, &mut out);
     if action & 1 != 0 {
@@ -120,6 +129,9 @@ fuzz_target!(|data: &[u8]| {
 
     if action & 3 == 0 {
         let mut whole = Session::new(0);
+        if deflate {
+            whole.enable_deflate();
+        }
         let mut whole_out = Vec::new();
         feed(&mut whole, input, 10, &mut 0, &mut whole_out);
         assert_eq!(until_close(&out), until_close(&whole_out));

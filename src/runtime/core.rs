@@ -18,6 +18,7 @@ use super::registry::Registry;
 use super::stats::{CoreStats, Stats};
 use super::sys::EpollSet;
 use super::tls_link::TlsLink;
+use crate::proto::deflate::Inflater;
 use crate::proto::SessionConfig;
 
 /// Bytes of the per-core receive buffer every connection reads into.
@@ -62,6 +63,9 @@ pub(super) struct Core<A: App> {
     pub(super) read_buf: RefCell<Box<[u8]>>,
     /// What TLS connections' reads decrypt to (a read's worth, reused).
     pub(super) plain_buf: RefCell<Vec<u8>>,
+    /// Inflates the compressed messages of every permessage-deflate
+    /// connection of this core, one at a time (no context takeover).
+    pub(super) inflater: RefCell<Inflater>,
     /// Shutting down: no new upgrades.
     pub(super) draining: Cell<bool>,
     /// Where upgraded connections go when another core has fewer.
@@ -102,6 +106,7 @@ impl<A: App> Core<A> {
             slots: RefCell::default(),
             read_buf: RefCell::new(vec![0u8; READ_BUF_BYTES].into_boxed_slice()),
             plain_buf: RefCell::new(Vec::new()),
+            inflater: RefCell::new(Inflater::new()),
             draining: Cell::new(false),
             balancer,
             pre_auth,

@@ -286,8 +286,9 @@ fn input<A: App>(
     let now = stamp();
     let mut input = conn.session(|s| s.input(&core.session, fresh, now));
     let mut flow = Flow::Continue;
+    let mut inflater = core.inflater.borrow_mut();
     loop {
-        match conn.session(|s| s.next(&mut input, now)) {
+        match conn.session(|s| s.next(&mut input, now, &mut inflater)) {
             Received::End => break,
             Received::Nothing => {}
             Received::Message(kind, payload) => {
@@ -305,6 +306,7 @@ fn input<A: App>(
             }
         }
     }
+    drop(inflater);
     conn.session(|s| s.keep(input));
     core.app.on_input_end(&mut state.handler, conn);
     flow

@@ -18,6 +18,8 @@ pub enum ServerFrame {
     Pong(Vec<u8>),
     /// Code and reason, if the close frame had a payload.
     Close(Option<(u16, String)>),
+    /// A permessage-deflate compressed message, as sent (RSV1).
+    Compressed(Vec<u8>),
 }
 
 impl ServerFrame {
@@ -30,6 +32,7 @@ impl ServerFrame {
             Event::Ping(p) => ServerFrame::Ping(p.to_vec()),
             Event::Pong(p) => ServerFrame::Pong(p.to_vec()),
             Event::Close(c) => ServerFrame::Close(c.map(|(code, r)| (code.0, r.to_string()))),
+            Event::Compressed(_, p) => ServerFrame::Compressed(p.to_vec()),
         }
     }
 }

@@ -37,8 +37,9 @@ fn unframe(f: &Bytes) -> (Opcode, Vec<u8>) {
 fn feed(s: &mut Session, bytes: &[u8], now: Stamp, out: &mut Vec<Out>) {
     let mut buf = bytes.to_vec();
     let mut input = s.input(&CONFIG, &mut buf, now);
+    let mut inflater = crate::deflate::Inflater::new();
     loop {
-        match s.next(&mut input, now) {
+        match s.next(&mut input, now, &mut inflater) {
             Received::End => break,
             Received::Nothing => {}
             Received::Message(kind, p) => out.push(Out::Message(kind, p.to_vec())),

@@ -256,6 +256,12 @@ impl Reading {
                         }
                         Event::Ping(p) => pong(&self.fd, self.tls.as_mut(), p),
                         Event::Pong(_) => {}
+                        // Not negotiated by this reader: a server that
+                        // sends one anyway broke the protocol.
+                        Event::Compressed(..) => {
+                            self.ended = true;
+                            break;
+                        }
                         Event::Close(c) => {
                             self.sub.set_close_code(c.map_or(1005, |(code, _)| code.0));
                             self.ended = true;
