@@ -40,7 +40,10 @@ pub fn health(shared: &Shared) -> Response {
     let stats = log.stats();
     let consumed = stats.consumed_seq.load(Relaxed);
     let epoch = shared.sequencer.epoch();
-    if stats.connected.load(Relaxed) && stats.publishing.load(Relaxed) {
+    let healthy = stats.connected.load(Relaxed)
+        && stats.publishing.load(Relaxed)
+        && !stats.consumer_stalled.load(Relaxed);
+    if healthy {
         Response::json(
             200,
             format!(
@@ -51,7 +54,7 @@ pub fn health(shared: &Shared) -> Response {
         Response::json(
             503,
             format!(
-                r#"{{"status":"degraded","event_log":"unreachable","error":{{"code":"log_unreachable","message":"the event log (NATS) is unreachable or its stream does not answer: publishes get 503; subscribers stay connected"}},"epoch":"{epoch}","seq":{consumed}}}"#
+                r#"{{"status":"degraded","event_log":"unreachable","error":{{"code":"log_unreachable","message":"the event log (NATS) is unreachable, its stream does not answer, or this node's consumer is being made anew: publishes may get 503 and events wait; subscribers stay connected"}},"epoch":"{epoch}","seq":{consumed}}}"#
             ),
         )
     }

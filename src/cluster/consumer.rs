@@ -21,7 +21,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::context::RequestErrorKind;
@@ -38,6 +38,10 @@ use crate::hub::Shared;
 
 /// How often the stream's state is looked at.
 pub const WATCH: Duration = Duration::from_secs(2);
+
+/// A consumer behind the stream that delivers nothing for this long is
+/// made anew.
+const STALL: Duration = Duration::from_secs(3);
 
 /// Waits after a failure to consume, before trying again: doubling from
 /// the first to the second.
@@ -56,15 +60,20 @@ pub async fn run(
 ) {
     let mut retry = RETRY_MIN;
     loop {
+        let before = stats.consumed_seq.load(Relaxed);
         if let Err(e) = consume(&client, &config, &shared, &stats, &stream, &epoch).await {
+            stats.consumer_stalled.store(true, Relaxed);
+            // A consumer that delivered something was a success: the pause
+            // starts small again.
+            if stats.consumed_seq.load(Relaxed) != before {
+                retry = RETRY_MIN;
+            }
             log::warn!(
                 "cluster: consumer: {e}; starting again from seq {} in {retry:?}",
                 shared.sequencer.last_seq() + 1
             );
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(RETRY_MAX);
-        } else {
-            retry = RETRY_MIN;
         }
         // The stream may have gone, or been made anew.
         match stream::ensure(&js, &config).await {
@@ -124,9 +133,8 @@ async fn consume(
     );
     let mut watch = tokio::time::interval(WATCH);
     let prefix = config.subject_prefix.as_str();
-    // Watches in a row that found the stream ahead of this consumer and
-    // the consumer not moving.
-    let (mut stalled, mut consumed_before) = (0, 0);
+    // When this consumer last delivered (or started).
+    let mut progress = Instant::now();
     loop {
         tokio::select! {
             next = messages.next() => {
@@ -153,6 +161,8 @@ async fn consume(
                         }
                     }
                     stats.consumed_seq.store(seq, Relaxed);
+                    stats.consumer_stalled.store(false, Relaxed);
+                    progress = Instant::now();
                     if batch.len() >= BATCH_MAX {
                         break;
                     }
@@ -181,16 +191,19 @@ async fn consume(
                 stats.stream_first_seq.store(info.state.first_sequence, Relaxed);
                 stats.stream_last_seq.store(info.state.last_sequence, Relaxed);
                 // An ordered consumer whose server went away notices only
-                // after two missed heartbeats (10 s): a stream that moved on
-                // while this consumer did not, for two watches, gets a new
+                // after two missed heartbeats (10 s): a stream ahead of a
+                // consumer that has delivered nothing for STALL gets a new
                 // consumer from the last seq delivered.
                 let consumed = stats.consumed_seq.load(Relaxed);
-                let behind = info.state.last_sequence > consumed && consumed == consumed_before;
-                stalled = if behind { stalled + 1 } else { 0 };
-                consumed_before = consumed;
-                if stalled >= 2 {
+                if info.state.last_sequence <= consumed {
+                    // Caught up (a quiet stream delivers nothing, and need not).
+                    stats.consumer_stalled.store(false, Relaxed);
+                    progress = Instant::now();
+                } else if progress.elapsed() >= STALL {
+                    stats.consumer_stalled.store(true, Relaxed);
                     return Err(format!(
-                        "no progress while the stream is at seq {} and this node at {consumed}",
+                        "no progress for {:?} while the stream is at seq {} and this node at {consumed}",
+                        progress.elapsed(),
                         info.state.last_sequence
                     ));
                 }

@@ -123,6 +123,9 @@ pub struct LogStats {
     pub stream_first_seq: AtomicU64,
     /// The last `seq` this node's consumer delivered.
     pub consumed_seq: AtomicU64,
+    /// The consumer failed or stopped moving and has delivered nothing
+    /// since: this node's subscribers get no events for now.
+    pub consumer_stalled: AtomicBool,
     /// Records sent and not yet acknowledged.
     pub acks_pending: AtomicU64,
     /// Records acknowledged.
@@ -147,7 +150,7 @@ impl LogStats {
         let one = |v: u64| [(String::new(), v)];
         let consumed = self.consumed_seq.load(Relaxed);
         let last = self.stream_last_seq.load(Relaxed).max(consumed);
-        let gauges: [(&str, &str, u64); 7] = [
+        let gauges: [(&str, &str, u64); 8] = [
             (
                 "eventhub_cluster_connected",
                 "1 while connected to the NATS servers",
@@ -157,6 +160,11 @@ impl LogStats {
                 "eventhub_cluster_publishing",
                 "1 unless the last publish to the stream failed",
                 u64::from(self.publishing.load(Relaxed)),
+            ),
+            (
+                "eventhub_cluster_consumer_stalled",
+                "1 while this node's consumer is being made anew and has delivered nothing since",
+                u64::from(self.consumer_stalled.load(Relaxed)),
             ),
             (
                 "eventhub_cluster_stream_last_seq",
