@@ -172,5 +172,6 @@ pub fn settings(config: &Config, max_message_bytes: u64) -> Settings {
             .trusted_proxies()
             .expect("checked when the config was loaded"),
         tls: None,
+        deflate: config.compression.enabled,
     }
 }

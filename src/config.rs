@@ -62,6 +62,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub tls: TlsConfig,
     pub cluster: ClusterConfig,
+    pub compression: CompressionConfig,
     /// Who may connect; none means a generated admin token at start-up.
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
@@ -160,6 +161,18 @@ impl TlsConfig {
             s => s.parse().map(Some),
         }
     }
+}
+
+/// `[compression]`: permessage-deflate (RFC 7692).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionConfig {
+    /// Accept clients' permessage-deflate offers.
+    pub enabled: bool,
+    /// Events smaller than this many bytes go uncompressed.
+    pub min_bytes: usize,
+    /// zlib level, 1 (fastest) to 9 (smallest).
+    pub level: u32,
 }
 
 /// `[cluster]`: several hubs as one, over a NATS JetStream stream.
@@ -494,6 +507,9 @@ impl Config {
             Ok(_) => {}
         }
         self.check_cluster()?;
+        if !(1..=9).contains(&self.compression.level) {
+            return invalid("compression.level", "must be from 1 (fastest) to 9 (smallest)");
+        }
         if l.socket_send_buffer_bytes > (1 << 30) {
             return invalid(
                 "limits.socket_send_buffer_bytes",

@@ -3,24 +3,34 @@
 //! It exists to hold the framing layer to RFC 6455 with the Autobahn
 //! fuzzingclient, so it uses exactly the hub's listener, handshake, codec
 //! and connection machinery; only the handler differs. `GET /metrics`
-//! (without an upgrade) shows the runtime counters per core.
+//! (without an upgrade) shows the runtime counters per core. With
+//! permessage-deflate negotiated, each echo is compressed on its own (no
+//! context takeover), with the core's one compressor, when that makes it
+//! smaller.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
+use crate::proto::deflate::Deflater;
 use crate::proto::{frame, MessageKind, Opcode};
 use crate::runtime::{App, Conn, CoreInfo, Decision, Peer, Route, Stats};
 
 /// The echo application of one core.
 pub struct Echo {
     stats: Arc<Stats>,
+    deflater: RefCell<Deflater>,
 }
 
 impl Echo {
-    pub fn new(core: CoreInfo) -> Echo {
-        Echo { stats: core.stats }
+    /// The echo of one core, compressing at `level` where negotiated.
+    pub fn new(core: CoreInfo, level: u32) -> Echo {
+        Echo {
+            stats: core.stats,
+            deflater: RefCell::new(Deflater::new(level)),
+        }
     }
 }
 
@@ -66,6 +76,11 @@ impl App for Echo {
             MessageKind::Text => Opcode::Text,
             MessageKind::Binary => Opcode::Binary,
         };
+        if conn.takes_compressed() {
+            if let Some(compressed) = self.deflater.borrow_mut().frame(opcode, payload) {
+                return conn.send(compressed);
+            }
+        }
         conn.send(frame(opcode, payload));
     }
 }

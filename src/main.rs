@@ -46,7 +46,9 @@ fn main() -> ExitCode {
             };
             settings.tls = tls;
             let workers = settings.workers;
-            let result = runtime::serve(settings, Echo::new, |bound| {
+            let level = config.compression.level;
+            let echo = move |info| Echo::new(info, level);
+            let result = runtime::serve(settings, echo, |bound| {
                 let at = addresses(bound, "ws", "wss");
                 println!("eventhub echo listening on {at} ({workers} workers)");
                 let _ = std::io::stdout().flush();

@@ -118,10 +118,14 @@ pub fn accept_key(key: &str) -> String {
     BASE64.encode(sha.finalize())
 }
 
-/// The `101 Switching Protocols` response.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
+/// The `101 Switching Protocols` response, with the extensions agreed
+/// (`Sec-WebSocket-Extensions`), if any.
+pub fn switching_protocols(accept: &str, extensions: Option<&str>) -> Vec<u8> {
+    let extensions = extensions
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
     )
     .into_bytes()
 }
@@ -162,7 +166,7 @@ mod tests {
     fn valid_upgrade_with_token_list_and_mixed_case_is_accepted() {
         let accept = check_upgrade(&req(GOOD, "GET", "HTTP/1.1")).unwrap();
         assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        let resp = String::from_utf8(switching_protocols(&accept)).unwrap();
+        let resp = String::from_utf8(switching_protocols(&accept, None)).unwrap();
         assert!(resp.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
     }
 

@@ -98,6 +98,8 @@ const HALF_CLOSED: u8 = 4;
 /// permessage-deflate was negotiated: RSV1 marks a compressed message,
 /// inflated before it is handed out.
 const DEFLATE: u8 = 8;
+/// The peer limited the server's window below 32 KiB.
+const SMALL_WINDOW: u8 = 16;
 
 /// The reader's state and the unfinished frame's bytes.
 #[derive(Debug)]
@@ -194,10 +196,21 @@ impl Session {
         }
     }
 
-    /// permessage-deflate was negotiated for this connection: compressed
-    /// messages (RSV1) are accepted and inflated.
-    pub fn enable_deflate(&mut self) {
+    /// permessage-deflate was negotiated for this connection, the server's
+    /// window limited to `server_window` bits: compressed messages (RSV1)
+    /// are accepted and inflated.
+    pub fn enable_deflate(&mut self, server_window: u8) {
         self.set(DEFLATE, true);
+        self.set(SMALL_WINDOW, server_window < crate::permessage_deflate::MAX_WINDOW_BITS);
+    }
+
+    /// Whether the peer takes the compressed frames a server makes with
+    /// the full 32 KiB window: permessage-deflate was negotiated without
+    /// limiting the server's window. (A peer that limited it gets
+    /// uncompressed frames, which suit any window: RFC 7692 section 6
+    /// lets any message go uncompressed.)
+    pub fn takes_compressed(&self) -> bool {
+        self.has(DEFLATE) && !self.has(SMALL_WINDOW)
     }
 
     /// The connection is being failed and its transport not yet

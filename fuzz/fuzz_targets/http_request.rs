@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
             match check_upgrade(&req) {
                 Ok(accept) => {
                     assert_eq!(accept.len(), 28);
-                    let _ = switching_protocols(&accept);
+                    let _ = switching_protocols(&accept, None);
                 }
                 Err(e) => {
                     assert!((400..=505).contains(&e.status()));

@@ -106,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
     let mut closes = 0;
     let mut s = Session::new(0);
     if deflate {
-        s.enable_deflate();
+        s.enable_deflate(15);
     }
     let mut out = Vec::new();
     feed(&mut s, first, 10, &mut closes, &mut out);
@@ -130,7 +130,7 @@ fuzz_target!(|data: &[u8]| {
     if action & 3 == 0 {
         let mut whole = Session::new(0);
         if deflate {
-            whole.enable_deflate();
+            whole.enable_deflate(15);
         }
         let mut whole_out = Vec::new();
         feed(&mut whole, input, 10, &mut 0, &mut whole_out);

@@ -38,6 +38,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     /// wss, when configured.
     pub tls: Option<TlsSettings>,
+    /// Accept permessage-deflate offers (`compression.enabled`).
+    pub deflate: bool,
 }
 
 /// How wss is served.

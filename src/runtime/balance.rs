@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use super::stats::Stats;
 use super::tls_link::TlsLink;
+use crate::proto::permessage_deflate::Agreement;
 
 /// An upgraded connection on its way to another core.
 pub(crate) struct Handoff<H> {
@@ -35,6 +36,8 @@ pub(crate) struct Handoff<H> {
     pub leftover: Vec<u8>,
     /// The connection's TLS state, on a wss connection.
     pub tls: Option<Box<TlsLink>>,
+    /// permessage-deflate, when the handshake agreed it.
+    pub deflate: Option<Agreement>,
 }
 
 /// Where each core's connections are and how to send one to a core.
@@ -130,6 +133,7 @@ mod tests {
             handler: n,
             leftover: Vec::new(),
             tls: None,
+            deflate: None,
         }
     }
 

@@ -224,6 +224,12 @@ impl Conn {
 
     /// Runs `f` on the protocol session (which must not call back into this
     /// connection).
+    /// Whether this connection takes permessage-deflate compressed frames
+    /// made with the full window (see [`Session::takes_compressed`]).
+    pub fn takes_compressed(&self) -> bool {
+        self.wire.borrow().session.takes_compressed()
+    }
+
     pub(super) fn session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
         f(&mut self.wire.borrow_mut().session)
     }

@@ -37,6 +37,7 @@ use super::tls_link::{TlsFailure, TlsLink};
 use super::ws::adopt;
 use crate::proto::forwarded::{canonical, client_from_chain, ForwardedError};
 use crate::proto::http::{parse_head, HeadLimits, HttpError, Request, Response};
+use crate::proto::permessage_deflate::{negotiate, Agreement};
 use crate::proto::proxy::{self, Detect};
 
 /// How long an answered connection is drained before it is dropped.
@@ -60,6 +61,10 @@ enum HeadError {
     /// Refused for another reason (a PROXY header), with this answer.
     Respond(Response),
 }
+
+/// What an upgrade hands on: `Sec-WebSocket-Accept`, the handler, bytes
+/// read after the head, and permessage-deflate if agreed.
+type Upgraded<H> = (String, H, Vec<u8>, Option<Agreement>);
 
 /// Serves one accepted connection from its first byte to its last.
 ///
@@ -90,7 +95,7 @@ pub(super) async fn serve_connection<A: App>(
     };
     let upgrade = Box::pin(http_phase(&core, &mut ch, peer)).await;
     let tls = ch.tls.take();
-    if let Some((accept, handler, leftover)) = upgrade {
+    if let Some((accept, handler, leftover, deflate)) = upgrade {
         // The reactor gets a descriptor of its own; monoio's goes with the
         // stream (so no driver state outlives this task).
         match sys::dup(stream.as_raw_fd()) {
@@ -102,6 +107,7 @@ pub(super) async fn serve_connection<A: App>(
                     handler,
                     leftover,
                     tls,
+                    deflate,
                 };
                 match core.balancer.place(core.id, conn) {
                     Some(h) => adopt(&core, h),
@@ -128,7 +134,7 @@ async fn http_phase<A: App>(
     core: &Core<A>,
     ch: &mut Channel<'_>,
     peer: SocketAddr,
-) -> Option<(String, A::Handler, Vec<u8>)> {
+) -> Option<Upgraded<A::Handler>> {
     let _ = ch.stream.set_nodelay(true);
     let trusted = is_trusted(core, peer.ip());
     let _place = match core
@@ -231,7 +237,9 @@ async fn http_phase<A: App>(
             // An announced body (unusual on an upgrade) is read and dropped.
             let read = monoio::time::timeout(left(), read_body(ch, &req, max_body, rest));
             match read.await {
-                Ok(Ok((_, leftover))) => Some((accept, handler, leftover)),
+                Ok(Ok((_, leftover))) => {
+                    Some((accept, handler, leftover, deflate_agreement(core, &req)))
+                }
                 Ok(Err(e)) => refuse_head(core, ch, addr, e).await,
                 Err(_) => timed_out(core, ch).await,
             }
@@ -252,10 +260,26 @@ async fn http_phase<A: App>(
                     respond(core, ch, resp).await;
                     None
                 }
-                Route::Upgrade { accept, handler } => Some((accept, handler, leftover)),
+                Route::Upgrade { accept, handler } => {
+                    Some((accept, handler, leftover, deflate_agreement(core, &req)))
+                }
             }
         }
     }
+}
+
+/// permessage-deflate for an upgrade, when the server offers it
+/// (`compression.enabled`) and the request's offers allow it; declined
+/// offers are logged (the connection goes on without the extension).
+fn deflate_agreement<A: App>(core: &Core<A>, req: &Request) -> Option<Agreement> {
+    if !core.settings.deflate {
+        return None;
+    }
+    let negotiation = negotiate(req.headers_named("sec-websocket-extensions"));
+    for why in &negotiation.declined {
+        log::debug!("worker {}: permessage-deflate offer declined: {why}", core.id);
+    }
+    negotiation.agreed
 }
 
 /// Whether `ip` is one of `server.trusted_proxies`.

@@ -48,6 +48,7 @@ pub(super) fn adopt<A: App>(core: &Core<A>, conn: Handoff<A::Handler>) {
         mut handler,
         leftover,
         tls,
+        deflate,
     } = conn;
     let sndbuf = core.settings.limits.socket_send_buffer_bytes;
     if sndbuf > 0 {
@@ -57,7 +58,14 @@ pub(super) fn adopt<A: App>(core: &Core<A>, conn: Handoff<A::Handler>) {
     }
     let conn = Rc::new(Conn::new(fd.as_raw_fd()));
     core.registry.insert(conn.clone());
-    conn.push_control(Bytes::from(switching_protocols(&accept)));
+    let extensions = deflate.map(|agreed| {
+        conn.session(|s| s.enable_deflate(agreed.server_window));
+        agreed.response()
+    });
+    conn.push_control(Bytes::from(switching_protocols(
+        &accept,
+        extensions.as_deref(),
+    )));
     bump(&core.stats().upgraded);
     bump(&core.stats().open);
     core.app.on_open(&mut handler, &conn);
