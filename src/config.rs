@@ -508,7 +508,10 @@ impl Config {
         }
         self.check_cluster()?;
         if !(1..=9).contains(&self.compression.level) {
-            return invalid("compression.level", "must be from 1 (fastest) to 9 (smallest)");
+            return invalid(
+                "compression.level",
+                "must be from 1 (fastest) to 9 (smallest)",
+            );
         }
         if l.socket_send_buffer_bytes > (1 << 30) {
             return invalid(

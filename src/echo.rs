@@ -12,9 +12,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::proto::deflate::Deflater;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
-use crate::proto::deflate::Deflater;
 use crate::proto::{frame, MessageKind, Opcode};
 use crate::runtime::{App, Conn, CoreInfo, Decision, Peer, Route, Stats};
 

@@ -36,9 +36,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use super::channels::ChannelSet;
@@ -50,6 +51,7 @@ use super::log::{FetchRequest, Fetched};
 use super::probe::Probes;
 use super::slots::SlotTable;
 use super::Shared;
+use crate::proto::deflate::Deflater;
 use crate::proto::CloseCode;
 use crate::runtime::{Conn, ENTRY_OVERHEAD};
 
@@ -88,6 +90,33 @@ pub struct Replay {
     /// cursor reached them; none: skip them silently (Docker's shape has
     /// no such message).
     pub gap: Option<GapMessage>,
+}
+
+/// One event frame's forms as one core queues them: the plain frame and
+/// the cell of its compressed form, with this core's copies of each (made
+/// at their first subscriber).
+struct Forms<'a> {
+    plain: &'a Bytes,
+    deflated: &'a OnceLock<Option<Bytes>>,
+    /// Several cores: each queues its own copies (see `deliver`).
+    local: bool,
+    mine: Option<Bytes>,
+    mine_z: Option<Option<Bytes>>,
+    /// Compressed frames queued.
+    deflated_queued: u64,
+}
+
+impl<'a> Forms<'a> {
+    fn new(plain: &'a Bytes, deflated: &'a OnceLock<Option<Bytes>>, local: bool) -> Forms<'a> {
+        Forms {
+            plain,
+            deflated,
+            local,
+            mine: None,
+            mine_z: None,
+            deflated_queued: 0,
+        }
+    }
 }
 
 /// A replay in progress, with what it fetched from the event log.
@@ -180,6 +209,9 @@ pub struct HubCore {
     filters: RefCell<FilterIndex>,
     /// Replays in progress, by slot.
     replays: RefCell<HashMap<usize, Cursor>>,
+    /// Compresses event frames for permessage-deflate subscribers (made at
+    /// the first need: a core that never has one holds none).
+    deflater: RefCell<Option<Deflater>>,
     /// The last ticket given to a fetch from the event log.
     tickets: Cell<u64>,
     /// `/events/ws` subscribers with an `until` (the tick looks at none
@@ -209,6 +241,7 @@ impl HubCore {
             docker_subs: RefCell::new(SlotTable::default()),
             filters: RefCell::new(FilterIndex::default()),
             replays: RefCell::new(HashMap::new()),
+            deflater: RefCell::new(None),
             tickets: Cell::new(0),
             with_until: Cell::new(0),
             ticks: Cell::new(0),
@@ -229,6 +262,7 @@ impl HubCore {
     /// Adds a subscriber in its connection's slot.
     pub fn add(&self, sub: Subscriber) {
         let slot = sub.conn.slot_index();
+        self.count_deflate(&sub.conn, true);
         self.index.borrow_mut().set(slot, sub.channels);
         self.subs.borrow_mut().insert(slot, sub);
         self.shared.stats.cores[self.id]
@@ -240,7 +274,8 @@ impl HubCore {
     pub fn remove(&self, slot: usize) {
         self.replays.borrow_mut().remove(&slot);
         self.index.borrow_mut().clear(slot);
-        if self.subs.borrow_mut().remove(slot).is_some() {
+        if let Some(sub) = self.subs.borrow_mut().remove(slot) {
+            self.count_deflate(&sub.conn, false);
             self.shared.stats.cores[self.id]
                 .subscribers
                 .fetch_sub(1, Relaxed);
@@ -250,6 +285,7 @@ impl HubCore {
     /// Adds a `/events/ws` subscriber in its connection's slot.
     pub fn add_docker(&self, sub: DockerSubscriber) {
         let slot = sub.conn.slot_index();
+        self.count_deflate(&sub.conn, true);
         self.filters.borrow_mut().add(slot, &sub.filter);
         if sub.until.is_some() {
             self.with_until.set(self.with_until.get() + 1);
@@ -266,6 +302,7 @@ impl HubCore {
         let Some(sub) = self.docker_subs.borrow_mut().remove(slot) else {
             return;
         };
+        self.count_deflate(&sub.conn, false);
         self.filters.borrow_mut().remove(slot, &sub.filter);
         if sub.until.is_some() {
             self.with_until.set(self.with_until.get() - 1);
@@ -273,6 +310,20 @@ impl HubCore {
         self.shared.stats.cores[self.id]
             .docker_subscribers
             .fetch_sub(1, Relaxed);
+    }
+
+    /// Counts a subscriber in (or out of) the gauge of those that take
+    /// compressed frames.
+    fn count_deflate(&self, conn: &Conn, added: bool) {
+        if !conn.takes_compressed() {
+            return;
+        }
+        let gauge = &self.shared.stats.cores[self.id].deflate_subscribers;
+        if added {
+            gauge.fetch_add(1, Relaxed);
+        } else {
+            gauge.fetch_sub(1, Relaxed);
+        }
     }
 
     /// Who the subscriber in `slot` is and what it receives.
@@ -309,25 +360,21 @@ impl HubCore {
         // its reference count between them (7% of the hub's samples in a
         // closed-loop run on two cores, before this).
         let local = self.shared.stats.cores.len() > 1;
-        let own = |mine: &mut Option<bytes::Bytes>, frame: &bytes::Bytes| -> bytes::Bytes {
-            if !local {
-                return frame.clone();
-            }
-            mine.get_or_insert_with(|| bytes::Bytes::copy_from_slice(frame))
-                .clone()
-        };
+        let mut deflated = 0u64;
         for ev in batch {
-            let mut mine = None;
+            let mut forms = Forms::new(&ev.frame, &ev.deflated, local);
             index.for_each_match(ev.channel, |slot| {
                 if let Some(sub) = subs.get(slot) {
-                    if self.may_offer(&sub.conn, sub.min_seq, ev.seq, ev.frame.len(), None) {
-                        sub.conn.send_tagged(own(&mut mine, &ev.frame), ev.seq);
+                    let frame = self.form(&mut forms, &sub.conn);
+                    if self.may_offer(&sub.conn, sub.min_seq, ev.seq, frame.len(), None) {
+                        sub.conn.send_tagged(frame, ev.seq);
                         delivered += 1;
                     }
                 }
             });
+            deflated += forms.deflated_queued;
             let Some(docker) = &ev.docker else { continue };
-            let mut mine = None;
+            let mut forms = Forms::new(&docker.frame, &docker.deflated, local);
             filters.for_each_match(&docker.keys, |slot| {
                 let Some(sub) = docker_subs.get(slot) else {
                     return;
@@ -335,21 +382,91 @@ impl HubCore {
                 if sub.until.is_some_and(|until| docker.keys.time > until) {
                     return;
                 }
-                if self.may_offer(
-                    &sub.conn,
-                    sub.min_seq,
-                    ev.seq,
-                    docker.frame.len(),
-                    Some(sub.start),
-                ) {
-                    sub.conn.send_tagged(own(&mut mine, &docker.frame), ev.seq);
+                let frame = self.form(&mut forms, &sub.conn);
+                if self.may_offer(&sub.conn, sub.min_seq, ev.seq, frame.len(), Some(sub.start)) {
+                    sub.conn.send_tagged(frame, ev.seq);
                     delivered += 1;
                 }
             });
+            deflated += forms.deflated_queued;
         }
-        self.shared.stats.cores[self.id]
-            .deliveries
-            .fetch_add(delivered, Relaxed);
+        let stats = &self.shared.stats.cores[self.id];
+        stats.deliveries.fetch_add(delivered, Relaxed);
+        if deflated > 0 {
+            stats.deflated_deliveries.fetch_add(deflated, Relaxed);
+        }
+    }
+
+    /// The form of an event's frame that `conn` gets: compressed if it
+    /// negotiated permessage-deflate and the frame shrinks, else plain;
+    /// this core's own copy when there are several cores.
+    fn form(&self, forms: &mut Forms<'_>, conn: &Conn) -> Bytes {
+        if conn.takes_compressed() {
+            let local = forms.local;
+            let z = forms.mine_z.get_or_insert_with(|| {
+                let z = self.deflated(forms.plain, forms.deflated);
+                z.map(|z| if local { Bytes::copy_from_slice(&z) } else { z })
+            });
+            if let Some(z) = z {
+                forms.deflated_queued += 1;
+                return z.clone();
+            }
+        }
+        if !forms.local {
+            return forms.plain.clone();
+        }
+        forms
+            .mine
+            .get_or_insert_with(|| Bytes::copy_from_slice(forms.plain))
+            .clone()
+    }
+
+    /// The frame `conn` is sent for `plain` (whose compressed form is in
+    /// `cell`) on a replay: no per-core copy, the ring's.
+    fn replay_form(&self, conn: &Conn, plain: &Bytes, cell: &OnceLock<Option<Bytes>>) -> Bytes {
+        if conn.takes_compressed() {
+            if let Some(z) = self.deflated(plain, cell) {
+                return z;
+            }
+        }
+        plain.clone()
+    }
+
+    /// The compressed form of `frame`, made once for the whole hub (by
+    /// whichever core needs it first) and kept in `cell`.
+    fn deflated(&self, frame: &Bytes, cell: &OnceLock<Option<Bytes>>) -> Option<Bytes> {
+        cell.get_or_init(|| self.compress(frame)).clone()
+    }
+
+    /// Compresses one event frame with this core's compressor.
+    fn compress(&self, frame: &Bytes) -> Option<Bytes> {
+        let stats = &self.shared.stats.deflate;
+        let header = crate::proto::FrameHeader::parse(frame).ok().flatten()?;
+        let payload = &frame[header.header_len..];
+        if payload.len() < self.shared.config.deflate_min_bytes {
+            stats.skipped.fetch_add(1, Relaxed);
+            return None;
+        }
+        let started = Instant::now();
+        let mut deflater = self.deflater.borrow_mut();
+        let level = self.shared.config.deflate_level;
+        let out = deflater
+            .get_or_insert_with(|| Deflater::new(level))
+            .frame(header.opcode, payload);
+        stats
+            .nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        match &out {
+            Some(z) => {
+                stats.frames.fetch_add(1, Relaxed);
+                stats.bytes_in.fetch_add(frame.len() as u64, Relaxed);
+                stats.bytes_out.fetch_add(z.len() as u64, Relaxed);
+            }
+            None => {
+                stats.skipped.fetch_add(1, Relaxed);
+            }
+        }
+        out
     }
 
     /// Whether one event's frame (`len` bytes) is to be queued on one
@@ -428,9 +545,11 @@ impl HubCore {
         let live_after = {
             let mut subs = self.subs.borrow_mut();
             if let Some(sub) = subs.get_mut(slot) {
-                let channels = sub.channels;
-                let after = self.pump(slot, &sub.conn, &mut cursor, |e| {
-                    channels.contains(e.channel).then(|| e.frame.clone())
+                let (channels, conn) = (sub.channels, sub.conn.clone());
+                let after = self.pump(slot, &conn, &mut cursor, |e| {
+                    channels
+                        .contains(e.channel)
+                        .then(|| self.replay_form(&conn, &e.frame, &e.deflated))
                 });
                 after.map(|a| sub.min_seq = a)
             } else {
@@ -440,12 +559,13 @@ impl HubCore {
                     return;
                 };
                 let (since, until, filter) = (cursor.replay.since_time, sub.until, &sub.filter);
-                let after = self.pump(slot, &sub.conn, &mut cursor, |e| {
+                let conn = sub.conn.clone();
+                let after = self.pump(slot, &conn, &mut cursor, |e| {
                     let d = e.docker.as_ref()?;
                     (since.is_none_or(|s| d.keys.time >= s)
                         && until.is_none_or(|u| d.keys.time <= u)
                         && filter.matches(&d.keys))
-                    .then(|| d.frame.clone())
+                    .then(|| self.replay_form(&conn, &d.frame, &d.deflated))
                 });
                 after.map(|a| sub.min_seq = a)
             }

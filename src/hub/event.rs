@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -33,6 +33,11 @@ pub struct EventFrame {
     pub channel: ChannelId,
     /// The complete WebSocket text frame of the event's envelope.
     pub frame: Bytes,
+    /// The same, permessage-deflate compressed: made once, by the first
+    /// core that has a subscriber wanting it (none: it would not shrink,
+    /// or is below `compression.min_bytes`), shared by the ring and every
+    /// core.
+    pub deflated: Arc<OnceLock<Option<Bytes>>>,
     /// For a container event: its Docker-shaped frame and filter keys.
     pub docker: Option<Arc<DockerFrame>>,
 }
@@ -42,6 +47,8 @@ pub struct EventFrame {
 pub struct DockerFrame {
     /// The complete text frame of the Docker-shaped JSON.
     pub frame: Bytes,
+    /// Its compressed frame, made once as [`EventFrame::deflated`] is.
+    pub deflated: OnceLock<Option<Bytes>>,
     pub keys: DockerKeys,
 }
 
@@ -140,6 +147,7 @@ impl Prepared {
         debug_assert_eq!(json, event.to_json(), "the body is the Docker JSON");
         self.docker = Some(Arc::new(DockerFrame {
             frame: crate::proto::text_frame(json),
+            deflated: OnceLock::new(),
             keys: event.keys(),
         }));
         self
@@ -206,6 +214,7 @@ impl Prepared {
         Ok(Prepared {
             docker: Some(Arc::new(DockerFrame {
                 frame: crate::proto::text_frame(body),
+                deflated: OnceLock::new(),
                 keys: event.keys(),
             })),
             ..prepared
@@ -228,6 +237,7 @@ impl Prepared {
             seq,
             channel: self.channel,
             frame: buf.freeze(),
+            deflated: Arc::new(OnceLock::new()),
             docker: self.docker.clone(),
         }
     }

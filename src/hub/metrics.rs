@@ -44,6 +44,25 @@ pub struct CoreHubStats {
     pub publishers: AtomicU64,
     /// Bytes queued on this core's subscriber connections (sampled).
     pub queue_bytes: AtomicU64,
+    /// Event frames queued compressed (permessage-deflate).
+    pub deflated_deliveries: AtomicU64,
+    /// Subscribers (both endpoints) that negotiated permessage-deflate.
+    pub deflate_subscribers: AtomicU64,
+}
+
+/// What compressing events once each cost and saved.
+#[derive(Debug, Default)]
+pub struct DeflateStats {
+    /// Frames compressed (once per event and shape).
+    pub frames: AtomicU64,
+    /// Frames that were not compressed: under `compression.min_bytes`, or
+    /// they did not shrink.
+    pub skipped: AtomicU64,
+    /// Bytes of the frames compressed, before and after.
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Time spent compressing.
+    pub nanos: AtomicU64,
 }
 
 /// Every hub counter.
@@ -67,6 +86,7 @@ pub struct HubStats {
     pub conflict_probe_closes: AtomicU64,
     /// Publishes refused or held back because the cores were behind.
     pub publish_overloads: AtomicU64,
+    pub deflate: DeflateStats,
     pub cores: Vec<CoreHubStats>,
 }
 
@@ -84,6 +104,7 @@ impl HubStats {
             conflict_probes: AtomicU64::new(0),
             conflict_probe_closes: AtomicU64::new(0),
             publish_overloads: AtomicU64::new(0),
+            deflate: DeflateStats::default(),
             cores: (0..cores).map(|_| CoreHubStats::default()).collect(),
         }
     }
@@ -106,7 +127,32 @@ impl HubStats {
             "1 while following the Docker Engine's events",
             one(&self.docker_connected),
         );
-        let counters: [(&str, &str, &AtomicU64); 9] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
+            (
+                "eventhub_deflate_frames_total",
+                "event frames compressed for permessage-deflate (once each)",
+                &self.deflate.frames,
+            ),
+            (
+                "eventhub_deflate_skipped_total",
+                "event frames left uncompressed (under compression.min_bytes, or not smaller)",
+                &self.deflate.skipped,
+            ),
+            (
+                "eventhub_deflate_bytes_in_total",
+                "bytes of the event frames compressed, before",
+                &self.deflate.bytes_in,
+            ),
+            (
+                "eventhub_deflate_bytes_out_total",
+                "bytes of the event frames compressed, after",
+                &self.deflate.bytes_out,
+            ),
+            (
+                "eventhub_deflate_nanoseconds_total",
+                "time spent compressing event frames",
+                &self.deflate.nanos,
+            ),
             (
                 "eventhub_publish_overloads_total",
                 "publishes refused (503) or publisher reads held back while the cores were behind",
@@ -173,7 +219,19 @@ impl HubStats {
             &'static str,
             fn(&CoreHubStats) -> &AtomicU64,
         );
-        let per_core_metrics: [PerCore; 3] = [
+        let per_core_metrics: [PerCore; 5] = [
+            (
+                "eventhub_deflated_deliveries_total",
+                "counter",
+                "event frames queued compressed (permessage-deflate)",
+                |c| &c.deflated_deliveries,
+            ),
+            (
+                "eventhub_deflate_subscribers",
+                "gauge",
+                "subscribers that negotiated permessage-deflate",
+                |c| &c.deflate_subscribers,
+            ),
             (
                 "eventhub_deliveries_total",
                 "counter",

@@ -72,6 +72,10 @@ pub struct HubSettings {
     /// Events that may wait on one core before publishers are slowed
     /// (`hub.max_pending_events`).
     pub max_pending_events: usize,
+    /// Events smaller than this go uncompressed (`compression.min_bytes`).
+    pub deflate_min_bytes: usize,
+    /// The zlib level events are compressed at (`compression.level`).
+    pub deflate_level: u32,
 }
 
 /// What every core shares.
@@ -112,6 +116,8 @@ impl Shared {
                 max_body_bytes: config.limits.max_body_bytes,
                 conflict_probe: std::time::Duration::from_millis(config.hub.conflict_probe_ms),
                 max_pending_events: config.hub.max_pending_events,
+                deflate_min_bytes: config.compression.min_bytes,
+                deflate_level: config.compression.level,
             },
             auth_failures: AuthFailures::new(
                 config.hub.auth_failures_per_ip,

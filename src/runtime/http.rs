@@ -277,7 +277,10 @@ fn deflate_agreement<A: App>(core: &Core<A>, req: &Request) -> Option<Agreement>
     }
     let negotiation = negotiate(req.headers_named("sec-websocket-extensions"));
     for why in &negotiation.declined {
-        log::debug!("worker {}: permessage-deflate offer declined: {why}", core.id);
+        log::debug!(
+            "worker {}: permessage-deflate offer declined: {why}",
+            core.id
+        );
     }
     negotiation.agreed
 }
