@@ -118,6 +118,30 @@ impl RawClient {
         c
     }
 
+    /// Connects and upgrades `path` with `headers` added to a valid
+    /// request; returns the client (reading compressed frames if the
+    /// answer agreed permessage-deflate) and the answer.
+    pub fn upgrade_with(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (RawClient, HttpResponse) {
+        let mut c = RawClient::connect(addr);
+        let mut req = upgrade_request(path);
+        req.truncate(req.len() - 2);
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        c.send_bytes(req.as_bytes());
+        let resp = c.read_http_response();
+        let agreed = resp
+            .header("sec-websocket-extensions")
+            .is_some_and(|e| e.starts_with("permessage-deflate"));
+        c.reader = Reader::with_deflate(Role::Client, u64::MAX, agreed);
+        (c, resp)
+    }
+
     fn handshake(&mut self) {
         self.send_bytes(upgrade_request("/").as_bytes());
         let resp = self.read_http_response();
