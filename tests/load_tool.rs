@@ -368,9 +368,12 @@ fn three_cluster_nodes_all_publishing_lose_duplicate_and_misorder_nothing() {
     // subscriber gets all three publishers' events, two thirds of them
     // published on other nodes, through the one stream.
     let nats = common::nats::Nats::start();
+    // Bodies well under NATS's max_payload (1 MiB by default), so that a
+    // node has nothing to warn of at start-up either.
+    let limits = "[limits]\nmax_body_bytes = 65536\n";
     let config = format!(
         "{}[cluster]\nnats_url = \"{}\"\n",
-        config(1 << 20),
+        config(1 << 20).replace("[limits]\n", limits),
         nats.url()
     );
     let nodes: Vec<Server> = (0..3).map(|_| Server::hub(2, &config)).collect();

@@ -4,8 +4,8 @@
 //! - [`Deflater::frame`]: one whole message into one compressed frame
 //!   (RSV1): raw DEFLATE, flushed with an empty stored block whose four
 //!   bytes `00 00 ff ff` are then removed (section 7.2.1). The state is
-//!   reset before every message, so one compressor (a quarter MiB, with
-//!   zlib's 32 KiB window) serves any number of connections, and one
+//!   reset before every message, so one compressor (about 370 KiB with
+//!   zlib's 32 KiB window and hash tables) serves any number of connections, and one
 //!   compressed frame suits every subscriber who negotiated the extension.
 //!   A message that does not shrink is not compressed: the caller sends the
 //!   plain frame (any message may go uncompressed, section 6).
@@ -156,8 +156,13 @@ impl Inflater {
                 consumed += used as usize;
                 let produced = self.state.total_out() - before_out;
                 if status == Status::StreamEnd {
-                    // A final block ends the message; what follows it is
-                    // not part of it.
+                    // A final block; more blocks may follow it in the
+                    // same message (RFC 7692 section 7.2.1): they start a
+                    // stream of their own.
+                    if consumed < input.len() {
+                        self.state.reset(false);
+                        continue;
+                    }
                     ended = true;
                 } else if consumed == input.len() && self.out.len() < self.out.capacity() {
                     break;
@@ -260,6 +265,27 @@ mod tests {
             i.message(MessageKind::Text, body(&ok), 100).unwrap(),
             b"hello hello hello hello"
         );
+    }
+
+    #[test]
+    fn blocks_after_a_final_block_belong_to_the_same_message() {
+        let finished = |text: &[u8]| {
+            let mut c = Compress::new(Compression::new(6), false);
+            let mut out = Vec::with_capacity(256);
+            c.compress_vec(text, &mut out, FlushCompress::Finish)
+                .unwrap();
+            out
+        };
+        let mut payload = finished(b"first half, ");
+        let second = Deflater::new(6)
+            .frame(Opcode::Text, b"second half second half second half")
+            .unwrap();
+        payload.extend_from_slice(body(&second));
+        let got = Inflater::new()
+            .message(MessageKind::Text, &payload, 1000)
+            .unwrap()
+            .to_vec();
+        assert_eq!(got, b"first half, second half second half second half");
     }
 
     #[test]

@@ -201,7 +201,10 @@ impl Session {
     /// are accepted and inflated.
     pub fn enable_deflate(&mut self, server_window: u8) {
         self.set(DEFLATE, true);
-        self.set(SMALL_WINDOW, server_window < crate::permessage_deflate::MAX_WINDOW_BITS);
+        self.set(
+            SMALL_WINDOW,
+            server_window < crate::permessage_deflate::MAX_WINDOW_BITS,
+        );
     }
 
     /// Whether the peer takes the compressed frames a server makes with

@@ -129,7 +129,9 @@ impl PublisherSession {
                     match pending.published().await {
                         Ok(events) if ack => conn.send(published(&events)),
                         Ok(_) => {}
-                        Err(e) => conn.send(error_reply("log_unreachable", &e.to_string())),
+                        Err(e) => {
+                            conn.send(error_reply(replies::log_error_code(&e), &e.to_string()))
+                        }
                     }
                 });
             }
@@ -139,7 +141,9 @@ impl PublisherSession {
             Err(e @ PublishError::Forbidden { .. }) => {
                 conn.send(error_reply("forbidden", &e.to_string()))
             }
-            Err(PublishError::Log(e)) => conn.send(error_reply("log_unreachable", &e.to_string())),
+            Err(PublishError::Log(e)) => {
+                conn.send(error_reply(replies::log_error_code(&e), &e.to_string()))
+            }
         }
     }
 

@@ -66,15 +66,25 @@ pub fn overloaded(why: &Overloaded) -> Response {
     Response::error(503, "overloaded", &why.to_string()).with_header("Retry-After", "1")
 }
 
-/// The `503` of a publish the cluster's event log did not take.
+/// The error code of a publish the cluster's event log did not take, in
+/// an HTTP answer or a publisher socket's error message alike.
+pub fn log_error_code(why: &LogError) -> &'static str {
+    match why {
+        LogError::Unreachable { .. } => "log_unreachable",
+        LogError::Busy { .. } => "overloaded",
+        LogError::Refused(_) => "log_refused",
+        LogError::TooLarge { .. } => "payload_too_large",
+    }
+}
+
+/// The answer to a publish the cluster's event log did not take: `503`
+/// with `Retry-After`, or `413` for an event too large for it.
 pub fn log_refused(why: &LogError) -> Response {
-    let (retry, code) = match why {
-        LogError::Unreachable { retry_after_s, .. } => (*retry_after_s, "log_unreachable"),
-        LogError::Busy { .. } => (1, "overloaded"),
-        LogError::Refused(_) => (1, "log_refused"),
-        LogError::TooLarge { .. } => {
-            return Response::error(413, "payload_too_large", &why.to_string())
-        }
+    let code = log_error_code(why);
+    let retry = match why {
+        LogError::Unreachable { retry_after_s, .. } => *retry_after_s,
+        LogError::Busy { .. } | LogError::Refused(_) => 1,
+        LogError::TooLarge { .. } => return Response::error(413, code, &why.to_string()),
     };
     Response::error(503, code, &why.to_string()).with_header("Retry-After", retry.to_string())
 }

@@ -98,9 +98,13 @@ impl EventLog for NatsLog {
                 .fetch_add(records.len() as u64, Relaxed);
             return Err(NatsLog::unreachable("not connected to NATS"));
         }
+        // Publishers wait while `max_pending` are outstanding
+        // (`has_room`), checked between reads; the refusal is past twice
+        // that, so that what one read of a publisher socket brings (it may
+        // hold a few thousand small events) still goes through.
         let n = records.len() as u64;
         let before = self.stats.acks_pending.fetch_add(n, Relaxed);
-        if before > 0 && before + n > self.max_pending {
+        if before > 0 && before + n > 2 * self.max_pending {
             self.stats.acks_pending.fetch_sub(n, Relaxed);
             return Err(LogError::Busy { pending: before });
         }

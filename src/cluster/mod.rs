@@ -46,9 +46,6 @@ use crate::config::ClusterConfig;
 use crate::hub::log::LogStats;
 use crate::hub::Shared;
 
-/// Records waiting for the publisher task, at most (each an append: a
-/// POST body or one publisher message).
-const APPEND_QUEUE: usize = 1024;
 /// Replay slices waiting to be read, at most.
 const FETCH_QUEUE: usize = 4096;
 
@@ -178,7 +175,7 @@ async fn run(
     let max_payload = client.server_info().max_payload;
     ::log::info!("cluster: NATS accepts messages of up to {max_payload} bytes");
     if max_payload < shared.config.max_body_bytes + 1024 {
-        ::log::warn!(
+        ::log::info!(
             "cluster: NATS's max_payload ({max_payload} bytes) is below limits.max_body_bytes ({}) with room for an envelope: larger events get 413; raise max_payload in nats-server's config",
             shared.config.max_body_bytes
         );
@@ -214,7 +211,9 @@ async fn run(
         .stream_last_seq
         .store(info.state.last_sequence, Relaxed);
     stats.consumed_seq.store(info.state.last_sequence, Relaxed);
-    let (append_tx, append_rx) = flume::bounded(APPEND_QUEUE);
+    // Each append holds one event at least, and no more than twice
+    // max_acks_pending events are outstanding: the queue never fills.
+    let (append_tx, append_rx) = flume::bounded(2 * config.max_acks_pending);
     let (fetch_tx, fetch_rx) = flume::bounded(FETCH_QUEUE);
     shared.set_log(Arc::new(log::NatsLog::new(
         append_tx,

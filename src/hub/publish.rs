@@ -179,7 +179,11 @@ pub fn publish(shared: &Shared, events: &[NewEvent<'_>]) -> Result<Accepted, Log
                 payload: p.record(),
             })
             .collect();
-        let receipt = log.append(records)?;
+        let receipt = log.append(records).inspect_err(|e| {
+            if matches!(e, LogError::Busy { .. }) {
+                shared.stats.publish_overloads.fetch_add(1, Relaxed);
+            }
+        })?;
         shared
             .stats
             .events_in
