@@ -617,3 +617,43 @@ fn an_event_larger_than_nats_takes_is_refused_with_413_and_the_node_stays_connec
         .contains("max_payload (8192 bytes) is below limits.max_body_bytes"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_publisher_socket_burst_waits_for_the_streams_acks_and_loses_nothing() {
+    let nats = Nats::start();
+    // A small window of acks: the burst below is five times it.
+    let hub = Server::hub(2, &config(&nats, "", "max_acks_pending = 400"));
+    let (mut reader, _) = subscribe(hub.addr, "pdfm");
+    let mut publisher = common::ws_connect_with(
+        hub.addr,
+        None,
+        "/v1/ws/publish",
+        &[("Authorization", &bearer(api::ADMIN_TOKEN))],
+    );
+    let mut burst = Vec::new();
+    for m in 0..40 {
+        let events: Vec<String> = (0..50)
+            .map(|i| event("pdfm", &format!("b{m}-{i}")))
+            .collect();
+        burst.push(format!("[{}]", events.join(",")));
+    }
+    // Written at once, without reading anything back.
+    for message in &burst {
+        publisher
+            .write(tungstenite::Message::text(message.clone()))
+            .unwrap();
+    }
+    publisher.flush().unwrap();
+    let (events, others) = read_events(&mut reader, 2000);
+    assert_eq!(seqs(&events), (1..=2000).collect::<Vec<_>>());
+    assert!(others.is_empty(), "{others:?}");
+    // Nothing came back on the publisher socket: no event was refused.
+    publisher
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    match publisher.read() {
+        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the publisher was told something: {other:?}"),
+    }
+}

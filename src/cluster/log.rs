@@ -99,9 +99,10 @@ impl EventLog for NatsLog {
             return Err(NatsLog::unreachable("not connected to NATS"));
         }
         // Publishers wait while `max_pending` are outstanding
-        // (`has_room`), checked between reads; the refusal is past twice
-        // that, so that what one read of a publisher socket brings (it may
-        // hold a few thousand small events) still goes through.
+        // (`has_room`, checked after each message of a publisher socket);
+        // the refusal is past twice that, so that the message that filled
+        // the window (at most `hub.max_events_per_request` events) still
+        // goes through.
         let n = records.len() as u64;
         let before = self.stats.acks_pending.fetch_add(n, Relaxed);
         if before > 0 && before + n > 2 * self.max_pending {

@@ -300,7 +300,12 @@ fn input<A: App>(
             Received::End => break,
             Received::Nothing => {}
             Received::Message(kind, payload) => {
-                core.app.on_message(&mut state.handler, kind, payload, conn)
+                core.app.on_message(&mut state.handler, kind, payload, conn);
+                // The application wants no more for now (a publisher whose
+                // events wait): the rest of this read stays in the session.
+                if !core.app.may_read(&state.handler) {
+                    break;
+                }
             }
             Received::Reply(frame) => conn.push_control(frame),
             Received::Violation(close, e) => {
