@@ -397,7 +397,10 @@ fn a_nats_restart_on_its_file_store_loses_no_acknowledged_event_and_subscribers_
     assert_eq!(h.json()["status"], "degraded");
     thread::sleep(Duration::from_millis(500));
     nats.restart();
-    let (acked, refused) = producer.join().unwrap();
+    // Its POSTs were held through the outage (sent again, same id) or
+    // refused with 503 and retried: either way nothing acknowledged may be
+    // lost.
+    let (acked, _refused) = producer.join().unwrap();
     let top = *acked.iter().max().unwrap();
     wait_for("every acknowledged event delivered", || {
         received.lock().unwrap().0.last().is_some_and(|s| *s >= top)
@@ -419,7 +422,6 @@ fn a_nats_restart_on_its_file_store_loses_no_acknowledged_event_and_subscribers_
         lost.is_empty(),
         "acknowledged and never delivered: {lost:?}"
     );
-    assert!(refused > 0, "the publisher was refused while NATS was down");
     let said: Vec<&str> = notices
         .iter()
         .filter_map(|n| n["body"]["event_log"].as_str())
