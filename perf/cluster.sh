@@ -92,6 +92,16 @@ nats_pid="" nats_store="" nats_log="" nats_url=""
 hub_pids=() hub_addrs=() hub_logs=()
 
 # start_nats: a fresh nats-server with JetStream and a new store.
+# wait_for_line LOG PATTERN NAME: waits up to 10 s for PATTERN in LOG.
+wait_for_line() {
+    for _ in $(seq 1 100); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$3 did not start; see $1" >&2
+    return 1
+}
+
 start_nats() {
     local port
     port=$(free_port)
@@ -102,12 +112,7 @@ start_nats() {
     : >"$nats_log"
     nats-server -js -a 127.0.0.1 -p "$port" -sd "$nats_store" >"$nats_log" 2>&1 &
     nats_pid=$!
-    for _ in $(seq 1 100); do
-        grep -q "Server is ready" "$nats_log" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nats-server did not start; see $nats_log" >&2
-    return 1
+    wait_for_line "$nats_log" "Server is ready" nats-server
 }
 
 # start_hub [NATS_URL]: one hub, waited for.
@@ -121,12 +126,7 @@ start_hub() {
     hub_pids+=($!)
     hub_addrs+=("$listen")
     hub_logs+=("$log")
-    for _ in $(seq 1 100); do
-        grep -q "listening" "$log" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "eventhub did not start; see $log" >&2
-    return 1
+    wait_for_line "$log" listening eventhub
 }
 
 # start_variant VARIANT: single (one process), or cN (nats-server and N nodes).

@@ -253,25 +253,26 @@ Stop everything:
 EOF
 }
 
+# status_of NAME PIDFILE PORT: one line: the process and its /healthz.
+status_of() {
+    local pid health
+    if pid=$(live_pid "$2"); then
+        health=$(curl -sS --max-time 1 "http://127.0.0.1:$3/healthz" 2>&1 || true)
+        say "$1  pid $pid  $health"
+    else
+        say "$1  not running"
+    fi
+}
+
 status() {
-    local n i pid health
+    local n i
     for n in "${NODES[@]}"; do
         i=$((n - 1))
-        if pid=$(live_pid "$DIR/nats-$n.pid"); then
-            health=$(curl -sS --max-time 1 "http://127.0.0.1:${MON_PORTS[i]}/healthz" 2>&1 || true)
-            say "nats-$n  pid $pid  $health"
-        else
-            say "nats-$n  not running"
-        fi
+        status_of "nats-$n" "$DIR/nats-$n.pid" "${MON_PORTS[i]}"
     done
     for n in "${NODES[@]}"; do
         i=$((n - 1))
-        if pid=$(live_pid "$DIR/hub-$n.pid"); then
-            health=$(curl -sS --max-time 1 "http://127.0.0.1:${HUB_PORTS[i]}/healthz" 2>&1 || true)
-            say "hub-$n   pid $pid  $health"
-        else
-            say "hub-$n   not running"
-        fi
+        status_of "hub-$n " "$DIR/hub-$n.pid" "${HUB_PORTS[i]}"
     done
 }
 
