@@ -64,6 +64,9 @@ fn an_event_reaches_a_compressing_subscriber_as_one_compressed_frame_of_what_oth
     );
     let (mut plain, resp) = subscribe(&hub, None);
     assert_eq!(resp.header("sec-websocket-extensions"), None);
+    // tungstenite offers no extension: plain frames, from the same hub at
+    // the same time.
+    let (mut tung, _) = api::subscribe(hub.addr, "pdfm");
     publish(hub.addr, &sized_event("big", 2000));
     publish(hub.addr, &event("pdfm", "small"));
     let z = match zipped.read_frame() {
@@ -81,6 +84,8 @@ fn an_event_reaches_a_compressing_subscriber_as_one_compressed_frame_of_what_oth
         p.len()
     );
     assert_eq!(inflate(&z), p, "the same bytes, inflated");
+    let t = common::read_json(&mut tung);
+    assert_eq!(t, serde_json::from_str::<serde_json::Value>(&p).unwrap());
     // Under compression.min_bytes (256): plain for both.
     let small = match zipped.read_frame() {
         ServerFrame::Text(t) => t,
