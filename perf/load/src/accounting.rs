@@ -17,6 +17,9 @@ pub struct SubscriberStats {
     pub disorder: u64,
     pub slow: bool,
     pub close_code: Option<u16>,
+    /// WebSocket bytes read from the socket (after TLS), the handshake and
+    /// what came with the 101 left out.
+    pub wire_bytes: u64,
 }
 
 /// A subscriber's state.
@@ -62,6 +65,7 @@ impl Subscriber {
                 disorder: 0,
                 slow,
                 close_code: None,
+                wire_bytes: 0,
             },
             last: vec![None; publishers],
             confirmed: !expects_confirmation,
@@ -135,6 +139,11 @@ impl Subscriber {
 
     pub fn stats(&self) -> &SubscriberStats {
         &self.stats
+    }
+
+    /// `n` more WebSocket bytes were read.
+    pub fn count_bytes(&mut self, n: usize) {
+        self.stats.wire_bytes += n as u64;
     }
 
     pub fn set_close_code(&mut self, code: u16) {

@@ -29,6 +29,8 @@ pub struct Opened {
     pub storm: Storm,
     /// The TLS version and cipher suite the first subscriber got, if TLS.
     pub tls: Option<String>,
+    /// Subscribers that agreed to permessage-deflate.
+    pub deflated: usize,
 }
 
 /// The connect phase's figures.
@@ -82,7 +84,16 @@ pub async fn open(args: &Args, endpoints: &[Endpoint]) -> Opened {
                 let endpoint = &endpoints[i % endpoints.len()];
                 let source = Some(source_ip(args.source_subnet, i));
                 let slow = is_slow(i);
-                let result = connect(endpoint, source, path, &args.token, slow, until).await;
+                let result = connect(
+                    endpoint,
+                    source,
+                    path,
+                    &args.token,
+                    slow,
+                    until,
+                    args.deflate,
+                )
+                .await;
                 (i, result)
             }
         })
@@ -102,6 +113,7 @@ pub async fn open(args: &Args, endpoints: &[Endpoint]) -> Opened {
         slow: 0,
         storm,
         tls: None,
+        deflated: 0,
     };
     for (i, result) in results {
         match result {
@@ -111,6 +123,7 @@ pub async fn open(args: &Args, endpoints: &[Endpoint]) -> Opened {
                 }
                 let slow = is_slow(i);
                 opened.slow += usize::from(slow);
+                opened.deflated += usize::from(up.deflate);
                 let sub = Subscriber::new(slow, args.publishers, args.kind == Kind::Eventhub);
                 opened.subs.push((up, sub));
             }

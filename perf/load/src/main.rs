@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use metrics::Writes;
+use metrics::Counters;
 use progress::Progress;
 use publisher::Publisher;
 use readers::ReaderKind;
@@ -155,10 +155,33 @@ pub struct Args {
     /// Write the report as JSON here too.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Subscribers offer permessage-deflate
+    /// (`permessage-deflate; client_max_window_bits`) and inflate what
+    /// comes compressed (epoll reader only; the server must agree to
+    /// server_no_context_takeover).
+    #[arg(long)]
+    pub deflate: bool,
+    /// With --deflate: inflate every compressed message, even bytes this
+    /// reader thread inflated before for another subscriber (by default
+    /// they are inflated once per thread, so that the tool's inflating
+    /// does not bound the delivery rate it measures).
+    #[arg(long)]
+    pub inflate_every_message: bool,
+    /// What pads each event to --size: `x`, repeated (compresses to almost
+    /// nothing), or `docker`: a Docker Engine container event's fields
+    /// (ids, image, labels), varying from event to event.
+    #[arg(long, value_enum, default_value = "x")]
+    pub payload: publisher::Payload,
 }
 
 fn main() {
     let args = Args::parse();
+    if args.deflate && args.reader == ReaderKind::Tungstenite {
+        eprintln!(
+            "eventhub-load: --deflate needs --reader epoll: tokio-tungstenite 0.30 has no permessage-deflate"
+        );
+        std::process::exit(2);
+    }
     raise_nofile_limit();
     // Connecting and publishing; the subscribers are read by their own
     // threads (`--threads`).
@@ -216,7 +239,13 @@ async fn run(args: &Args) -> Report {
     let window = (args.window > 0 && !args.idle)
         .then(|| Arc::new(Window::new(args.window, healthy as u64, expected_total)));
     let progress = Progress::new(expected_total, window.clone());
-    let readers = match readers::spawn(args.reader, opened.subs, args.threads, &progress) {
+    let readers = match readers::spawn(
+        args.reader,
+        opened.subs,
+        args.threads,
+        &progress,
+        !args.inflate_every_message,
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("eventhub-load: cannot start the readers: {e}");
@@ -231,6 +260,7 @@ async fn run(args: &Args) -> Report {
         Some(tls) => format!("{scheme} {tls}"),
         None => scheme.to_string(),
     };
+    report.deflated = opened.deflated;
     if args.idle {
         tokio::time::sleep(Duration::from_secs(args.idle_hold_s)).await;
         let rss_after = rss_bytes(&args.server_pid);
@@ -244,7 +274,7 @@ async fn run(args: &Args) -> Report {
         }
         return report;
     }
-    let writes_before = server_writes(args, &endpoints).await;
+    let counters_before = server_counters(args, &endpoints).await;
     let cpu_start = cpu_ns(&args.server_pid);
     let tool_cpu_start = proc_cpu_ns(std::process::id());
     let started = Instant::now();
@@ -258,7 +288,7 @@ async fn run(args: &Args) -> Report {
     let elapsed = started.elapsed();
     let cpu_end = cpu_ns(&args.server_pid);
     let tool_cpu_end = proc_cpu_ns(std::process::id());
-    let writes_after = server_writes(args, &endpoints).await;
+    let counters_after = server_counters(args, &endpoints).await;
     progress.stop();
     let seen: Vec<_> = readers
         .into_iter()
@@ -271,7 +301,10 @@ async fn run(args: &Args) -> Report {
     report.tool_cpu_ns = tool_cpu_start
         .zip(tool_cpu_end)
         .map(|(a, b)| b.saturating_sub(a));
-    report.writes = writes_before.zip(writes_after).map(|(b, a)| a.since(b));
+    if let (Some(b), Some(a)) = (counters_before, counters_after) {
+        report.writes = b.writes.zip(a.writes).map(|(b, a)| a.since(b));
+        report.deflate = b.deflate.zip(a.deflate).map(|(b, a)| a.since(b));
+    }
     for s in &seen {
         report.take_stats(s, expected_total);
     }
@@ -305,6 +338,7 @@ async fn publish(args: &Args, endpoints: &[Endpoint], window: Option<Arc<Window>
                     count: args.count,
                     rate: args.rate / args.publishers as f64,
                     size: args.size,
+                    payload: args.payload,
                     window: window.clone(),
                     stall_timeout: Duration::from_secs(args.timeout),
                 }
@@ -323,12 +357,13 @@ async fn publish(args: &Args, endpoints: &[Endpoint], window: Option<Arc<Window>
     published
 }
 
-/// eventhub's frames-per-write histogram now, summed over the addresses;
-/// `None` for a peer or where a hub lacks it.
-async fn server_writes(args: &Args, endpoints: &[Endpoint]) -> Option<Writes> {
+/// eventhub's frames-per-write histogram and deflate counters now, summed
+/// over the addresses; `None` for a peer (and each part `None` where a hub
+/// lacks it).
+async fn server_counters(args: &Args, endpoints: &[Endpoint]) -> Option<Counters> {
     if args.kind != Kind::Eventhub {
         return None;
     }
     let texts = metrics::scrape_all(endpoints, &args.token).await?;
-    texts.iter().map(|text| Writes::parse(text)).sum()
+    Some(Counters::parse_all(&texts))
 }

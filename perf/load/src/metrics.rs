@@ -96,6 +96,83 @@ impl std::iter::Sum for Writes {
     }
 }
 
+/// eventhub's permessage-deflate counters (`eventhub_deflate_*`), summed
+/// over every core (and node).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deflate {
+    /// Event frames compressed (once each, whatever the subscribers).
+    pub frames: f64,
+    /// Their bytes before and after.
+    pub bytes_in: f64,
+    pub bytes_out: f64,
+    /// Time spent compressing them.
+    pub nanos: f64,
+    /// Compressed frames queued to subscribers.
+    pub deliveries: f64,
+}
+
+impl Deflate {
+    pub fn parse(text: &str) -> Option<Deflate> {
+        Some(Deflate {
+            frames: family_sum(text, "eventhub_deflate_frames_total")?,
+            bytes_in: family_sum(text, "eventhub_deflate_bytes_in_total")?,
+            bytes_out: family_sum(text, "eventhub_deflate_bytes_out_total")?,
+            nanos: family_sum(text, "eventhub_deflate_nanoseconds_total")?,
+            deliveries: family_sum(text, "eventhub_deflated_deliveries_total").unwrap_or(0.0),
+        })
+    }
+
+    /// What was counted between `earlier` and this.
+    pub fn since(self, earlier: Deflate) -> Deflate {
+        Deflate {
+            frames: self.frames - earlier.frames,
+            bytes_in: self.bytes_in - earlier.bytes_in,
+            bytes_out: self.bytes_out - earlier.bytes_out,
+            nanos: self.nanos - earlier.nanos,
+            deliveries: self.deliveries - earlier.deliveries,
+        }
+    }
+
+    /// Compressing time per compressed event, in ns.
+    pub fn ns_per_frame(&self) -> Option<f64> {
+        (self.frames > 0.0).then(|| self.nanos / self.frames)
+    }
+
+    fn add(self, b: Deflate) -> Deflate {
+        Deflate {
+            frames: self.frames + b.frames,
+            bytes_in: self.bytes_in + b.bytes_in,
+            bytes_out: self.bytes_out + b.bytes_out,
+            nanos: self.nanos + b.nanos,
+            deliveries: self.deliveries + b.deliveries,
+        }
+    }
+}
+
+/// What the tool reads of eventhub's `/metrics` before and after a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Counters {
+    pub writes: Option<Writes>,
+    pub deflate: Option<Deflate>,
+}
+
+impl Counters {
+    /// Summed over the nodes' texts; a part is `None` if one lacks it.
+    pub fn parse_all(texts: &[String]) -> Counters {
+        Counters {
+            writes: texts.iter().map(|text| Writes::parse(text)).sum(),
+            deflate: texts
+                .iter()
+                .map(|text| Deflate::parse(text))
+                .try_fold(None::<Deflate>, |acc, d| {
+                    let d = d?;
+                    Some(Some(acc.map_or(d, |a| a.add(d))))
+                })
+                .flatten(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +220,27 @@ eventhub_slow_consumer_closes_total_other 7
         let texts = [TEXT, "HTTP/1.1 200 OK\r\n\r\nother 1\n"];
         let sum: Option<Writes> = texts.iter().map(|t| Writes::parse(t)).sum();
         assert_eq!(sum, None);
+    }
+
+    #[test]
+    fn deflate_counters_are_summed_over_cores() {
+        let text = "eventhub_deflate_frames_total{core=\"0\"} 10
+eventhub_deflate_frames_total{core=\"1\"} 30
+eventhub_deflate_bytes_in_total{core=\"0\"} 4000
+eventhub_deflate_bytes_out_total{core=\"0\"} 1000
+eventhub_deflate_nanoseconds_total{core=\"0\"} 80000
+eventhub_deflated_deliveries_total{core=\"0\"} 4000
+";
+        let d = Deflate::parse(text).unwrap();
+        assert_eq!((d.frames, d.nanos, d.deliveries), (40.0, 80000.0, 4000.0));
+        assert_eq!(d.ns_per_frame(), Some(2000.0));
+        let both = Counters::parse_all(&[text.to_string(), text.to_string()]);
+        assert_eq!(both.deflate.unwrap().frames, 80.0);
+        assert_eq!(both.writes, None);
+        assert_eq!(
+            Counters::parse_all(&[text.into(), TEXT.into()]).deflate,
+            None
+        );
     }
 
     #[test]

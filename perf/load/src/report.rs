@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::accounting::latency_histogram;
 use crate::connecting::Storm;
-use crate::metrics::Writes;
+use crate::metrics::{Deflate, Writes};
 use crate::readers::{ReaderKind, Seen};
 use crate::Args;
 
@@ -46,6 +46,13 @@ pub struct Report {
     /// beside what the subscribers saw.
     pub server_slow_closes: Option<u64>,
     pub latency: Histogram<u64>,
+    /// WebSocket bytes the healthy subscribers read (after TLS).
+    pub wire_bytes: u64,
+    /// permessage-deflate offered (`--deflate`), and agreed by how many.
+    pub deflate_offered: bool,
+    pub deflated: usize,
+    /// eventhub's deflate counters over the publishing.
+    pub deflate: Option<Deflate>,
 }
 
 impl Report {
@@ -78,6 +85,10 @@ impl Report {
             slow_closed_1013: 0,
             server_slow_closes: None,
             latency: latency_histogram(),
+            wire_bytes: 0,
+            deflate_offered: args.deflate,
+            deflated: 0,
+            deflate: None,
         }
     }
 
@@ -93,6 +104,7 @@ impl Report {
                 continue;
             }
             self.deliveries += s.received;
+            self.wire_bytes += s.wire_bytes;
             self.expected += per_subscriber;
             self.gaps += s.gaps;
             self.duplicates += s.duplicates;
@@ -141,6 +153,37 @@ impl Report {
             .map(|w| w.frames / w.writes)
     }
 
+    /// WebSocket bytes read per delivery (frame headers, and the few
+    /// control frames, included).
+    pub fn wire_bytes_per_delivery(&self) -> Option<f64> {
+        (self.deliveries > 0).then(|| self.wire_bytes as f64 / self.deliveries as f64)
+    }
+
+    /// eventhub's compressing time per compressed event, in µs.
+    pub fn compress_us_per_event(&self) -> Option<f64> {
+        self.deflate?.ns_per_frame().map(|ns| ns / 1000.0)
+    }
+
+    /// What the table says of deflate: nothing unless it was offered or the
+    /// hub compressed.
+    fn deflate_column(&self) -> String {
+        let compressed = self.deflate.filter(|d| d.frames > 0.0);
+        if !self.deflate_offered && compressed.is_none() {
+            return String::new();
+        }
+        let mut s = format!(" | deflate {}/{}", self.deflated, self.connected);
+        if let Some(d) = compressed {
+            s += &format!(
+                " server: {:.0} events compressed {:.3} us each, {:.0}->{:.0} B",
+                d.frames,
+                d.nanos / d.frames / 1000.0,
+                d.bytes_in / d.frames,
+                d.bytes_out / d.frames
+            );
+        }
+        s
+    }
+
     pub fn connections_per_s(&self) -> f64 {
         self.connected as f64 / self.storm.seconds.max(1e-9)
     }
@@ -176,7 +219,7 @@ impl Report {
             );
         }
         format!(
-            "{:<22} {:<11} subs {:>5} pubs {:>2} rate {:>7} {:<9} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} (load tool {}) | writes/delivery {} frames/write {} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{} | {}",
+            "{:<22} {:<11} subs {:>5} pubs {:>2} rate {:>7} {:<9} | deliveries {:>9}/{:<9} {:>10.0}/s | p50 {:>8.1} p90 {:>8.1} p99 {:>8.1} p99.9 {:>8.1} max {:>9.1} us | cpu/delivery {} (load tool {}) | writes/delivery {} frames/write {} | wire {} B/delivery{} | gaps {} dup {} disorder {} | slow {} closed-1013 {}{} | {}",
             self.label,
             self.reader_name(),
             self.connected,
@@ -195,6 +238,8 @@ impl Report {
             self.tool_cpu_per_delivery_us().map_or("n/a".into(), |c| format!("{c:.3} us")),
             self.writes_per_delivery().map_or("n/a".into(), |w| format!("{w:.3}")),
             self.frames_per_write().map_or("n/a".into(), |f| format!("{f:.2}")),
+            self.wire_bytes_per_delivery().map_or("n/a".into(), |b| format!("{b:.1}")),
+            self.deflate_column(),
             self.gaps,
             self.duplicates,
             self.disorder,
@@ -230,6 +275,17 @@ impl Report {
             "tool_cpu_us_per_delivery": self.tool_cpu_per_delivery_us(),
             "writes_per_delivery": self.writes_per_delivery(),
             "frames_per_write": self.frames_per_write(),
+            "wire_bytes": self.wire_bytes,
+            "wire_bytes_per_delivery": self.wire_bytes_per_delivery(),
+            "deflate": {
+                "offered": self.deflate_offered,
+                "agreed_subscribers": self.deflated,
+                "server_events_compressed": self.deflate.map(|d| d.frames),
+                "server_bytes_in": self.deflate.map(|d| d.bytes_in),
+                "server_bytes_out": self.deflate.map(|d| d.bytes_out),
+                "server_deflated_deliveries": self.deflate.map(|d| d.deliveries),
+                "server_compress_us_per_event": self.compress_us_per_event(),
+            },
             "connect": {
                 "seconds": self.storm.seconds,
                 "per_s": self.connections_per_s(),

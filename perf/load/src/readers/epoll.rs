@@ -24,13 +24,23 @@
 //! (a pong, a key update's reply) goes out after the burst, or with the
 //! next one if the socket is full: part of a record cannot be dropped the
 //! way a plain pong can.
+//!
+//! With `--deflate` a subscriber whose server agreed to permessage-deflate
+//! (without context takeover: the handshake refuses anything else) gets a
+//! reader that yields compressed messages as such; they are inflated by the
+//! thread's one [`Inflater`] and counted like any other message, so the
+//! loss, duplicate and order checks read the inflated JSON. Every byte a
+//! read hands the decoder (over TLS, the plaintext) is counted for the wire
+//! bytes per delivery.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use eventhub_proto::{masked_frame, Decoded, Event, Opcode, Reader, Role};
+use eventhub_proto::deflate::Inflater;
+use eventhub_proto::{masked_frame, Decoded, Event, MessageKind, Opcode, Reader, Role};
 
 use hdrhistogram::Histogram;
 use rustls::ClientConnection;
@@ -40,6 +50,8 @@ use crate::accounting::{latency_histogram, Subscriber};
 use crate::client::{monotonic_ns, Upgraded};
 use crate::progress::Progress;
 
+/// The largest message taken, compressed or inflated.
+const MAX_MESSAGE: u64 = 64 << 20;
 /// Bytes asked for by one read.
 const READ_SIZE: usize = 64 * 1024;
 /// How often a waiting thread looks at the stop flag.
@@ -63,6 +75,7 @@ pub fn spawn(
     subs: Vec<(Upgraded, Subscriber)>,
     threads: usize,
     progress: &Progress,
+    inflate_cache: bool,
 ) -> io::Result<Vec<JoinHandle<Seen>>> {
     let mut shares: Vec<Vec<Reading>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, (up, sub)) in subs.into_iter().enumerate() {
@@ -70,7 +83,7 @@ pub fn spawn(
         shares[i % threads].push(Reading {
             fd,
             sub,
-            reader: Reader::new(Role::Client, 64 << 20),
+            reader: Reader::with_deflate(Role::Client, MAX_MESSAGE, up.deflate),
             buf: up.leftover,
             tls,
             ended: false,
@@ -83,20 +96,26 @@ pub fn spawn(
             let progress = progress.clone();
             std::thread::Builder::new()
                 .name(format!("reader-{i}"))
-                .spawn(move || run(share, &progress))
+                .spawn(move || run(share, &progress, inflate_cache))
         })
         .collect()
 }
 
 /// A thread: reads until stopped, then reads the slow consumers' closes.
-fn run(mut share: Vec<Reading>, progress: &Progress) -> Seen {
-    let mut latency = latency_histogram();
+fn run(mut share: Vec<Reading>, progress: &Progress, inflate_cache: bool) -> Seen {
+    let mut thread = Thread {
+        latency: latency_histogram(),
+        inflating: Inflating {
+            inflater: Inflater::new(),
+            cache: inflate_cache.then(InflateCache::default),
+        },
+    };
     let epoll = Epoll::new().expect("epoll_create1");
     for (i, r) in share.iter_mut().enumerate() {
         // Bytes that came with the 101 (and, over TLS, what the session
         // opened after them).
         r.open_records(&[]);
-        r.decode(&[], progress, &mut latency);
+        r.decode(&[], progress, &mut thread);
         r.flush_tls();
         epoll.add(&r.fd, i).expect("epoll_ctl add");
     }
@@ -109,7 +128,7 @@ fn run(mut share: Vec<Reading>, progress: &Progress) -> Seen {
             if !r.sub.reading() {
                 continue; // a slow consumer: it stopped reading
             }
-            r.read_burst(&mut chunk, progress, &mut latency);
+            r.read_burst(&mut chunk, progress, &mut thread);
         }
     }
     // The slow consumers: read what the server sent them, to see how it
@@ -117,7 +136,7 @@ fn run(mut share: Vec<Reading>, progress: &Progress) -> Seen {
     // with the edges that follow.
     let deadline = Instant::now() + CLOSE_CODE_WAIT;
     for r in share.iter_mut().filter(|r| r.sub.stats().slow) {
-        r.read_burst(&mut chunk, progress, &mut latency);
+        r.read_burst(&mut chunk, progress, &mut thread);
     }
     let waiting = |share: &[Reading]| {
         share
@@ -128,19 +147,75 @@ fn run(mut share: Vec<Reading>, progress: &Progress) -> Seen {
         epoll.wait(&mut ready, 10);
         for &i in &ready {
             if share[i].sub.stats().slow {
-                share[i].read_burst(&mut chunk, progress, &mut latency);
+                share[i].read_burst(&mut chunk, progress, &mut thread);
             }
         }
     }
     Seen {
         subscribers: share.into_iter().map(|r| r.sub.into_stats()).collect(),
-        latency_ns: latency,
+        latency_ns: thread.latency,
+    }
+}
+
+/// What a reader thread keeps for all its sockets: the latency of their
+/// deliveries, and the inflater of their compressed messages (reset per
+/// message: permessage-deflate without context takeover).
+struct Thread {
+    latency: Histogram<u64>,
+    inflating: Inflating,
+}
+
+/// A thread's inflater and what it inflated.
+struct Inflating {
+    inflater: Inflater,
+    /// Compressed messages already inflated, by their bytes, unless
+    /// `--inflate-every-message`: without context takeover the same bytes
+    /// always inflate to the same message, and a hub that compresses once
+    /// sends the same bytes to every subscriber, so one thread standing in
+    /// for a thousand clients would otherwise spend its time inflating
+    /// one message a thousand times (about 6 us each here) and bound the
+    /// rate it measures. The subscribers' checks run on the inflated JSON
+    /// either way; a hit costs a hash and a comparison of the bytes.
+    cache: Option<InflateCache>,
+}
+
+/// A compressed message: text or not, and its bytes.
+type Compressed = (bool, Box<[u8]>);
+
+/// Inflated messages by their compressed bytes; emptied when full.
+#[derive(Default)]
+struct InflateCache {
+    entries: HashMap<Compressed, Box<[u8]>>,
+}
+
+/// Entries before the cache is emptied (the events of a burst in flight).
+const CACHE_ENTRIES: usize = 16 * 1024;
+
+impl Inflating {
+    /// The message `payload` inflates to.
+    fn inflate(&mut self, kind: MessageKind, payload: &[u8]) -> Option<&[u8]> {
+        let Some(cache) = self.cache.as_mut() else {
+            return self
+                .inflater
+                .message(kind, payload, MAX_MESSAGE)
+                .ok()
+                .map(|m| &*m);
+        };
+        let key = (kind == MessageKind::Text, Box::<[u8]>::from(payload));
+        if !cache.entries.contains_key(&key) {
+            let text = self.inflater.message(kind, payload, MAX_MESSAGE).ok()?;
+            if cache.entries.len() >= CACHE_ENTRIES {
+                cache.entries.clear();
+            }
+            cache.entries.insert(key.clone(), Box::from(&*text));
+        }
+        cache.entries.get(&key).map(|m| &**m)
     }
 }
 
 impl Reading {
     /// Reads until a read comes back short (the socket is drained).
-    fn read_burst(&mut self, chunk: &mut [u8], progress: &Progress, latency: &mut Histogram<u64>) {
+    fn read_burst(&mut self, chunk: &mut [u8], progress: &Progress, thread: &mut Thread) {
         while !self.ended {
             // SAFETY: recv into a buffer this function owns for the call.
             let n = unsafe {
@@ -154,11 +229,14 @@ impl Reading {
             if n > 0 {
                 let n = n as usize;
                 if self.tls.is_some() {
+                    let before = self.buf.len();
                     self.open_records(&chunk[..n]);
-                    self.decode(&[], progress, latency);
+                    self.sub.count_bytes(self.buf.len() - before);
+                    self.decode(&[], progress, thread);
                     self.flush_tls();
                 } else {
-                    self.decode(&chunk[..n], progress, latency);
+                    self.sub.count_bytes(n);
+                    self.decode(&chunk[..n], progress, thread);
                 }
                 if n < chunk.len() {
                     return;
@@ -239,8 +317,9 @@ impl Reading {
         }
     }
 
-    /// Decodes `fresh` after what was kept from before.
-    fn decode(&mut self, fresh: &[u8], progress: &Progress, latency: &mut Histogram<u64>) {
+    /// Decodes `fresh` after what was kept from before; a compressed
+    /// message counts once inflated.
+    fn decode(&mut self, fresh: &[u8], progress: &Progress, thread: &mut Thread) {
         let now = monotonic_ns();
         self.buf.extend_from_slice(fresh);
         let mut used = 0;
@@ -252,16 +331,21 @@ impl Reading {
                     used += n;
                     match ev {
                         Event::Message(_, payload) => {
-                            self.sub.on_message(payload, now, latency, progress);
+                            self.sub
+                                .on_message(payload, now, &mut thread.latency, progress);
+                        }
+                        // Only where the subscriber negotiated
+                        // permessage-deflate (else RSV1 is an error).
+                        Event::Compressed(kind, payload) => {
+                            let Some(text) = thread.inflating.inflate(kind, payload) else {
+                                self.ended = true;
+                                break;
+                            };
+                            self.sub
+                                .on_message(text, now, &mut thread.latency, progress);
                         }
                         Event::Ping(p) => pong(&self.fd, self.tls.as_mut(), p),
                         Event::Pong(_) => {}
-                        // Not negotiated by this reader: a server that
-                        // sends one anyway broke the protocol.
-                        Event::Compressed(..) => {
-                            self.ended = true;
-                            break;
-                        }
                         Event::Close(c) => {
                             self.sub.set_close_code(c.map_or(1005, |(code, _)| code.0));
                             self.ended = true;

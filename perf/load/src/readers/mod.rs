@@ -43,16 +43,18 @@ pub struct Seen {
 }
 
 /// Starts reading `subs` on `threads` threads; each returns what it saw
-/// once `progress` is stopped.
+/// once `progress` is stopped. `inflate_cache`: the epoll reader inflates
+/// the same compressed bytes once per thread (see `epoll::Inflating`).
 pub fn spawn(
     kind: ReaderKind,
     subs: Vec<(Upgraded, Subscriber)>,
     threads: usize,
     progress: &Progress,
+    inflate_cache: bool,
 ) -> io::Result<Vec<JoinHandle<Seen>>> {
     let threads = threads.max(1);
     match kind {
-        ReaderKind::Epoll => epoll::spawn(subs, threads, progress),
+        ReaderKind::Epoll => epoll::spawn(subs, threads, progress, inflate_cache),
         ReaderKind::Tungstenite => tungstenite::spawn(subs, threads, progress).map(|h| vec![h]),
     }
 }

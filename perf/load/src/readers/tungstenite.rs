@@ -8,17 +8,25 @@
 //! returns it. Over TLS the stream is tokio-rustls's, the one the
 //! connection was made with.
 //!
+//! The bytes it reads are counted by a wrapper around the stream (over
+//! TLS, the plaintext: WebSocket bytes, as the epoll reader counts them).
+//! tokio-tungstenite 0.30 has no permessage-deflate, so `--deflate` is
+//! refused with this reader.
+//!
 //! Latency goes to one histogram per worker thread (a thread local handed
 //! over as the worker stops), like the epoll reader's one per thread: one
 //! per task would be some 200 KB for each subscriber.
 
 use std::cell::RefCell;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -102,7 +110,11 @@ async fn read(
     if stream.attach().is_err() {
         return sub.into_stats();
     }
-    let mut ws = WebSocketStream::from_partially_read(stream, leftover, Role::Client, None).await;
+    let counted = Counted {
+        inner: stream,
+        bytes: 0,
+    };
+    let mut ws = WebSocketStream::from_partially_read(counted, leftover, Role::Client, None).await;
     let mut ended = false;
     {
         let stopped = progress.until_stopped();
@@ -122,7 +134,46 @@ async fn read(
         })
         .await;
     }
+    sub.count_bytes(ws.get_ref().bytes as usize);
     sub.into_stats()
+}
+
+/// A stream that counts the bytes read through it.
+struct Counted {
+    inner: Stream,
+    bytes: u64,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.bytes += (buf.filled().len() - before) as u64;
+        poll
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 /// Counts what `next` returned; true once nothing more will come.
