@@ -140,7 +140,8 @@ fn every_delivery_is_counted_with_its_latency_and_the_servers_cpu() {
 
 #[test]
 fn slow_consumers_are_counted_apart_and_seen_closed_with_1013_as_metrics_count() {
-    let server = Server::hub(2, &config(256 * 1024));
+    // A send queue of 256 events (see `wss_run_delivers_everything`).
+    let server = Server::hub(2, &config(1 << 20));
     let (out, report) = run_load(
         &server,
         "--kind eventhub --subscribers 10 --slow-percent 20 --rate 1000 --count 3000 --size 4096",
@@ -212,7 +213,8 @@ fn the_tungstenite_reader_delivers_everything_with_no_gaps() {
 
 #[test]
 fn the_tungstenite_reader_sees_slow_consumers_closed_with_1013() {
-    let server = Server::hub(2, &config(256 * 1024));
+    // A send queue of 256 events (see `wss_run_delivers_everything`).
+    let server = Server::hub(2, &config(1 << 20));
     let (out, report) = run_load(
         &server,
         "--kind eventhub --reader tungstenite --subscribers 10 --slow-percent 20 --rate 1000 --count 3000 --size 4096",
