@@ -63,6 +63,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub cluster: ClusterConfig,
     pub compression: CompressionConfig,
+    pub ui: UiConfig,
     /// Who may connect; none means a generated admin token at start-up.
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
@@ -175,6 +176,25 @@ pub struct CompressionConfig {
     pub level: u32,
 }
 
+/// `[ui]`: the web view at `/ui` and the tickets its sockets use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the page.
+    pub enabled: bool,
+    /// Seconds a ticket from `POST /v1/tickets` stays good.
+    pub ticket_ttl_s: u64,
+}
+
+/// Which browser origins may use the API besides the hub's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `"*"`: any origin.
+    Any,
+    /// These, and the hub's own.
+    Listed(Vec<crate::proto::origin::Origin>),
+}
+
 /// `[cluster]`: several hubs as one, over a NATS JetStream stream.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,6 +302,9 @@ pub struct ServerConfig {
     /// Peers (CIDR blocks) whose `X-Forwarded-For` or PROXY header names
     /// the client; empty = none.
     pub trusted_proxies: Vec<String>,
+    /// Origins (besides the hub's own) whose browser pages may use the
+    /// API; `"*"` = any.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -456,6 +479,12 @@ impl Config {
         if let Err(e) = self.trusted_proxies() {
             return invalid("server.trusted_proxies", &e.to_string());
         }
+        if let Err(e) = self.allowed_origins() {
+            return invalid("server.allowed_origins", &e.to_string());
+        }
+        if self.ui.ticket_ttl_s == 0 || self.ui.ticket_ttl_s > 3600 {
+            return invalid("ui.ticket_ttl_s", "must be between 1 and 3600");
+        }
         if self.echo.max_message_bytes == 0 {
             return invalid("echo.max_message_bytes", "must be at least 1");
         }
@@ -608,6 +637,18 @@ impl Config {
     }
 
     /// `server.trusted_proxies`, parsed.
+    pub fn allowed_origins(&self) -> Result<AllowedOrigins, crate::proto::origin::OriginError> {
+        let listed = &self.server.allowed_origins;
+        if listed.iter().any(|o| o.trim() == "*") {
+            return Ok(AllowedOrigins::Any);
+        }
+        listed
+            .iter()
+            .map(|o| crate::proto::origin::Origin::parse(o))
+            .collect::<Result<_, _>>()
+            .map(AllowedOrigins::Listed)
+    }
+
     pub fn trusted_proxies(&self) -> Result<Vec<Cidr>, CidrError> {
         self.server
             .trusted_proxies

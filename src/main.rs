@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use eventhub::api::HubApp;
+use eventhub::api::{ApiSettings, HubApp};
 use eventhub::cli::{dev_cert_dir, settings, Cli, Command, DevCertArgs, ServerArgs};
 use eventhub::config::{Config, DEFAULT_CONFIG};
 use eventhub::echo::Echo;
@@ -197,15 +197,23 @@ fn serve(args: &ServerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let api = Arc::new(ApiSettings {
+        ui: config.ui.enabled,
+        allowed_origins: config
+            .allowed_origins()
+            .expect("server.allowed_origins is checked at load"),
+    });
+    let ui = config.ui.enabled;
     let result = runtime::serve(
         settings,
-        move |info| HubApp::new(info, shared.clone()),
+        move |info| HubApp::new(info, shared.clone(), api.clone()),
         move |bound| {
             announce(
                 bound,
                 workers,
                 generated.as_deref().map(String::as_str),
                 dev_ca.as_deref(),
+                ui,
             );
             // Printed once; wiped (Zeroizing) as it drops.
             generated.take();
@@ -230,7 +238,13 @@ fn addresses(bound: Bound, plain: &str, tls: &str) -> String {
 /// A generated token is written in one message built in a buffer that is
 /// wiped when dropped; a write that ends with a newline goes past stdout's
 /// line buffer straight to the descriptor, so no copy stays there either.
-fn announce(bound: Bound, workers: usize, token: Option<&str>, dev_ca: Option<&std::path::Path>) {
+fn announce(
+    bound: Bound,
+    workers: usize,
+    token: Option<&str>,
+    dev_ca: Option<&std::path::Path>,
+    ui: bool,
+) {
     use std::fmt::Write as _;
     let local = |addr: SocketAddr| {
         if addr.ip().is_unspecified() {
@@ -285,6 +299,16 @@ fn announce(bound: Bound, workers: usize, token: Option<&str>, dev_ca: Option<&s
         msg,
         "subscribe:\n  wscat{ca_flag} -H \"Authorization: Bearer {token}\" -c \"{ws}/v1/ws/subscribe?event_types=pdfm,health,orchestrator\"\npublish:\n  curl{curl_ca} -H \"Authorization: Bearer {token}\" -d '{{\"event_type\":\"pdfm\",\"message\":\"VM_STATE_CHANGED\",\"body\":{{\"previous_state\":\"suspended\",\"current_state\":\"resuming\"}}}}' {http}/v1/events"
     );
+    let _ = writeln!(
+        msg,
+        "tail (and publish) with the hub's own client:\n  eventhub events --url {http}{ca_flag} --token {token} --channel pdfm,health,orchestrator"
+    );
+    if ui {
+        let _ = writeln!(
+            msg,
+            "look at it in a browser (sign in with the token):\n  {http}/ui"
+        );
+    }
     if let Some(ca) = dev_ca {
         let _ = writeln!(msg, "\n{}", trust_hint(ca));
     }

@@ -33,6 +33,7 @@ pub mod handshake;
 pub mod http;
 pub mod json;
 pub mod mask;
+pub mod origin;
 pub mod permessage_deflate;
 pub mod proxy;
 pub mod reader;

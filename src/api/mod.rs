@@ -10,7 +10,14 @@
 //! | `POST /v1/ws/unsubscribe` | [`unsubscribe`] |
 //! | `POST /v1/events`, `GET /v1/ws/publish` | [`publish`] |
 //! | `GET /events/ws` (Docker-style container events) | [`events_ws`] |
+//! | `POST /v1/tickets` (one-time tickets for browsers' sockets) | [`tickets`] |
+//! | `GET /v1/stats` (`/metrics` as JSON) | [`stats`] |
+//! | `GET /ui` (the web view), `GET /` (to it) | [`ui`] |
 //! | `GET /healthz`, `GET /metrics` | here |
+//!
+//! Before any route: a request that carries an `Origin` (a browser's) is
+//! refused with `403` unless it is the hub's own or one that
+//! `server.allowed_origins` names ([`HubApp::origin_allowed`]).
 //!
 //! Every JSON shape the API sends that is not an event is built in
 //! [`replies`].
@@ -23,23 +30,39 @@
 pub mod events_ws;
 pub mod publish;
 pub mod replies;
+pub mod stats;
 pub mod subscribe;
+pub mod tickets;
+pub mod ui;
 pub mod unsubscribe;
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use crate::config::AllowedOrigins;
 use crate::hub::auth::AuthError;
 use crate::hub::core::HubCore;
 use crate::hub::mailbox::Inbox;
-use crate::hub::metrics::Refusal;
+use crate::hub::metrics::{render_sequence, Refusal};
 use crate::hub::publish::{admit, keeping_up};
 use crate::hub::Shared;
+use crate::proto::forwarded::canonical;
 use crate::proto::handshake::check_upgrade;
 use crate::proto::http::{Request, Response};
+use crate::proto::origin::Origin;
 use crate::proto::MessageKind;
 use crate::runtime::{App, Conn, CoreInfo, Decision, Peer, Route, Stats};
+
+/// What the API itself is configured with (the hub's settings are in
+/// [`Shared`]).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Serve the web view (`[ui] enabled`).
+    pub ui: bool,
+    /// Browser origins allowed besides the hub's own.
+    pub allowed_origins: AllowedOrigins,
+}
 
 /// The hub application on one core.
 pub struct HubApp {
@@ -47,10 +70,11 @@ pub struct HubApp {
     inbox: Rc<Inbox>,
     shared: Arc<Shared>,
     runtime_stats: Arc<Stats>,
+    settings: Arc<ApiSettings>,
 }
 
 impl HubApp {
-    pub fn new(info: CoreInfo, shared: Arc<Shared>) -> HubApp {
+    pub fn new(info: CoreInfo, shared: Arc<Shared>, settings: Arc<ApiSettings>) -> HubApp {
         let core = Rc::new(HubCore::new(info.id, shared.clone()));
         let rx = shared.take_receiver(info.id);
         HubApp {
@@ -58,7 +82,35 @@ impl HubApp {
             core,
             shared,
             runtime_stats: info.stats,
+            settings,
         }
+    }
+
+    /// The `Origin` rule: no `Origin` (not a browser), the hub's own
+    /// (the page came from this `Host`), or one the config allows.
+    fn origin_allowed(&self, req: &Request) -> Result<(), Response> {
+        let Some(value) = req.header("origin") else {
+            return Ok(());
+        };
+        let own = |o: &Origin| req.header("host").is_some_and(|h| o.is_host(h));
+        let allowed = match Origin::parse(value) {
+            Ok(o) => match &self.settings.allowed_origins {
+                AllowedOrigins::Any => true,
+                AllowedOrigins::Listed(list) => own(&o) || list.contains(&o),
+            },
+            Err(_) => matches!(self.settings.allowed_origins, AllowedOrigins::Any),
+        };
+        if allowed {
+            return Ok(());
+        }
+        self.shared.stats.refused(Refusal::Origin);
+        Err(Response::error(
+            403,
+            "origin_not_allowed",
+            &format!(
+                "pages from origin {value:?} may not use this hub: it is not the hub's own, nor listed in server.allowed_origins"
+            ),
+        ))
     }
 
     /// Counts a refusal and answers with it.
@@ -67,20 +119,29 @@ impl HubApp {
         Route::Respond(resp)
     }
 
+    /// The 429 to send when `client` has spent its failed authentications
+    /// (`hub.auth_failures_per_ip`).
+    fn not_throttled(&self, client: std::net::IpAddr) -> Result<(), Response> {
+        self.shared
+            .auth_failures
+            .check(client)
+            .map_err(|retry_after_s| {
+                self.shared.stats.refused(Refusal::AuthThrottled);
+                let msg = format!(
+                    "too many failed authentications from {client}; retry in {retry_after_s} s"
+                );
+                Response::error(429, "auth_rate_limited", &msg)
+                    .with_header("Retry-After", retry_after_s.to_string())
+            })
+    }
+
     /// The principal a request speaks for, or the 401 to send; or a 429
     /// when the client address has spent its failed authentications
     /// (`hub.auth_failures_per_ip`), right credentials or not. An unknown
     /// token or key takes one from that bucket.
     fn authenticate(&self, req: &Request, peer: &Peer) -> Result<usize, Response> {
         let client = peer.ip();
-        if let Err(retry_after_s) = self.shared.auth_failures.check(client) {
-            self.shared.stats.refused(Refusal::AuthThrottled);
-            let msg = format!(
-                "too many failed authentications from {client}; retry in {retry_after_s} s"
-            );
-            return Err(Response::error(429, "auth_rate_limited", &msg)
-                .with_header("Retry-After", retry_after_s.to_string()));
-        }
+        self.not_throttled(client)?;
         let cert = peer.cert_name.as_deref();
         self.shared.auth.authenticate(req, cert).map_err(|e| {
             let code = match e {
@@ -104,7 +165,29 @@ impl HubApp {
             self.shared.stats.refused(Refusal::BadRequest);
             e.response()
         })?;
-        Ok((accept, self.authenticate(req, peer)?))
+        let principal = match req.query_param("ticket") {
+            Some(ticket) => self.redeem(ticket, peer)?,
+            None => self.authenticate(req, peer)?,
+        };
+        Ok((accept, principal))
+    }
+
+    /// The principal a one-time ticket stands for (it is spent either
+    /// way), or the 401 to send; a bad ticket counts as a failed
+    /// authentication of the address, as an unknown token does.
+    fn redeem(&self, ticket: &str, peer: &Peer) -> Result<usize, Response> {
+        let client = peer.ip();
+        self.not_throttled(client)?;
+        let now = std::time::Instant::now();
+        self.shared
+            .tickets
+            .redeem(ticket, canonical(client), now)
+            .map_err(|e| {
+                self.shared.stats.auth_failures.fetch_add(1, Relaxed);
+                self.shared.auth_failures.failed(client);
+                self.shared.stats.refused(Refusal::Unauthorized);
+                Response::error(401, "invalid_ticket", &e.to_string())
+            })
     }
 
     fn not_found(&self, req: &Request) -> Route<HubHandler> {
@@ -129,23 +212,42 @@ impl HubApp {
         self.refuse(Refusal::BadRequest, Response::error(400, code, message))
     }
 
-    fn metrics(&self, req: &Request, peer: &Peer) -> Route<HubHandler> {
+    /// `GET /metrics` (Prometheus text) and `GET /v1/stats` (the same
+    /// text as JSON): for admin principals.
+    fn metrics(&self, req: &Request, peer: &Peer, json: bool) -> Route<HubHandler> {
         let principal = match self.authenticate(req, peer) {
             Ok(p) => p,
             Err(resp) => return Route::Respond(resp),
         };
         if !self.shared.auth.principal(principal).admin {
-            return self.forbidden("reading /metrics needs an admin principal");
+            return self.forbidden(&format!("reading {} needs an admin principal", req.path));
         }
-        let mut body = String::with_capacity(4096);
-        self.runtime_stats.render(&mut body);
-        self.shared.stats.render(&mut body);
+        let mut text = String::with_capacity(8192);
+        self.runtime_stats.render(&mut text);
+        self.shared.stats.render(&mut text);
+        render_sequence(
+            self.shared.sequencer.position(),
+            &self.shared.sequencer.epoch(),
+            &mut text,
+        );
         if let Some(log) = self.shared.log() {
-            log.stats().render(&mut body);
+            log.stats().render(&mut text);
         }
-        let mut resp = Response::json(200, body);
-        resp.content_type = "text/plain; version=0.0.4";
-        Route::Respond(resp)
+        if !json {
+            let mut resp = Response::json(200, text);
+            resp.content_type = "text/plain; version=0.0.4";
+            return Route::Respond(resp);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        Route::Respond(match stats::to_json(&text, now) {
+            Ok(body) => Response::json(200, body),
+            Err(e) => {
+                log::error!("/v1/stats: {e}");
+                Response::error(500, "internal_error", &e.to_string())
+            }
+        })
     }
 }
 
@@ -173,10 +275,19 @@ impl App for HubApp {
     /// upgrades' 400/403/409) is sent before a byte of the body is read,
     /// and only an authenticated POST has its body read.
     fn route_head(&self, req: &Request, peer: &Peer) -> Decision<HubHandler> {
+        if let Err(resp) = self.origin_allowed(req) {
+            return Route::Respond(resp).into();
+        }
         let path = api_path(req);
         match (req.method.as_str(), path) {
             ("GET", "/healthz") => Route::Respond(replies::health(&self.shared)).into(),
-            ("GET", "/metrics") => self.metrics(req, peer).into(),
+            ("GET", "/metrics") => self.metrics(req, peer, false).into(),
+            ("GET", "/v1/stats") => self.metrics(req, peer, true).into(),
+            ("POST", "/v1/tickets") => tickets::issue(self, req, peer).into(),
+            ("GET", p) if self.settings.ui && ui::is_asset(p) => {
+                Route::Respond(ui::asset(p).expect("an asset")).into()
+            }
+            ("GET", "/") if self.settings.ui => Route::Respond(ui::redirect_to_ui()).into(),
             ("GET", "/v1/ws/subscribe") => subscribe::route(self, req, peer).into(),
             ("GET", "/events/ws") => events_ws::route(self, req, peer).into(),
             ("POST", "/v1/ws/unsubscribe" | "/v1/events") => match self.authenticate(req, peer) {
@@ -192,14 +303,15 @@ impl App for HubApp {
                 },
             },
             ("GET", "/v1/ws/publish") => publish::upgrade(self, req, peer).into(),
-            (_, "/healthz" | "/metrics" | "/v1/ws/subscribe" | "/v1/ws/publish" | "/events/ws") => {
-                Route::Respond(
-                    Response::error(405, "method_not_allowed", "use GET")
-                        .with_header("Allow", "GET"),
-                )
-                .into()
-            }
-            (_, "/v1/ws/unsubscribe" | "/v1/events") => Route::Respond(
+            (
+                _,
+                "/healthz" | "/metrics" | "/v1/stats" | "/v1/ws/subscribe" | "/v1/ws/publish"
+                | "/events/ws",
+            ) => Route::Respond(
+                Response::error(405, "method_not_allowed", "use GET").with_header("Allow", "GET"),
+            )
+            .into(),
+            (_, "/v1/ws/unsubscribe" | "/v1/events" | "/v1/tickets") => Route::Respond(
                 Response::error(405, "method_not_allowed", "use POST").with_header("Allow", "POST"),
             )
             .into(),

@@ -233,6 +233,20 @@ pub fn unsubscribed(shared: &Shared, remaining: ChannelSet) -> String {
     )
 }
 
+/// The `201` body of `POST /v1/tickets`: the ticket, how long it is
+/// good for, and who it stands for with what rights (what a page may
+/// offer its user).
+pub fn ticket(shared: &Shared, ticket: &str, ttl_s: u64, who: &Principal) -> String {
+    let mut name = String::new();
+    push_string(&mut name, &who.name);
+    format!(
+        "{{\"ticket\":\"{ticket}\",\"expires_in_s\":{ttl_s},\"principal\":{{\"name\":{name},\"subscribe\":{},\"publish\":{},\"admin\":{}}}}}",
+        shared.channels.json_list(who.subscribe),
+        shared.channels.json_list(who.publish),
+        who.admin
+    )
+}
+
 /// An error message on the `system` channel, for a socket that goes on.
 pub fn error_reply(code: &str, message: &str) -> Bytes {
     let body = format!("\"body\":{}", error_object(code, message));

@@ -8,7 +8,49 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::sequencer::Position;
 use crate::runtime::{family, per_core};
+
+/// The sequencer's families: the last seq, the ring's range, and the
+/// epoch with the hub's version (an info metric: value 1, facts in the
+/// labels).
+pub fn render_sequence(position: Position, epoch: &str, out: &mut String) {
+    let one = |v: u64| [(String::new(), v)];
+    family(
+        out,
+        "eventhub_seq",
+        "gauge",
+        "the last seq assigned",
+        one(position.last_seq),
+    );
+    family(
+        out,
+        "eventhub_ring_oldest_seq",
+        "gauge",
+        "the first seq the replay ring holds (seq + 1 when it is empty)",
+        one(position.oldest),
+    );
+    family(
+        out,
+        "eventhub_ring_events",
+        "gauge",
+        "events the replay ring holds",
+        one(position.last_seq + 1 - position.oldest),
+    );
+    family(
+        out,
+        "eventhub_info",
+        "gauge",
+        "the epoch seqs belong to, and the hub's version",
+        [(
+            format!(
+                "epoch=\"{epoch}\",version=\"{}\"",
+                env!("CARGO_PKG_VERSION")
+            ),
+            1,
+        )],
+    );
+}
 
 /// Why a request was refused, as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +63,11 @@ pub enum Refusal {
     NotFound,
     /// Too many failed authentications from the address.
     AuthThrottled,
+    /// A browser's `Origin` that `server.allowed_origins` does not name.
+    Origin,
 }
 
-const REFUSALS: [(Refusal, &str); 7] = [
+const REFUSALS: [(Refusal, &str); 8] = [
     (Refusal::Unauthorized, "unauthorized"),
     (Refusal::Forbidden, "forbidden"),
     (Refusal::Conflict, "conflict"),
@@ -31,6 +75,7 @@ const REFUSALS: [(Refusal, &str); 7] = [
     (Refusal::BadRequest, "bad_request"),
     (Refusal::NotFound, "not_found"),
     (Refusal::AuthThrottled, "auth_throttled"),
+    (Refusal::Origin, "origin"),
 ];
 
 /// One core's hub counters.

@@ -15,7 +15,8 @@
 //! - [`docker`]: Docker-shaped container events, Docker's filters, and
 //!   their per-core bitmask index;
 //! - [`client_id`]: client ids that name their core and slot;
-//! - [`auth`], [`ip_limits`]: principals and per-IP rules; [`probe`]: the
+//! - [`auth`], [`ip_limits`]: principals and per-IP rules; [`tickets`]:
+//!   one-time stand-ins for a secret, for browsers; [`probe`]: the
 //!   liveness probe of a connection that holds its address's place;
 //! - [`metrics`]: the hub's counters.
 //!
@@ -47,6 +48,7 @@ pub mod probe;
 pub mod publish;
 pub mod sequencer;
 pub mod slots;
+pub mod tickets;
 
 use std::sync::Arc;
 
@@ -91,6 +93,8 @@ pub struct Shared {
     /// other cores.
     pub mailbox: Arc<Mailbox>,
     pub stats: HubStats,
+    /// One-time tickets for WebSockets opened from a browser.
+    pub tickets: tickets::Tickets,
     /// The cluster's event log, when one is configured (set once, at
     /// start-up, before the first connection).
     log: std::sync::OnceLock<Arc<dyn EventLog>>,
@@ -131,6 +135,7 @@ impl Shared {
             sequencer,
             mailbox,
             stats: HubStats::new(workers),
+            tickets: tickets::Tickets::new(std::time::Duration::from_secs(config.ui.ticket_ttl_s)),
             log: std::sync::OnceLock::new(),
         })
     }

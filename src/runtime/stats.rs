@@ -38,6 +38,8 @@ pub struct CoreStats {
     pub tls_handshakes: AtomicU64,
     /// TLS handshakes failed, by [`TlsFailure::ALL`]'s order.
     pub tls_failures: [AtomicU64; TlsFailure::ALL.len()],
+    /// The io driver the core runs: 0 not started yet, 1 io_uring, 2 epoll.
+    pub driver: AtomicU64,
 }
 
 impl CoreStats {
@@ -170,6 +172,21 @@ impl Stats {
         for (name, kind, help, get) in metrics {
             family(out, name, kind, help, per_core(&self.cores, get));
         }
+        let drivers = self.cores.iter().enumerate().filter_map(|(i, c)| {
+            let name = match c.driver.load(Relaxed) {
+                1 => "io_uring",
+                2 => "epoll",
+                _ => return None,
+            };
+            Some((format!("core=\"{i}\",driver=\"{name}\""), 1))
+        });
+        family(
+            out,
+            "eventhub_core_driver",
+            "gauge",
+            "1 for the io driver each core runs",
+            drivers,
+        );
         family(
             out,
             "eventhub_frames_per_write",

@@ -60,6 +60,10 @@ where
     F: Fn(CoreInfo) -> A + Send + Sync + 'static,
 {
     let pinned = driver::pin(id, settings.pin_workers);
+    let code = if driver == DriverChoice::Epoll { 2 } else { 1 };
+    stats.cores[id]
+        .driver
+        .store(code, std::sync::atomic::Ordering::Relaxed);
     driver::block_on(id, driver, &pinned, move || async move {
         monoio::spawn(yielding::relay());
         let app = Rc::new(make_app(CoreInfo {
