@@ -92,6 +92,15 @@ fn wrong_type_and_inconsistent_values_exit_2_naming_the_key() {
     );
     let path = config_file("channel", "[hub]\nchannels = [\"Bad Name\"]\n");
     assert!(refused(&["serve", "--config", path.to_str().unwrap()]).contains("hub.channels"));
+    let path = config_file(
+        "origin",
+        "[server]\nallowed_origins = [\"dash.example.com\"]\n",
+    );
+    assert!(
+        refused(&["serve", "--config", path.to_str().unwrap()]).contains("server.allowed_origins")
+    );
+    let path = config_file("ticket", "[ui]\nticket_ttl_s = 0\n");
+    assert!(refused(&["serve", "--config", path.to_str().unwrap()]).contains("ui.ticket_ttl_s"));
 }
 
 #[test]
