@@ -49,6 +49,7 @@
 # Everything runs on this machine over loopback and is killed on exit.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+source perf/lib.sh
 
 PARTS=${PARTS:-"latency ingest fanout"}
 REPEATS=${REPEATS:-3}
@@ -92,16 +93,6 @@ nats_pid="" nats_store="" nats_log="" nats_url=""
 hub_pids=() hub_addrs=() hub_logs=()
 
 # start_nats: a fresh nats-server with JetStream and a new store.
-# wait_for_line LOG PATTERN NAME: waits up to 10 s for PATTERN in LOG.
-wait_for_line() {
-    for _ in $(seq 1 100); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$3 did not start; see $1" >&2
-    return 1
-}
-
 start_nats() {
     local port
     port=$(free_port)
@@ -139,13 +130,6 @@ start_variant() {
             ;;
         *) echo "unknown variant $1" >&2; return 1 ;;
     esac
-}
-
-stop_pid() {
-    kill "$1" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
 }
 
 # stop_all: the hubs first (a cluster hub would log NATS going away), then

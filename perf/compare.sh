@@ -78,6 +78,7 @@
 # anything; do not compare absolute figures across runs.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+source perf/lib.sh
 
 SCENARIOS=${SCENARIOS:-"A A2 B Bw C S E"}
 SERVERS=${SERVERS:-"eventhub tokio-tungstenite fastwebsockets node-ws bun"}
@@ -221,20 +222,12 @@ start_server() {
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
     server_pid=$!
-    for _ in $(seq 1 100); do
-        grep -q "listening" "$log" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$name did not start; see $log" >&2
-    return 1
+    wait_for_line "$log" listening "$name"
 }
 
 stop_server() {
     [[ -n $server_pid ]] || return
-    kill "$server_pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
+    stop_pid "$server_pid"
     server_pid=""
 }
 trap stop_server EXIT

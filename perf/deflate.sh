@@ -34,6 +34,7 @@
 # the ratios of eventhub-deflate to eventhub and node-ws-deflate to node-ws.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+source perf/lib.sh
 
 SCENARIOS=${SCENARIOS:-"A2 B"}
 VARIANTS=${VARIANTS:-"eventhub eventhub-deflate node-ws node-ws-deflate"}
@@ -80,19 +81,11 @@ start_server() {
         *) echo "unknown variant $1" >&2; return 1 ;;
     esac
     server_pid=$!
-    for _ in $(seq 1 100); do
-        grep -q "listening" "$log" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$1 did not start; see $log" >&2
-    return 1
+    wait_for_line "$log" listening "$1"
 }
 stop_server() {
     [[ -n $server_pid ]] || return
-    kill "$server_pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
+    stop_pid "$server_pid"
     server_pid=""
 }
 trap stop_server EXIT

@@ -235,6 +235,13 @@ fn summary(events: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `(container name, action)` pairs, owned, to compare with [`summary`].
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(n, a)| (n.to_string(), a.to_string()))
+        .collect()
+}
+
 fn unique(prefix: &str) -> String {
     let n = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -352,10 +359,12 @@ fn filtered_clients_see_exactly_their_container_starts_and_stops_in_order() {
         (&c, "stop"),
     ];
     let expect = |pick: &dyn Fn(&str, &str) -> bool| -> Vec<(String, String)> {
-        all.iter()
+        let picked: Vec<(&str, &str)> = all
+            .iter()
+            .map(|(n, act)| (n.as_str(), *act))
             .filter(|(n, act)| pick(n, act))
-            .map(|(n, act)| (n.to_string(), act.to_string()))
-            .collect()
+            .collect();
+        pairs(&picked)
     };
     let expected = |label: &str| match label {
         "all" | "image" => expect(&|_, _| true),
@@ -560,17 +569,14 @@ fn engine_restart_loses_and_doubles_nothing() {
         IMAGE,
         "true",
     ]);
-    let want: Vec<(String, String)> = [
+    let want = pairs(&[
         (&d, "start"),
         (&d, "stop"),
         (&e, "start"),
         (&e, "stop"),
         (&f, "start"),
         (&f, "stop"),
-    ]
-    .iter()
-    .map(|(n, a)| (n.to_string(), a.to_string()))
-    .collect();
+    ]);
     assert_eq!(summary(&collect(&mut client, want.len())), want);
 }
 
@@ -596,10 +602,7 @@ fn cluster_nodes_following_one_engine_deliver_each_container_event_once() {
         IMAGE,
         "true",
     ]);
-    let want = vec![
-        (name.clone(), "start".to_string()),
-        (name.clone(), "stop".to_string()),
-    ];
+    let want = pairs(&[(&name, "start"), (&name, "stop")]);
     for client in &mut clients {
         assert_eq!(summary(&collect(client, want.len())), want);
     }

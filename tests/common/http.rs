@@ -89,13 +89,7 @@ pub fn upgrade_attempt(
         Some(ip) => RawClient::connect_from(ip, addr),
         None => RawClient::connect(addr),
     };
-    let mut req = upgrade_request(path);
-    req.truncate(req.len() - 2);
-    for (name, value) in headers {
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.send_bytes(req.as_bytes());
+    c.send_bytes(upgrade_request_with(path, headers).as_bytes());
     c.read_http_response()
 }
 
@@ -162,6 +156,17 @@ pub fn upgrade_request(path: &str) -> String {
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
+}
+
+/// A valid upgrade request for `path` with `headers` added.
+pub fn upgrade_request_with(path: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = upgrade_request(path);
+    req.truncate(req.len() - 2);
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
 }
 
 /// Sends a plain `GET path` and returns the response.

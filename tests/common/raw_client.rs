@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use eventhub::proto::{masked_frame, Decoded, Event, MessageKind, Opcode, Reader, Role};
 
-use super::{upgrade_request, HttpResponse, SAMPLE_ACCEPT, TIMEOUT};
+use super::{upgrade_request, upgrade_request_with, HttpResponse, SAMPLE_ACCEPT, TIMEOUT};
 
 /// A frame as the server sent it, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,13 +127,7 @@ impl RawClient {
         headers: &[(&str, &str)],
     ) -> (RawClient, HttpResponse) {
         let mut c = RawClient::connect(addr);
-        let mut req = upgrade_request(path);
-        req.truncate(req.len() - 2);
-        for (name, value) in headers {
-            req.push_str(&format!("{name}: {value}\r\n"));
-        }
-        req.push_str("\r\n");
-        c.send_bytes(req.as_bytes());
+        c.send_bytes(upgrade_request_with(path, headers).as_bytes());
         let resp = c.read_http_response();
         let agreed = resp
             .header("sec-websocket-extensions")
