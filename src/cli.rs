@@ -5,15 +5,21 @@
 //! then flags. Usage errors exit with code 2 (clap's convention), and so do
 //! config errors, with a message naming the key.
 //!
-//! Layer: beside `main`, over the config and the runtime's [`Settings`]:
-//! the only place that knows clap (the config's types do not derive its
-//! traits; [`DriverFlag`] is the flag's own type).
+//! Layer: beside `main`, over the config and the runtime's [`Settings`],
+//! and the client's options (`events`, `publish`): the only place that
+//! knows clap (the config's types do not derive its traits; [`DriverFlag`]
+//! and [`FormatFlag`] are the flags' own types).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::connect::Hub;
+use crate::client::events::{parse_filter, Events, Source};
+use crate::client::format::{parse_time, Format};
+use crate::client::publish::{parse_body, Input, Publish};
+use crate::client::ClientError;
 use crate::config::{Config, ConfigError, DriverChoice};
 use crate::runtime::Settings;
 
@@ -36,6 +42,159 @@ pub enum Command {
     /// Make (or reuse) a development CA and a certificate for localhost,
     /// 127.0.0.1 and ::1, for trying wss; prints how to use and trust it.
     DevCert(DevCertArgs),
+    /// Tail a hub's events, one per line, as `docker events` does:
+    /// Events Hub channels (--channel; every channel by default) or
+    /// Docker's container events (--filter). Reconnects and resumes by
+    /// itself; Ctrl-C ends it.
+    Events(EventsArgs),
+    /// Publish events from the arguments (--channel, --message, --body)
+    /// or stdin (one JSON event or array per line); prints each accepted
+    /// event's seq and id, and exits 1 if the hub refused any.
+    Publish(PublishArgs),
+}
+
+/// Where the hub is and who the client is to it (`events`, `publish`).
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The hub: http, https, ws or wss://HOST[:PORT][/PREFIX] (https and
+    /// wss use TLS).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token (sent in the Authorization header, never in the URL);
+    /// else EVENTHUB_TOKEN, else --token-file.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "EVENTHUB_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// A file whose first line is the token (kept out of `ps` and the
+    /// environment).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for https/wss, e.g. the dev-cert
+    /// ca.pem (default: /etc/ssl/certs/ca-certificates.crt).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn hub(&self) -> Result<Hub, ClientError> {
+        Hub::new(
+            &self.url,
+            self.token.clone(),
+            self.token_file.as_deref(),
+            self.ca.as_deref(),
+        )
+    }
+}
+
+/// The `--format` flag's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum FormatFlag {
+    /// One readable line per event: time, channel (or type), message (or
+    /// action), key fields.
+    #[default]
+    Text,
+    /// Each event's JSON as the hub sent it, one per line.
+    Json,
+}
+
+/// Flags of `eventhub events`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Events Hub channels to follow (repeatable or comma-separated), from
+    /// /v1/ws/subscribe; default: every channel (event_types=*).
+    #[arg(long, value_name = "CHANNEL", value_delimiter = ',')]
+    pub channel: Vec<String>,
+    /// A Docker filter (repeatable): container=NAME|ID, image=IMAGE,
+    /// event=start|stop, label=KEY[=VALUE], type=container; follows
+    /// /events/ws (Docker-shaped container events).
+    #[arg(long, short = 'f', value_name = "KEY=VALUE", value_parser = parse_filter, conflicts_with = "channel")]
+    pub filter: Vec<(String, String)>,
+    /// Docker's container events (/events/ws) even without --filter.
+    #[arg(long, conflicts_with = "channel")]
+    pub docker: bool,
+    /// Show events since this time: Unix seconds, RFC 3339, or a duration
+    /// ago (10m, 1h30m), as docker events takes it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<i64>,
+    /// Stop after this time (same forms as --since); exit 0.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<i64>,
+    /// Resume after this hub seq (a 1013 close reason names it).
+    #[arg(long, value_name = "SEQ")]
+    pub since_seq: Option<u64>,
+    /// The hub run --since-seq belongs to (16 hex characters).
+    #[arg(long, value_name = "EPOCH", requires = "since_seq")]
+    pub epoch: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatFlag,
+}
+
+impl EventsArgs {
+    /// The client's options.
+    pub fn options(&self) -> Result<Events, ClientError> {
+        let docker = self.docker || !self.filter.is_empty();
+        Ok(Events {
+            hub: self.client.hub()?,
+            source: if docker {
+                Source::Docker(self.filter.clone())
+            } else {
+                Source::Channels(self.channel.clone())
+            },
+            since: self.since,
+            until: self.until,
+            since_seq: self.since_seq,
+            epoch: self.epoch.clone(),
+            format: match self.format {
+                FormatFlag::Text => Format::Text,
+                FormatFlag::Json => Format::Json,
+            },
+        })
+    }
+}
+
+/// Flags of `eventhub publish`.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The event's channel (event_type); with stdin, the channel of
+    /// events that name none.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// The event's message; with --message or --body, the arguments are
+    /// the event, else stdin is read.
+    #[arg(long, value_name = "TEXT", requires = "channel")]
+    pub message: Option<String>,
+    /// The event's body: any JSON, kept as written.
+    #[arg(long, value_name = "JSON", value_parser = parse_body, requires = "channel")]
+    pub body: Option<String>,
+}
+
+impl PublishArgs {
+    /// The client's options.
+    pub fn options(&self) -> Result<Publish, ClientError> {
+        let input = match (&self.channel, &self.message, &self.body) {
+            (Some(channel), message, body) if message.is_some() || body.is_some() => Input::Event {
+                channel: channel.clone(),
+                message: message.clone(),
+                body: body.clone(),
+            },
+            (channel, ..) => Input::Stdin {
+                channel: channel.clone(),
+            },
+        };
+        Ok(Publish {
+            hub: self.client.hub()?,
+            input,
+        })
+    }
 }
 
 /// Flags of `eventhub dev-cert`.

@@ -59,6 +59,7 @@
 pub mod api;
 pub mod channel_names;
 pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod echo;

@@ -56,6 +56,16 @@ fn main() -> ExitCode {
             finish(result)
         }
         Command::DevCert(args) => dev_cert(&args),
+        Command::Events(args) => eventhub::client::exit(
+            "events",
+            args.options()
+                .and_then(|o| eventhub::client::events::run(&o)),
+        ),
+        Command::Publish(args) => eventhub::client::exit(
+            "publish",
+            args.options()
+                .and_then(|o| eventhub::client::publish::run(&o)),
+        ),
     }
 }
 
