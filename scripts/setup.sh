@@ -3,7 +3,8 @@
 #   - Debian packages: docker.io (the engine the Docker source follows),
 #     busybox-static (the only binary of the test image), iproute2 (the
 #     slow-link test's network namespace and traffic shaping), openssl,
-#     nats-server (2.9, with JetStream: the cluster tests start their own);
+#     nats-server (2.9, with JetStream: the cluster tests start their own),
+#     chromium and chromium-driver (the web view's browser tests);
 #   - a running dockerd (started here when none answers);
 #   - npm's wscat (the Events Hub guide's client), under target/node;
 #   - a Python virtualenv with the test clients, under target/py-venv.
@@ -22,6 +23,11 @@ command -v tc >/dev/null && command -v ip >/dev/null || need_apt+=(iproute2)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # nats-server: the cluster's event log (tests/cluster.rs starts it).
 command -v nats-server >/dev/null || need_apt+=(nats-server)
+# chromium and chromium-driver: the web view's browser tests
+# (tests/python/test_ui.py drive Debian's headless Chromium with Playwright,
+# which must not download a browser of its own).
+[[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || need_apt+=(chromium-driver)
 if ((${#need_apt[@]} > 0)); then
     echo "setup: installing ${need_apt[*]}"
     $SUDO apt-get update -qq

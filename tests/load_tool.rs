@@ -26,6 +26,13 @@ use common::Server;
 
 const TOKEN: &str = "load-token-0123456789abcdef";
 
+/// The send queue of the slow-consumer runs: 1,024 events of 4 KiB, a
+/// second of them at 1,000/s. A healthy debug-build reader starved of the
+/// CPU for a second on a busy 2-core box (it was, with 256 events, while
+/// other builds ran) is not taken for a slow one, while those that never
+/// read (3,000 events, 12 MiB, sent to each) pass it for sure.
+const SLOW_TEST_QUEUE: usize = 4 << 20;
+
 fn config(send_queue_bytes: usize) -> String {
     format!(
         r#"[hub]
@@ -140,8 +147,7 @@ fn every_delivery_is_counted_with_its_latency_and_the_servers_cpu() {
 
 #[test]
 fn slow_consumers_are_counted_apart_and_seen_closed_with_1013_as_metrics_count() {
-    // A send queue of 256 events (see `wss_run_delivers_everything`).
-    let server = Server::hub(2, &config(1 << 20));
+    let server = Server::hub(2, &config(SLOW_TEST_QUEUE));
     let (out, report) = run_load(
         &server,
         "--kind eventhub --subscribers 10 --slow-percent 20 --rate 1000 --count 3000 --size 4096",
@@ -213,8 +219,7 @@ fn the_tungstenite_reader_delivers_everything_with_no_gaps() {
 
 #[test]
 fn the_tungstenite_reader_sees_slow_consumers_closed_with_1013() {
-    // A send queue of 256 events (see `wss_run_delivers_everything`).
-    let server = Server::hub(2, &config(1 << 20));
+    let server = Server::hub(2, &config(SLOW_TEST_QUEUE));
     let (out, report) = run_load(
         &server,
         "--kind eventhub --reader tungstenite --subscribers 10 --slow-percent 20 --rate 1000 --count 3000 --size 4096",
@@ -311,10 +316,7 @@ fn wss_run_delivers_everything(reader: &str) {
     let files = TlsFiles::new(&format!("load-{reader}"));
     let tls = files.pair(&ca.server("load"));
     let ca_file = files.write("ca.pem", &ca.cert_pem);
-    // A send queue of 256 events: a healthy reader starved of the CPU for
-    // a quarter second on a busy 2-core box is not taken for a slow one,
-    // while those that never read (12 MiB sent) pass it for sure.
-    let server = Server::hub(2, &format!("{}[tls]\n{tls}", config(1 << 20)));
+    let server = Server::hub(2, &format!("{}[tls]\n{tls}", config(SLOW_TEST_QUEUE)));
     assert!(server.tls_addr.is_some(), "the hub serves wss");
     let (out, report) = run_load(
         &server,

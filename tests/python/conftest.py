@@ -266,3 +266,34 @@ def dev_cert_factory(tmp_path_factory):
         return make_dev_cert(tmp_path_factory.mktemp(name))
 
     return make
+
+
+# Debian's Chromium, driven by Playwright (`tests/python/test_ui.py`):
+# `scripts/setup.sh` installs it with apt; Playwright never downloads a
+# browser of its own here.
+CHROMIUM = os.environ.get("EVENTHUB_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium (Debian's, through Playwright), one per session."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (apt-get install chromium chromium-driver)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # Root on a CI box: no setuid sandbox; a small /dev/shm in
+            # containers.
+            args=["--no-sandbox", "--disable-dev-shm-usage"]
+            # A page whose files the test serves (EVENTHUB_UI_FROM_DISK in
+            # test_ui.py) has no address of its own: Chromium's local
+            # network checks would keep it from the hub on 127.0.0.1.
+            + (["--disable-features=LocalNetworkAccessChecks"] if os.environ.get("EVENTHUB_UI_FROM_DISK") else []),
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -24,8 +24,8 @@ const MAX_ROWS = 1000;
 const MAX_SEEN_KEYS = 4096;
 /** How often the hub panel is refreshed. */
 const STATS_INTERVAL_MS = 1000;
-/** Points per chart (one a second: two minutes). */
-const CHART_POINTS = 120;
+/** Points per chart (one a second: a minute). */
+const CHART_POINTS = 60;
 /** Reconnect backoff: first delay, cap. */
 const BACKOFF_FIRST_MS = 200;
 const BACKOFF_MAX_MS = 5000;
@@ -130,6 +130,121 @@ async function newTicket() {
 function wsUrl(pathAndQuery) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}${pathAndQuery}`;
+}
+
+// ---------------------------------------------------------------------------
+// JSON as sent
+// ---------------------------------------------------------------------------
+//
+// JSON.parse turns every number into a double: a Docker `timeNano`
+// (19 digits) or a producer's large integer would be shown rounded. The
+// page shows bodies from the frame's own text instead: the hub keeps a
+// body verbatim, and so does the page. The frames are valid JSON (they
+// were parsed first), so these scanners only need to find where values end.
+
+const WS = " \t\r\n";
+
+function skipWs(text, i) {
+  while (i < text.length && WS.includes(text[i])) i++;
+  return i;
+}
+
+/** Where the JSON value starting at `i` ends. */
+function endOfValue(text, i) {
+  const c = text[i];
+  if (c === '"') {
+    for (i += 1; i < text.length; i++) {
+      if (text[i] === "\\") i++;
+      else if (text[i] === '"') return i + 1;
+    }
+    return text.length;
+  }
+  if (c === "{" || c === "[") {
+    let depth = 0;
+    for (; i < text.length; i++) {
+      const d = text[i];
+      if (d === '"') i = endOfValue(text, i) - 1;
+      else if (d === "{" || d === "[") depth++;
+      else if ((d === "}" || d === "]") && --depth === 0) return i + 1;
+    }
+    return text.length;
+  }
+  const start = i;
+  while (i < text.length && !",}]".includes(text[i]) && !WS.includes(text[i])) i++;
+  return i > start ? i : start + 1;
+}
+
+/** A JSON object's members, each as its raw text; null if not an object. */
+function rawMembers(text) {
+  const out = {};
+  let i = skipWs(text, 0);
+  if (text[i] !== "{") return null;
+  i = skipWs(text, i + 1);
+  while (i < text.length && text[i] !== "}") {
+    const keyEnd = endOfValue(text, i);
+    const key = JSON.parse(text.slice(i, keyEnd));
+    i = skipWs(text, keyEnd);
+    if (text[i] !== ":") return null;
+    i = skipWs(text, i + 1);
+    const end = endOfValue(text, i);
+    out[key] = text.slice(i, end);
+    i = skipWs(text, end);
+    if (text[i] === ",") i = skipWs(text, i + 1);
+  }
+  return out;
+}
+
+/** The raw text without whitespace outside strings (one line). */
+function compactJson(raw) {
+  let out = "";
+  for (let i = 0; i < raw.length; ) {
+    if (raw[i] === '"') {
+      const end = endOfValue(raw, i);
+      out += raw.slice(i, end);
+      i = end;
+    } else {
+      if (!WS.includes(raw[i])) out += raw[i];
+      i++;
+    }
+  }
+  return out;
+}
+
+/** The raw text indented by two spaces, numbers and strings untouched. */
+function prettyJson(raw) {
+  const text = compactJson(raw);
+  let out = "";
+  let depth = 0;
+  const newline = () => `\n${"  ".repeat(depth)}`;
+  for (let i = 0; i < text.length; ) {
+    const c = text[i];
+    if (c === '"') {
+      const end = endOfValue(text, i);
+      out += text.slice(i, end);
+      i = end;
+      continue;
+    }
+    if ((c === "{" || c === "[") && (text[i + 1] === "}" || text[i + 1] === "]")) {
+      out += c + text[i + 1]; // {} and [] stay as they are
+      i += 2;
+      continue;
+    }
+    if (c === "{" || c === "[") {
+      depth++;
+      out += c + newline();
+    } else if (c === "}" || c === "]") {
+      depth--;
+      out += newline() + c;
+    } else if (c === ",") {
+      out += `,${newline()}`;
+    } else if (c === ":") {
+      out += ": ";
+    } else {
+      out += c;
+    }
+    i++;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -240,6 +355,9 @@ const tail = {
    *  really works: only then is the backoff reset). */
   established: false,
   everConnected: false,
+  /** The last socket closed without the page asking: the next one that
+   *  works is a reconnect. */
+  dropped: false,
   reconnects: 0,
   received: 0,
   duplicates: 0,
@@ -253,7 +371,7 @@ const tail = {
 function resetTail() {
   Object.assign(tail, {
     mode: "channels", epoch: null, lastSeq: null, lastDockerTime: null, dockerFilter: null,
-    spareTicket: null, backoffMs: BACKOFF_FIRST_MS, everConnected: false,
+    spareTicket: null, backoffMs: BACKOFF_FIRST_MS, everConnected: false, dropped: false,
     reconnects: 0, received: 0, duplicates: 0, pending: [], paused: false,
   });
   tail.seenKeys.clear();
@@ -330,6 +448,7 @@ async function connect() {
   tail.established = false;
   const conn = $("conn-state");
   conn.dataset.endpoint = tail.mode === "docker" ? "events" : "subscribe";
+  delete conn.dataset.subscriptions; // until this socket's confirmation
   ws.onopen = () => {
     if (gen !== tail.generation) return;
     // What the browser and the hub agreed on (permessage-deflate or "").
@@ -341,9 +460,11 @@ async function connect() {
     if (!tail.established) {
       tail.established = true;
       tail.backoffMs = BACKOFF_FIRST_MS;
-      if (tail.everConnected) {
+      // Counted: resumes after a drop (not a new choice of channels).
+      if (tail.dropped) {
         tail.reconnects += 1;
         setCount("reconnects", tail.reconnects);
+        tail.dropped = false;
       }
       tail.everConnected = true;
     }
@@ -353,12 +474,13 @@ async function connect() {
     } catch (_) {
       return; // the hub sends JSON only; anything else is not ours to show
     }
-    if (tail.mode === "docker") onDockerEvent(msg);
-    else onHubMessage(msg);
+    if (tail.mode === "docker") onDockerEvent(msg, e.data);
+    else onHubMessage(msg, e.data);
   };
   ws.onclose = (e) => {
     if (gen !== tail.generation) return;
     tail.ws = null;
+    tail.dropped = true;
     // 1006: the handshake was refused (the browser hides its status) or
     // the connection dropped; 1013: slow consumer; 1001: restart or age.
     const why = e.reason ? `${e.code} ${e.reason}` : `code ${e.code}`;
@@ -385,9 +507,9 @@ function scheduleReconnect(gen) {
 // ---------------------------------------------------------------------------
 
 /** One message from /v1/ws/subscribe. */
-function onHubMessage(msg) {
+function onHubMessage(msg, text) {
   if (typeof msg.seq === "number") {
-    onEvent(msg);
+    onEvent(msg, text);
     return;
   }
   if (msg.event_type === "global" && msg.message === CONFIRMATION && msg.body) {
@@ -436,7 +558,7 @@ function onReplayGap(body) {
 /** An event: shown once, in seq order. The hub sends each seq at most
  *  once per connection and resumes after `since`; the check below keeps a
  *  resume that overlaps (or a hub that misbehaves) from doubling rows. */
-function onEvent(msg) {
+function onEvent(msg, text) {
   tail.received += 1;
   if (tail.lastSeq !== null && msg.seq <= tail.lastSeq) {
     tail.duplicates += 1;
@@ -451,19 +573,23 @@ function onEvent(msg) {
     time: msg.timestamp,
     channel: msg.event_type,
     message: msg.message,
-    body: msg.body,
+    // The body as the producer sent it (the hub keeps it verbatim).
+    body: msg.body === undefined ? null : (rawMembers(text) || {}).body || JSON.stringify(msg.body),
   });
 }
 
 /** One message from /events/ws (Docker's shape). */
-function onDockerEvent(msg) {
+function onDockerEvent(msg, text) {
   if (msg.event_type === "system" && msg.body && msg.body.error) {
     setTailStatus(`hub: ${msg.body.message || msg.body.error}`, true);
     return;
   }
   if (!msg.Action) return;
   tail.received += 1;
-  const key = `${msg.id}|${msg.Action}|${msg.timeNano || msg.time}`;
+  // timeNano as its text: as a double, two events in one microsecond
+  // could not be told apart.
+  const members = rawMembers(text) || {};
+  const key = `${msg.id}|${msg.Action}|${members.timeNano || members.time}`;
   if (tail.seenKeys.has(key)) {
     tail.duplicates += 1;
     setCount("duplicates", tail.duplicates);
@@ -483,7 +609,7 @@ function onDockerEvent(msg) {
     time: new Date(nanos / 1e6).toISOString(),
     channel: "container",
     message: `${msg.Action} ${attrs.name || msg.id}${attrs.image ? ` (${attrs.image})` : ""}`,
-    body: msg,
+    body: text,
     docker: { id: msg.id, action: msg.Action, name: attrs.name || "" },
   });
 }
@@ -524,11 +650,15 @@ function flushRows() {
     frag.append(item.kind === "band" ? bandRow(item) : item.kind === "info" ? infoBand(item.text) : eventRow(item));
   }
   const body = $("tail-body");
+  // Follow the tail (as tail -f does) unless the reader scrolled up.
+  const wrap = body.closest(".table-wrap");
+  const following = wrap.scrollTop + wrap.clientHeight >= wrap.scrollHeight - 8;
   body.append(frag);
   // Oldest rows go first: the table never holds more than MAX_ROWS.
   let excess = body.rows.length - MAX_ROWS;
   while (excess-- > 0) body.firstElementChild.remove();
   setCount("shown-count", body.rows.length);
+  if (following) wrap.scrollTop = wrap.scrollHeight;
 }
 
 function eventRow(ev) {
@@ -561,14 +691,14 @@ function timeCell(ts) {
   return td;
 }
 
-/** The body, collapsed to one line until opened. */
-function bodyCell(body) {
+/** The body (its JSON text), collapsed to one line until opened. */
+function bodyCell(raw) {
   const td = el("td", "body");
-  if (body === undefined || body === null) return td;
-  const json = JSON.stringify(body);
+  if (raw === undefined || raw === null) return td;
+  const json = compactJson(raw);
   const details = el("details");
   details.append(el("summary", "", json.length > 80 ? `${json.slice(0, 79)}…` : json));
-  const pre = el("pre", "", JSON.stringify(body, null, 2));
+  const pre = el("pre", "", prettyJson(raw));
   pre.dataset.json = json;
   details.append(pre);
   td.append(details);
