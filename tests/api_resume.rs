@@ -550,3 +550,28 @@ fn bad_resume_parameters_are_400_naming_them() {
         );
     }
 }
+
+#[test]
+fn a_subscriber_dropped_before_its_first_event_resumes_from_the_confirmations_last_seq() {
+    let server = Server::hub(2, &config());
+    let addr = server.addr;
+    publish(addr, &padded_events("before", 0, 3, 200));
+    let (ws, confirmation) = subscribe(addr, "pdfm");
+    assert_eq!(confirmation["body"]["last_seq"], 3, "{confirmation}");
+    let epoch = confirmation["body"]["epoch"].as_str().unwrap().to_string();
+    drop(ws);
+    // Published while no subscriber was connected: the resume gets them.
+    assert_eq!(publish(addr, &padded_events("away", 0, 2, 200)), vec![4, 5]);
+    let (mut ws, resumed) = subscribe(addr, &format!("pdfm&since=3&epoch={epoch}"));
+    assert_eq!(
+        resumed["body"]["last_seq"], 3,
+        "a resume starts after its since"
+    );
+    let got: Vec<(u64, String)> = (0..2)
+        .map(|_| {
+            let e = read_json(&mut ws);
+            (seq(&e), e["message"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(got, vec![(4, "away-0".into()), (5, "away-1".into())]);
+}

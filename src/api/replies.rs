@@ -89,11 +89,13 @@ pub fn log_refused(why: &LogError) -> Response {
     Response::error(503, code, &why.to_string()).with_header("Retry-After", retry.to_string())
 }
 
-/// The first message of a subscriber: its client id, subscriptions, and
-/// the hub run's `epoch` (to resume with, beside `since`), on `global`.
-pub fn confirmation(shared: &Shared, client_id: Uuid, set: ChannelSet) -> Bytes {
+/// The first message of a subscriber: its client id, subscriptions, the
+/// hub run's `epoch` and `last_seq`, the seq its events start after (to
+/// resume with, `since=<last_seq>&epoch=<epoch>`, while no event has
+/// come), on `global`.
+pub fn confirmation(shared: &Shared, client_id: Uuid, set: ChannelSet, after: u64) -> Bytes {
     let body = format!(
-        "\"body\":{{\"client_id\":\"{client_id}\",\"subscriptions\":{},\"epoch\":\"{}\"}}",
+        "\"body\":{{\"client_id\":\"{client_id}\",\"subscriptions\":{},\"epoch\":\"{}\",\"last_seq\":{after}}}",
         shared.channels.json_list(set),
         shared.sequencer.epoch()
     );

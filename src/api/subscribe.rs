@@ -217,7 +217,7 @@ impl SubscriberSession {
             // Tagged with the seq it starts after: the resume point a
             // slow-consumer close names while no event was sent.
             conn.send_tagged(
-                replies::confirmation(shared, client_id, initial),
+                replies::confirmation(shared, client_id, initial, pos.last_seq),
                 pos.last_seq,
             );
             return;
@@ -240,7 +240,10 @@ impl SubscriberSession {
         };
         let floor = shared.replay_floor(pos);
         let after = if other_run { floor } else { since };
-        conn.send_tagged(replies::confirmation(shared, client_id, initial), after);
+        conn.send_tagged(
+            replies::confirmation(shared, client_id, initial, after),
+            after,
+        );
         if other_run {
             let missed = (floor > 0).then_some((1, floor));
             conn.send(replies::replay_restarted(

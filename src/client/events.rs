@@ -272,7 +272,7 @@ impl Tail<'_> {
                 (true, None, Some(t)) => eprintln!(
                     "eventhub events: resumed from time {t} (events of that second already shown are skipped)"
                 ),
-                _ => eprintln!("eventhub events: reconnected (no event seen yet: live from now)"),
+                _ => eprintln!("eventhub events: reconnected (no resume point yet: live from now)"),
             }
         }
         if docker {
@@ -414,6 +414,11 @@ impl Tail<'_> {
                     self.resume.seq = None;
                 }
                 self.resume.epoch = Some(epoch.clone());
+                // Where this subscription's events start: a drop before
+                // the first one resumes from there, missing nothing.
+                if self.resume.seq.is_none() {
+                    self.resume.seq = body["last_seq"].as_u64();
+                }
                 if !self.resumed {
                     eprintln!(
                         "eventhub events: subscribed to {} (client id {}, epoch {epoch})",

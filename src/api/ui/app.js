@@ -529,10 +529,9 @@ function onConfirmation(body) {
     tail.epoch = body.epoch;
     $("conn-state").dataset.epoch = body.epoch;
   }
-  // If the hub says where the subscription starts (the seq it starts
-  // after), a drop before the first event can still resume without a gap.
-  const start = typeof body.last_seq === "number" ? body.last_seq : typeof body.seq === "number" ? body.seq : null;
-  if (tail.lastSeq === null && start !== null) tail.lastSeq = start;
+  // The hub says where the subscription starts (the seq its events start
+  // after): a drop before the first event still resumes without a gap.
+  if (tail.lastSeq === null && typeof body.last_seq === "number") tail.lastSeq = body.last_seq;
   const subs = Array.isArray(body.subscriptions) ? body.subscriptions : [];
   const conn = $("conn-state");
   // For scripts and tests: what this subscription is, as the hub says.
