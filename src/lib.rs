@@ -58,6 +58,7 @@
 
 pub mod api;
 pub mod channel_names;
+pub mod civil;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -202,6 +202,22 @@ pub fn timed_out(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), WouldBlock | TimedOut | Interrupted))
 }
 
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Reads until the closing handshake completes (tungstenite answers the
+/// hub's close itself), within [`CLOSE_WAIT`].
+pub fn drain(ws: &mut Ws) {
+    let end = std::time::Instant::now() + CLOSE_WAIT;
+    while std::time::Instant::now() < end {
+        match ws.read() {
+            Ok(_) => {}
+            Err(e) if timed_out(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Where the hub is and who we are to it.
 pub struct Hub {
     target: Target,

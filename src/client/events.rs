@@ -32,14 +32,12 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::connect::{query_value, timed_out, Hub, Ws};
+use super::connect::{drain, query_value, timed_out, Hub, Ws};
 use super::format::{docker_line, hub_line, json_line, now_s, rfc3339_seconds, Format};
 use super::ClientError;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How long a closing handshake may take before the socket is dropped.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// What to tail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -485,19 +483,6 @@ fn close(ws: &mut Ws) {
         reason: "".into(),
     }));
     drain(ws);
-}
-
-/// Reads until the closing handshake completes (tungstenite answers the
-/// hub's close itself), within [`CLOSE_WAIT`].
-fn drain(ws: &mut Ws) {
-    let end = Instant::now() + CLOSE_WAIT;
-    while Instant::now() < end {
-        match ws.read() {
-            Ok(_) => {}
-            Err(e) if timed_out(&e) => {}
-            Err(_) => return,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::connect::{timed_out, Hub, Ws, POLL};
+use super::connect::{drain, timed_out, Hub, Ws, POLL};
 use super::ClientError;
 
 /// Messages sent and not yet answered, at most.
@@ -282,18 +282,6 @@ fn close(ws: &mut Ws) {
         reason: "".into(),
     }));
     drain(ws);
-}
-
-/// Reads until the closing handshake is done, within 2 s.
-fn drain(ws: &mut Ws) {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while std::time::Instant::now() < end {
-        match ws.read() {
-            Ok(_) => {}
-            Err(e) if timed_out(&e) => {}
-            Err(_) => return,
-        }
-    }
 }
 
 #[cfg(test)]

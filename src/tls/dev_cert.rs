@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 use super::files::load_pair;
-use super::x509::civil_from_days;
 use super::TlsError;
+use crate::civil::civil_from_days;
 
 /// The files of a development certificate.
 #[derive(Debug, Clone)]
