@@ -411,23 +411,16 @@ fn docker_since_and_until_replay_a_window_then_end_with_exit_0() {
 
 #[test]
 fn a_tail_closed_by_the_maximum_age_resumes_without_gaps_or_duplicates() {
-    let server = Server::hub(1, &config_with("", "max_connection_age_s = 1"));
-    let tail = Tail::start(
-        &server,
-        &["--format", "json", "--channel", "pdfm"],
-        &[("EVENTHUB_TOKEN", ADMIN_TOKEN)],
-        "subscribed to",
-    );
+    let (server, tail) = age_limited_tail(&["--channel", "pdfm"], "subscribed to");
     // About 3 s of events: the hub closes the tail (1001) twice or more,
     // some events landing while it is away.
-    let mut published = Vec::new();
-    for i in 0..30 {
-        published.extend(publish(
+    let published: Vec<u64> = every_100ms(30, |i| {
+        publish(
             server.addr,
             &format!(r#"{{"event_type":"pdfm","message":"m{i}"}}"#),
-        ));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        )
+    })
+    .concat();
     let got: Vec<u64> = tail
         .next(30)
         .iter()
@@ -441,27 +434,17 @@ fn a_tail_closed_by_the_maximum_age_resumes_without_gaps_or_duplicates() {
     );
     assert!(stderr.contains("reconnecting in 0.5 s"), "{stderr}");
     assert!(stderr.contains("resumed after seq "), "{stderr}");
-    let (code, rest) = tail.interrupt();
-    assert_eq!(code, Some(0));
-    assert!(rest.is_empty(), "no duplicates after the last: {rest:?}");
+    ends_cleanly_with_nothing_more(tail);
 }
 
 #[test]
 fn a_docker_tail_closed_by_the_maximum_age_resumes_by_time_without_duplicates() {
-    let server = Server::hub(1, &config_with("", "max_connection_age_s = 1"));
-    let tail = Tail::start(
-        &server,
-        &["--format", "json", "--filter", "event=start"],
-        &[("EVENTHUB_TOKEN", ADMIN_TOKEN)],
-        "following /events/ws",
-    );
-    let mut want = Vec::new();
-    for i in 0..25 {
+    let (server, tail) = age_limited_tail(&["--filter", "event=start"], "following /events/ws");
+    let want = every_100ms(25, |i| {
         let name = format!("c{i}");
         publish(server.addr, &container_event(&name, "start", now_s(), "s4"));
-        want.push(name);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        name
+    });
     let got: Vec<String> = tail
         .next(25)
         .iter()
@@ -475,9 +458,36 @@ fn a_docker_tail_closed_by_the_maximum_age_resumes_by_time_without_duplicates() 
     assert_eq!(got, want);
     let stderr = tail.stderr();
     assert!(stderr.contains("resumed from time "), "{stderr}");
+    ends_cleanly_with_nothing_more(tail);
+}
+
+/// A hub that closes every connection after 1 s (1001 "max connection
+/// age"), and a `--format json` tail of it with `args`, once its stderr
+/// says `ready`.
+fn age_limited_tail(args: &[&str], ready: &str) -> (Server, Tail) {
+    let server = Server::hub(1, &config_with("", "max_connection_age_s = 1"));
+    let args: Vec<&str> = ["--format", "json"].iter().chain(args).copied().collect();
+    let tail = Tail::start(&server, &args, &[("EVENTHUB_TOKEN", ADMIN_TOKEN)], ready);
+    (server, tail)
+}
+
+/// `f(0)`, ..., `f(n - 1)`, 100 ms apart.
+fn every_100ms<T>(n: usize, mut f: impl FnMut(usize) -> T) -> Vec<T> {
+    (0..n)
+        .map(|i| {
+            let out = f(i);
+            std::thread::sleep(Duration::from_millis(100));
+            out
+        })
+        .collect()
+}
+
+/// Ctrl-C ends the tail with status 0, and nothing came after the events
+/// it was asked for (no duplicate).
+fn ends_cleanly_with_nothing_more(tail: Tail) {
     let (code, rest) = tail.interrupt();
     assert_eq!(code, Some(0));
-    assert!(rest.is_empty(), "no duplicates: {rest:?}");
+    assert!(rest.is_empty(), "no duplicates after the last: {rest:?}");
 }
 
 #[test]

@@ -19,6 +19,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::http::HeaderValue;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
 use tungstenite::WebSocket;
 use zeroize::Zeroizing;
 
@@ -216,6 +218,15 @@ pub fn drain(ws: &mut Ws) {
             Err(_) => return,
         }
     }
+}
+
+/// Our closing handshake: 1000, then the hub's close (or the deadline).
+pub fn close(ws: &mut Ws) {
+    let _ = ws.close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }));
+    drain(ws);
 }
 
 /// Where the hub is and who we are to it.

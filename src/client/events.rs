@@ -28,11 +28,10 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::connect::{drain, query_value, timed_out, Hub, Ws};
+use super::connect::{close, drain, query_value, timed_out, Hub, Ws};
 use super::format::{docker_line, hub_line, json_line, now_s, rfc3339_seconds, Format};
 use super::ClientError;
 
@@ -474,15 +473,6 @@ fn word_after<'t>(text: &'t str, key: &str) -> Option<&'t str> {
         .find(|c: char| !c.is_ascii_alphanumeric())
         .unwrap_or(rest.len());
     (end > 0).then(|| &rest[..end])
-}
-
-/// Our closing handshake: 1000, then the hub's close (or the deadline).
-fn close(ws: &mut Ws) {
-    let _ = ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }));
-    drain(ws);
 }
 
 #[cfg(test)]

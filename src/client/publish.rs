@@ -27,11 +27,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
-use super::connect::{drain, timed_out, Hub, Ws, POLL};
+use super::connect::{close, drain, timed_out, Hub, Ws, POLL};
 use super::ClientError;
 
 /// Messages sent and not yet answered, at most.
@@ -273,15 +272,6 @@ fn closed(ws: &mut Ws, frame: Option<CloseFrame>, count: usize) -> ClientError {
     });
     drain(ws);
     ClientError::Unacknowledged { why, count }
-}
-
-/// Our closing handshake: 1000, then the hub's close.
-fn close(ws: &mut Ws) {
-    let _ = ws.close(Some(CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    }));
-    drain(ws);
 }
 
 #[cfg(test)]
