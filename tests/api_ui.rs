@@ -357,3 +357,78 @@ fn stats_need_an_admin() {
         "missing_credentials",
     );
 }
+
+/// The start of a new user's way in: `serve` with no principals prints a
+/// generated token and the page's URL; the page is there, and the token
+/// buys the page its ticket.
+#[test]
+fn a_hub_without_principals_prints_a_token_and_the_page_that_takes_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventhub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .env_remove("EVENTHUB_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn eventhub");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    while !lines.iter().any(|l| l.trim_end().ends_with("/ui")) {
+        match rx.recv_timeout(common::TIMEOUT) {
+            Ok(line) => lines.push(line),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no /ui line in {lines:?}: {e}");
+            }
+        }
+    }
+    let at = lines
+        .iter()
+        .position(|l| l.contains("generated an admin token"))
+        .expect("a generated token is announced");
+    let token = lines[at + 1..]
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty())
+        .unwrap()
+        .to_string();
+    let page = lines
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.ends_with("/ui"))
+        .unwrap();
+    let addr: std::net::SocketAddr = page
+        .strip_prefix("http://")
+        .and_then(|rest| rest.strip_suffix("/ui"))
+        .unwrap_or_else(|| panic!("the page's URL: {page}"))
+        .parse()
+        .unwrap();
+    assert!(
+        lines[0].contains(&format!("http://{addr} ")),
+        "{}",
+        lines[0]
+    );
+    let shown = http_get(addr, "/ui");
+    let ticket = http_request(
+        addr,
+        None,
+        "POST",
+        "/v1/tickets",
+        &[("Authorization", &bearer(&token))],
+        b"",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(ticket.status, 201, "{ticket:?}");
+    assert_eq!(ticket.json()["principal"]["admin"], true);
+}
