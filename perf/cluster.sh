@@ -67,22 +67,10 @@ cargo build --release -q -p eventhub -p eventhub-load || exit 1
 
 # One config for every hub: without --nats-url it is one process; with it,
 # a node of the cluster on a file-backed stream.
-cat >"$OUT/bench.toml" <<TOML
-[hub]
-# Benchmarks connect many clients from few addresses.
-max_connections_per_ip = 0
-connect_rate_per_ip = 0.0
-[limits]
-send_queue_bytes = 1048576
-socket_send_buffer_bytes = 262144
-[cluster]
-storage = "file"
-[[principals]]
-name = "bench"
-token = "$TOKEN"
-admin = true
-publish = ["*"]
-TOML
+{
+    bench_config 1048576 262144
+    printf '[cluster]\nstorage = "file"\n'
+} >"$OUT/bench.toml"
 
 # A loopback port free now.
 free_port() {

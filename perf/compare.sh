@@ -166,21 +166,8 @@ fi
 # of kernel memory) hold about 7 s of E's events (a healthy subscriber never
 # queues that much).
 write_config() {
-    local queue=$1 sndbuf=$2 tls=${3:-}
-    cat <<TOML
-[hub]
-# Benchmarks connect many clients from few addresses.
-max_connections_per_ip = 0
-connect_rate_per_ip = 0.0
-[limits]
-send_queue_bytes = $queue
-socket_send_buffer_bytes = $sndbuf
-[[principals]]
-name = "bench"
-token = "$TOKEN"
-admin = true
-publish = ["*"]
-TOML
+    local tls=${3:-}
+    bench_config "$1" "$2"
     if [[ -n $tls ]]; then
         # wss on the --listen address (listen = "": no plain ws beside it).
         cat <<TOML
@@ -196,7 +183,6 @@ write_config 65536 65536 >"$OUT/bench-e.toml"
 write_config 1048576 262144 tls >"$OUT/bench-wss.toml"
 write_config 65536 65536 tls >"$OUT/bench-e-wss.toml"
 
-server_pid=""
 # start_server NAME SCENARIO TRANSPORT (ws or wss)
 start_server() {
     local name=$1 config=$OUT/bench tls_args=()
@@ -225,11 +211,6 @@ start_server() {
     wait_for_line "$log" listening "$name"
 }
 
-stop_server() {
-    [[ -n $server_pid ]] || return
-    stop_pid "$server_pid"
-    server_pid=""
-}
 trap stop_server EXIT
 
 scenario_args() {

@@ -56,21 +56,8 @@ if [[ ! -d perf/peers/node/node_modules/ws ]]; then
 fi
 "$BIN/eventhub-load" --help | grep -q -- --deflate || { echo "$BIN/eventhub-load has no --deflate" >&2; exit 1; }
 
-cat >"$OUT/bench.toml" <<TOML
-[hub]
-max_connections_per_ip = 0
-connect_rate_per_ip = 0.0
-[limits]
-send_queue_bytes = 1048576
-socket_send_buffer_bytes = 262144
-[[principals]]
-name = "bench"
-token = "$TOKEN"
-admin = true
-publish = ["*"]
-TOML
+bench_config 1048576 262144 >"$OUT/bench.toml"
 
-server_pid=""
 start_server() {
     local log="$OUT/server-$1.log" listen=127.0.0.1:$PORT
     : >"$log"
@@ -82,11 +69,6 @@ start_server() {
     esac
     server_pid=$!
     wait_for_line "$log" listening "$1"
-}
-stop_server() {
-    [[ -n $server_pid ]] || return
-    stop_pid "$server_pid"
-    server_pid=""
 }
 trap stop_server EXIT
 

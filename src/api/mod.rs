@@ -135,6 +135,13 @@ impl HubApp {
             })
     }
 
+    /// An unknown secret or ticket from `client`: counted, and taken from
+    /// the address's bucket of failed authentications.
+    fn failed_authentication(&self, client: std::net::IpAddr) {
+        self.shared.stats.auth_failures.fetch_add(1, Relaxed);
+        self.shared.auth_failures.failed(client);
+    }
+
     /// The principal a request speaks for, or the 401 to send; or a 429
     /// when the client address has spent its failed authentications
     /// (`hub.auth_failures_per_ip`), right credentials or not. An unknown
@@ -148,8 +155,7 @@ impl HubApp {
                 AuthError::Missing => "missing_credentials",
                 AuthError::UnknownCertificate => "unknown_client_certificate",
                 AuthError::Unknown => {
-                    self.shared.stats.auth_failures.fetch_add(1, Relaxed);
-                    self.shared.auth_failures.failed(client);
+                    self.failed_authentication(client);
                     "invalid_credentials"
                 }
             };
@@ -183,8 +189,7 @@ impl HubApp {
             .tickets
             .redeem(ticket, canonical(client), now)
             .map_err(|e| {
-                self.shared.stats.auth_failures.fetch_add(1, Relaxed);
-                self.shared.auth_failures.failed(client);
+                self.failed_authentication(client);
                 self.shared.stats.refused(Refusal::Unauthorized);
                 Response::error(401, "invalid_ticket", &e.to_string())
             })
