@@ -48,6 +48,12 @@ step() {
 
 set -e
 mkdir -p target
+# The suite's builds take about 4 GB under target/; say so up front when
+# the disk has less, rather than fail half-way in the linker.
+free_kb=$(df -Pk target | awk 'NR == 2 { print $4 }')
+if ((free_kb < 4 * 1024 * 1024)); then
+    echo "warning: $((free_kb / 1024)) MiB free under target/; the suite's builds need about 4 GiB" >&2
+fi
 echo "==> setup"
 scripts/setup.sh
 echo "==> build (debug and release)"
