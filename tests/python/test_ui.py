@@ -48,7 +48,15 @@ connect_rate_per_ip = 0.0
 auth_failures_per_ip = 1000
 """
     + PRINCIPALS
+    + """
+[[principals]]
+name = "keyed"
+api_key = "keyed-api-key-0123456789"
+subscribe = ["pdfm"]
+publish = ["pdfm"]
+"""
 )
+API_KEY = "keyed-api-key-0123456789"
 SCREENSHOT = REPO / "target" / "ui-screenshot.png"
 DOCKER_IMAGE = "eventhub-test/busybox"
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -221,7 +229,8 @@ class UiPage:
         self.page.wait_for_selector("body[data-ready=true]")
         return self
 
-    def sign_in(self, token=ADMIN_TOKEN, wait=True):
+    def sign_in(self, token=ADMIN_TOKEN, wait=True, kind="token"):
+        self.page.check("#kind-api-key" if kind == "api_key" else "#kind-token")
         self.page.fill("#token", token)
         self.page.click("#signin-btn")
         if wait:
@@ -405,6 +414,32 @@ def test_sign_in_with_a_bad_token_shows_the_hubs_401_message(ui, hub):
     assert p.page.is_hidden("#app")
     # The hub's wrong-token answer is the only error the console shows.
     assert all("401" in e for e in p.errors), p.errors
+
+
+def test_an_api_key_signs_in_as_x_api_key_and_is_refused_as_a_token(ui, hub):
+    # The hub keeps tokens and API keys apart: as a Bearer token the key is
+    # unknown, and the page shows the hub's own refusal.
+    status, _, answer = http_json(hub, "POST", "/v1/tickets", API_KEY, b"")
+    assert status == 401, answer
+    p = ui().open().sign_in(API_KEY, wait=False, kind="token")
+    p.page.wait_for_selector("#signin-error:not([hidden])")
+    assert p.page.inner_text("#signin-error") == answer["message"]
+    assert p.page.is_hidden("#app")
+    # As an API key it is the "keyed" principal, with its rights only.
+    p.sign_in(API_KEY, wait=False, kind="api_key")
+    p.wait_subscribed(["pdfm"])
+    assert p.page.inner_text("#who") == "keyed"
+    boxes = sorted(b.get_attribute("data-channel") for b in p.page.query_selector_all("#channels input[data-channel]"))
+    assert boxes == ["global", "pdfm"]
+    # Its events arrive, published with the same key by another client.
+    marker = uuid.uuid4().hex
+    status, _, body = http_json(hub, "POST", "/v1/events", body=batch("pdfm", 3, marker), headers={"X-Api-Key": API_KEY})
+    assert status == 202, body
+    rows = p.wait_rows("the keyed events", lambda rows: len(events_of(rows, marker)) == 3)
+    assert [r["seq"] for r in events_of(rows, marker)] == [e["seq"] for e in body["events"]]
+    # The key went in a header only: never in a URL the page asked for.
+    for url in p.requests + p.websockets:
+        assert API_KEY not in urllib.parse.unquote(url), url
 
 
 def test_fifty_events_published_over_http_appear_in_seq_order(ui, hub):

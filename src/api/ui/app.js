@@ -5,10 +5,11 @@
 // no eval, so everything the page does is here. Being a module, nothing it
 // declares lands on `window`.
 //
-// Flow: the sign-in form takes a token once and exchanges it for a ticket
-// (`POST /v1/tickets` with `Authorization: Bearer`); each WebSocket is
-// opened with a fresh ticket (`?ticket=`), one use, 30 s, so the token
-// itself never goes into a URL (or a proxy's or the hub's log). The tail
+// Flow: the sign-in form takes a token or an API key once and exchanges it
+// for a ticket (`POST /v1/tickets` with `Authorization: Bearer` or
+// `X-Api-Key`: the hub keeps the two apart); each WebSocket is opened with
+// a fresh ticket (`?ticket=`), one use, 30 s, so the secret itself never
+// goes into a URL (or a proxy's or the hub's log). The tail
 // uses the hub's own filters (`event_types` on /v1/ws/subscribe, Docker's
 // `filters` on /events/ws): the browser filters nothing. The panel reads
 // `GET /v1/stats` (the counters of /metrics as JSON) once a second.
@@ -38,14 +39,15 @@ const HUB_ONLY_CHANNELS = new Set(["system", "health"]);
 // Credentials
 // ---------------------------------------------------------------------------
 
-// The token lives in this module's scope only: not in sessionStorage or
-// localStorage (readable by any script of the origin and, for session
-// restore, written to disk by some browsers), not in a cookie (sent on every
+// The secret (a token or an API key) lives in this module's scope only:
+// not in sessionStorage or localStorage (readable by any script of the
+// origin and, for session restore, written to disk by some browsers), not in a cookie (sent on every
 // request, and a CSRF surface), not in the DOM (the input is cleared once
 // used). The price is one more sign-in after a reload, which for a
 // long-lived secret is the right trade.
-let token = null;
-/** The principal the hub says the token is: {name, subscribe, publish, admin}. */
+/** {kind: "token" | "api_key", secret}, or null when signed out. */
+let credential = null;
+/** The principal the hub says the credential is: {name, subscribe, publish, admin}. */
 let principal = null;
 
 // ---------------------------------------------------------------------------
@@ -86,12 +88,13 @@ function hubErrorText(status, body, fallback) {
   return `${fallback || "request failed"} (HTTP ${status})`;
 }
 
-/** A request to the hub with the token; answers {status, body, headers}
- *  with the body parsed as JSON when it is JSON. Throws only when the hub
- *  cannot be reached. */
-async function hubFetch(path, { method = "GET", body, auth = token } = {}) {
+/** A request to the hub with the credential; answers {status, body,
+ *  headers} with the body parsed as JSON when it is JSON. Throws only when
+ *  the hub cannot be reached. */
+async function hubFetch(path, { method = "GET", body, auth = credential } = {}) {
   const headers = {};
-  if (auth) headers.Authorization = `Bearer ${auth}`;
+  if (auth && auth.kind === "api_key") headers["X-Api-Key"] = auth.secret;
+  else if (auth) headers.Authorization = `Bearer ${auth.secret}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   // no-store: answers with counters or tickets must never be cached;
   // omit: no cookies (the hub uses none, and none should ride along).
@@ -107,7 +110,7 @@ async function hubFetch(path, { method = "GET", body, auth = token } = {}) {
 }
 
 /** A one-time ticket for the next WebSocket, or null (the reason shown).
- *  A 401 means the token stopped being valid (a config reload): back to
+ *  A 401 means the credential stopped being valid (a config reload): back to
  *  the sign-in form with the hub's words. */
 async function newTicket() {
   let r;
@@ -254,10 +257,11 @@ function prettyJson(raw) {
 async function onSignIn(ev) {
   ev.preventDefault();
   const input = $("token");
-  const candidate = input.value.trim();
+  const kind = document.querySelector('input[name="kind"]:checked').value;
+  const candidate = { kind, secret: input.value.trim() };
   const err = $("signin-error");
   err.hidden = true;
-  if (!candidate) return;
+  if (!candidate.secret) return;
   $("signin-btn").disabled = true;
   let r;
   try {
@@ -275,9 +279,9 @@ async function onSignIn(ev) {
     showSignInError(r.status, r.body && r.body.error, text);
     return;
   }
-  // Accepted: the token moves from the DOM into memory.
+  // Accepted: the secret moves from the DOM into memory.
   input.value = "";
-  token = candidate;
+  credential = candidate;
   principal = r.body.principal;
   startApp(r.body.ticket);
 }
@@ -293,7 +297,7 @@ function showSignInError(status, code, text) {
 function signOut(reason) {
   stopTail();
   stopStats();
-  token = null;
+  credential = null;
   principal = null;
   $("app").hidden = true;
   $("signin").hidden = false;
@@ -436,7 +440,7 @@ async function connect() {
   let ticket = tail.spareTicket;
   tail.spareTicket = null;
   if (!ticket) ticket = await newTicket();
-  if (gen !== tail.generation || token === null) return; // superseded or signed out
+  if (gen !== tail.generation || credential === null) return; // superseded or signed out
   if (!ticket) {
     scheduleReconnect(gen);
     return;
@@ -492,7 +496,7 @@ async function connect() {
 }
 
 function scheduleReconnect(gen) {
-  if (gen !== tail.generation || token === null) return;
+  if (gen !== tail.generation || credential === null) return;
   setConnState("reconnecting", "reconnecting…");
   const delay = tail.backoffMs;
   // Doubling with jitter: a restarted hub is not hit by every page at once.
@@ -914,7 +918,7 @@ function stopStats() {
 
 /** One refresh, then the next a second later (never two in flight). */
 async function pollStats() {
-  if (!stats.running || token === null) return;
+  if (!stats.running || credential === null) return;
   let r = null;
   try {
     r = await hubFetch("/v1/stats");
