@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::connect::Hub;
+use crate::client::connect::{Credential, Hub};
 use crate::client::events::{parse_filter, Events, Source};
 use crate::client::format::{parse_time, Format};
 use crate::client::publish::{parse_body, Input, Publish};
@@ -73,6 +73,18 @@ pub struct ClientArgs {
     /// environment).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// API key instead of a token (sent in the X-Api-Key header, never in
+    /// the URL); else EVENTHUB_API_KEY, else --api-key-file.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "EVENTHUB_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// A file whose first line is the API key.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
     /// CA certificates (PEM) to trust for https/wss, e.g. the dev-cert
     /// ca.pem (default: /etc/ssl/certs/ca-certificates.crt).
     #[arg(long, value_name = "FILE")]
@@ -81,12 +93,13 @@ pub struct ClientArgs {
 
 impl ClientArgs {
     fn hub(&self) -> Result<Hub, ClientError> {
-        Hub::new(
-            &self.url,
+        let credential = Credential::from_flags(
             self.token.clone(),
             self.token_file.as_deref(),
-            self.ca.as_deref(),
-        )
+            self.api_key.clone(),
+            self.api_key_file.as_deref(),
+        )?;
+        Hub::new(&self.url, credential, self.ca.as_deref())
     }
 }
 

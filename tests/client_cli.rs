@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::api::{config, config_with, publish, ADMIN_TOKEN, PRODUCER_TOKEN};
+use common::api::{config, config_with, publish, ADMIN_TOKEN, PRODUCER_TOKEN, VIEWER_KEY};
 use common::{Server, TIMEOUT};
 use serde_json::Value;
 
@@ -31,7 +31,8 @@ fn eventhub(server: &Server, args: &[&str]) -> Command {
         .arg("--url")
         .arg(format!("http://{}", server.addr))
         .args(rest)
-        .env_remove("EVENTHUB_TOKEN");
+        .env_remove("EVENTHUB_TOKEN")
+        .env_remove("EVENTHUB_API_KEY");
     cmd
 }
 
@@ -535,6 +536,85 @@ fn a_bad_token_is_fatal_with_the_hubs_error() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(r#"403 {"error":"forbidden""#),
         "{out:?}"
+    );
+}
+
+#[test]
+fn an_api_key_is_sent_as_x_api_key_and_never_together_with_a_token() {
+    let server = Server::hub(1, &config());
+    // The viewer has only an API key: from a file, it tails its channel.
+    let file = token_file("viewer", VIEWER_KEY);
+    let file_arg = file.to_str().unwrap();
+    let tail = Tail::start(
+        &server,
+        &[
+            "--format",
+            "json",
+            "--channel",
+            "pdfm",
+            "--api-key-file",
+            file_arg,
+        ],
+        &[],
+        "subscribed to",
+    );
+    let seqs = publish(
+        server.addr,
+        r#"[{"event_type":"pdfm","message":"for the viewer"}]"#,
+    );
+    let got = json(&tail.next(1)[0]);
+    assert_eq!(got["seq"], seqs[0]);
+    assert_eq!(got["message"], "for the viewer");
+    ends_cleanly_with_nothing_more(tail);
+
+    // From the environment it is the viewer too: a principal that may not
+    // publish gets 403, where an unknown key would get 401.
+    let mut child = eventhub(&server, &["publish", "--channel", "pdfm", "--message", "x"])
+        .env("EVENTHUB_API_KEY", VIEWER_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    let out = wait_output(child);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"403 {"error":"forbidden""#), "{err}");
+
+    // The hub keeps keys and tokens apart: the key as a token is unknown.
+    let out = wait_output(
+        eventhub(
+            &server,
+            &["events", "--channel", "pdfm", "--token", VIEWER_KEY],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"401 {"error":"invalid_credentials""#),
+        "{err}"
+    );
+
+    // Both at once is refused before connecting, naming every source.
+    let out = wait_output(
+        eventhub(&server, &["events", "--api-key-file", file_arg])
+            .env("EVENTHUB_TOKEN", ADMIN_TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not both"), "{err}");
+    assert!(
+        !err.contains(VIEWER_KEY) && !err.contains(ADMIN_TOKEN),
+        "{err}"
     );
 }
 

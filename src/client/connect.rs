@@ -1,8 +1,9 @@
 //! Reaching a hub: its URL, the TCP connection, TLS for https/wss, and the
-//! WebSocket upgrade with the bearer token in its header.
+//! WebSocket upgrade with the credential in its header.
 //!
-//! The token goes in `Authorization: Bearer`, never in the query, where
-//! access logs and proxies would keep it. An upgrade the hub refuses comes
+//! A token goes in `Authorization: Bearer`, an API key in `X-Api-Key`
+//! (the hub keeps the two apart), never in the query, where access logs
+//! and proxies would keep them. An upgrade the hub refuses comes
 //! back as [`ClientError::Refused`] with the status, `Retry-After` and
 //! the hub's JSON body as it sent it.
 //!
@@ -111,23 +112,75 @@ impl Target {
     }
 }
 
-/// The first line of `path`, trimmed: a token kept out of the command
+/// What the client says it is to the hub.
+pub enum Credential {
+    /// Sent as `Authorization: Bearer`.
+    Token(Zeroizing<String>),
+    /// Sent as `X-Api-Key`.
+    ApiKey(Zeroizing<String>),
+}
+
+impl Credential {
+    /// The one credential the flags give: a token (`token`, which clap
+    /// fills from the flag or `EVENTHUB_TOKEN`, else the first line of
+    /// `token_file`) or an API key (likewise), or none; both is an error.
+    pub fn from_flags(
+        token: Option<String>,
+        token_file: Option<&Path>,
+        api_key: Option<String>,
+        api_key_file: Option<&Path>,
+    ) -> Result<Option<Credential>, ClientError> {
+        let token = secret(token, token_file, "token")?;
+        let api_key = secret(api_key, api_key_file, "API key")?;
+        match (token, api_key) {
+            (Some(_), Some(_)) => Err(ClientError::TwoCredentials),
+            (Some(t), None) => Ok(Some(Credential::Token(t))),
+            (None, Some(k)) => Ok(Some(Credential::ApiKey(k))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The request header that carries it.
+    fn header(&self) -> (&'static str, String) {
+        match self {
+            Credential::Token(t) => ("Authorization", format!("Bearer {}", t.as_str())),
+            Credential::ApiKey(k) => ("X-Api-Key", k.as_str().to_string()),
+        }
+    }
+}
+
+/// `value` trimmed unless blank, else the first line of `file`.
+fn secret(
+    value: Option<String>,
+    file: Option<&Path>,
+    what: &'static str,
+) -> Result<Option<Zeroizing<String>>, ClientError> {
+    let value = value.map(Zeroizing::new);
+    match (value.filter(|v| !v.trim().is_empty()), file) {
+        (Some(v), _) => Ok(Some(Zeroizing::new(v.trim().to_string()))),
+        (None, Some(path)) => read_secret_file(path, what).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The first line of `path`, trimmed: a secret kept out of the command
 /// line and the environment.
-fn read_token_file(path: &Path) -> Result<Zeroizing<String>, ClientError> {
-    let text =
-        Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| ClientError::TokenFile {
-                path: path.to_path_buf(),
-                source,
-            })?,
-        );
-    let token = text.lines().next().unwrap_or("").trim();
-    if token.is_empty() {
-        return Err(ClientError::EmptyToken {
+fn read_secret_file(path: &Path, what: &'static str) -> Result<Zeroizing<String>, ClientError> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        ClientError::SecretFile {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    })?);
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return Err(ClientError::EmptySecretFile {
+            what,
             path: path.to_path_buf(),
         });
     }
-    Ok(Zeroizing::new(token.to_string()))
+    Ok(Zeroizing::new(line.to_string()))
 }
 
 /// The TLS client config: the CAs of `ca` (PEM), else the system's.
@@ -232,28 +285,25 @@ pub fn close(ws: &mut Ws) {
 /// Where the hub is and who we are to it.
 pub struct Hub {
     target: Target,
-    token: Option<Zeroizing<String>>,
+    credential: Option<Credential>,
     tls: Option<Arc<ClientConfig>>,
 }
 
 impl Hub {
-    /// `url` with `token` (the flag or `EVENTHUB_TOKEN`, else the first
-    /// line of `token_file`) and, for https/wss, the CAs of `ca` or the
-    /// system's.
+    /// `url` with `credential` and, for https/wss, the CAs of `ca` or
+    /// the system's.
     pub fn new(
         url: &str,
-        token: Option<String>,
-        token_file: Option<&Path>,
+        credential: Option<Credential>,
         ca: Option<&Path>,
     ) -> Result<Hub, ClientError> {
         let target = Target::parse(url)?;
-        let token = match (token.filter(|t| !t.trim().is_empty()), token_file) {
-            (Some(t), _) => Some(Zeroizing::new(t.trim().to_string())),
-            (None, Some(path)) => Some(read_token_file(path)?),
-            (None, None) => None,
-        };
         let tls = target.tls.then(|| tls_config(ca)).transpose()?;
-        Ok(Hub { target, token, tls })
+        Ok(Hub {
+            target,
+            credential,
+            tls,
+        })
     }
 
     /// Connects and upgrades `path_and_query`; the socket reads with a
@@ -289,10 +339,11 @@ impl Hub {
             source: Box::new(source),
         };
         let mut request = url.as_str().into_client_request().map_err(handshake_err)?;
-        if let Some(token) = &self.token {
-            let value = HeaderValue::from_str(&format!("Bearer {}", token.as_str()))
+        if let Some(credential) = &self.credential {
+            let (name, value) = credential.header();
+            let value = HeaderValue::from_str(&value)
                 .map_err(|e| handshake_err(tungstenite::Error::HttpFormat(e.into())))?;
-            request.headers_mut().insert("Authorization", value);
+            request.headers_mut().insert(name, value);
         }
         let ws = match tungstenite::client::client(request, stream) {
             Ok((ws, _)) => ws,

@@ -43,13 +43,16 @@ use std::sync::Arc;
 pub enum ClientError {
     #[error("invalid --url {url:?}: {why}")]
     Url { url: String, why: &'static str },
-    #[error("cannot read the token file {}: {source}", path.display())]
-    TokenFile {
+    #[error("cannot read the {what} file {}: {source}", path.display())]
+    SecretFile {
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the token file {} is empty", path.display())]
-    EmptyToken { path: PathBuf },
+    #[error("the {what} file {} is empty", path.display())]
+    EmptySecretFile { what: &'static str, path: PathBuf },
+    #[error("give a token (--token, EVENTHUB_TOKEN, --token-file) or an API key (--api-key, EVENTHUB_API_KEY, --api-key-file), not both")]
+    TwoCredentials,
     #[error("cannot read CA certificates from {}: {why}", path.display())]
     Ca { path: PathBuf, why: String },
     #[error("TLS setup: {0}")]
