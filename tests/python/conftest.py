@@ -275,25 +275,43 @@ CHROMIUM = os.environ.get("EVENTHUB_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    """A headless Chromium (Debian's, through Playwright), one per session."""
+def chromium_launcher():
+    """`launch(*args)`: a headless Chromium (Debian's, through Playwright)
+    with extra command-line `args`; every one is closed at the end of the
+    session."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (apt-get install chromium chromium-driver)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            # Root on a CI box: no setuid sandbox; a small /dev/shm in
-            # containers.
-            args=["--no-sandbox", "--disable-dev-shm-usage"]
-            # A page whose files the test serves (EVENTHUB_UI_FROM_DISK in
-            # test_ui.py) has no address of its own: Chromium's local
-            # network checks would keep it from the hub on 127.0.0.1.
-            + (["--disable-features=LocalNetworkAccessChecks"] if os.environ.get("EVENTHUB_UI_FROM_DISK") else []),
-        )
+        browsers = []
+
+        def launch(*args):
+            browsers.append(
+                p.chromium.launch(
+                    executable_path=CHROMIUM,
+                    headless=True,
+                    # Root on a CI box: no setuid sandbox; a small /dev/shm
+                    # in containers.
+                    args=["--no-sandbox", "--disable-dev-shm-usage"]
+                    # A page whose files the test serves (EVENTHUB_UI_FROM_DISK
+                    # in test_ui.py) has no address of its own: Chromium's
+                    # local network checks would keep it from the hub on
+                    # 127.0.0.1.
+                    + (["--disable-features=LocalNetworkAccessChecks"] if os.environ.get("EVENTHUB_UI_FROM_DISK") else [])
+                    + list(args),
+                )
+            )
+            return browsers[-1]
+
         try:
-            yield browser
+            yield launch
         finally:
-            browser.close()
+            for browser in browsers:
+                browser.close()
+
+
+@pytest.fixture(scope="session")
+def chromium(chromium_launcher):
+    """The session's headless Chromium."""
+    return chromium_launcher()

@@ -19,10 +19,12 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
+import types
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -645,6 +647,133 @@ def test_the_per_core_panel_matches_metrics(ui, hub):
     assert float(summary["hub-seq"]) == metric_sum(after, "eventhub_seq")
     assert float(ring_events) == metric_sum(after, "eventhub_ring_events")
     assert float(summary["hub-docker"]) == metric_sum(after, "eventhub_docker_source_connected")
+
+
+@pytest.fixture
+def nats_url(tmp_path):
+    """A real nats-server with JetStream on a free loopback port and a
+    store of its own; stopped after the test."""
+    if not shutil.which("nats-server"):
+        pytest.fail("nats-server not found: run scripts/setup.sh (apt-get install nats-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "js")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready = threading.Event()
+
+    def watch():
+        for line in proc.stderr:
+            if "Server is ready" in line:
+                ready.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        assert ready.wait(TIMEOUT), "nats-server did not say it is ready"
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=TIMEOUT)
+
+
+def spki_sha256(cert):
+    """The base64 SHA-256 of the first certificate's public key in `cert`
+    (a PEM file), as Chromium's --ignore-certificate-errors-spki-list
+    takes it."""
+    done = subprocess.run(
+        f"openssl x509 -in '{cert}' -pubkey -noout | openssl pkey -pubin -outform der"
+        " | openssl dgst -sha256 -binary | base64",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr
+    return done.stdout.strip()
+
+
+def test_over_https_on_a_cluster_the_cluster_tls_and_deflate_panels_match_metrics(chromium_launcher, eventhub, dev_cert_factory, nats_url):
+    certs = dev_cert_factory("ui-tls")
+    hub = eventhub(
+        "serve",
+        workers=WORKERS,
+        config=CONFIG
+        + f"""
+[tls]
+cert = "{certs.cert}"
+key = "{certs.key}"
+listen = "127.0.0.1:0"
+
+[cluster]
+nats_url = ["{nats_url}"]
+""",
+    )
+    assert hub.plain_port is not None and hub.tls_port is not None, hub.first_line
+    wait_until("the hub on NATS", lambda: metric_sum(metrics(hub), "eventhub_cluster_connected") == 1)
+    # The page over https as `localhost` (the dev certificate's name), so
+    # its tail is wss and, Chromium offering it, compressed. The browser
+    # trusts the certificate by its key: Playwright's ignore_https_errors
+    # would have Chromium abort each first handshake with an alert (a
+    # counted failure) and try again.
+    browser = chromium_launcher("--ignore-certificate-errors-spki-list=" + spki_sha256(certs.cert))
+    # (With EVENTHUB_UI_FROM_DISK, Playwright itself fetches the page's
+    # files to swap their bodies, and it trusts no SPKI flag.)
+    from_disk = bool(os.environ.get("EVENTHUB_UI_FROM_DISK"))
+    p = UiPage(browser, types.SimpleNamespace(http_base=hub.https_base), ignore_https_errors=from_disk)
+    try:
+        check_the_cluster_tls_and_deflate_panels(p, hub)
+    finally:
+        p.close()
+
+
+def check_the_cluster_tls_and_deflate_panels(p, hub):
+    p.open().sign_in()
+    assert p.data("#conn-state", "extensions").startswith("permessage-deflate"), p.data("#conn-state", "extensions")
+    marker = uuid.uuid4().hex
+    accepted = publish(hub, batch("pdfm", 25, marker))["events"]
+    rows = p.wait_rows("25 rows", lambda rows: len(events_of(rows, marker)) == 25)
+    assert [r["seq"] for r in events_of(rows, marker)] == [e["seq"] for e in accepted]
+    last = accepted[-1]["seq"]
+    wait_until("the hub to consume its own publishes", lambda: metric_sum(metrics(hub), "eventhub_cluster_consumed_seq") == last)
+
+    before = metrics(hub)
+    t0 = int(time.time() * 1000)
+    wait_until("a panel refresh", lambda: int(p.data("#panel-updated", "timeMs") or 0) > t0 + 50)
+    shown = {
+        k: p.data(f"#{k}")
+        for k in (
+            "cluster-connected", "cluster-stream", "cluster-consumed", "cluster-lag", "cluster-acks",
+            "tls-handshakes", "tls-failures", "tls-expiry", "tls-reloads", "deflate-subscribers", "deflate-skipped",
+        )
+    }
+    after = metrics(hub)
+    assert all(p.page.is_visible(f"#{panel}") for panel in ("cluster-panel", "tls-panel", "deflate-panel"))
+
+    def steady(name):
+        a, b = metric_sum(before, name), metric_sum(after, name)
+        assert a == b, f"{name} moved while it was read ({a} -> {b})"
+        return a
+
+    assert p.page.inner_text("#cluster-connected") == "connected"
+    assert float(shown["cluster-connected"]) == steady("eventhub_cluster_connected") == 1
+    assert float(shown["cluster-stream"]) == steady("eventhub_cluster_stream_last_seq") == last
+    assert float(shown["cluster-consumed"]) == steady("eventhub_cluster_consumed_seq") == last
+    assert float(shown["cluster-lag"]) == steady("eventhub_cluster_consumer_lag")
+    assert float(shown["cluster-acks"]) == steady("eventhub_cluster_publish_acks_pending")
+    # Handshakes: the page's own fetches may open connections meanwhile.
+    handshakes = float(shown["tls-handshakes"])
+    assert metric_sum(before, "eventhub_tls_handshakes_total") <= handshakes <= metric_sum(after, "eventhub_tls_handshakes_total")
+    assert handshakes >= 2  # the page, its tail socket
+    assert float(shown["tls-failures"]) == steady("eventhub_tls_handshake_failures_total") == 0
+    assert float(shown["tls-reloads"]) == steady("eventhub_tls_reloads_total")
+    assert abs(float(shown["tls-expiry"]) - metric_sum(after, "eventhub_tls_certificate_expiry_seconds")) <= 5
+    assert float(shown["deflate-subscribers"]) == steady("eventhub_deflate_subscribers") == 1
+    assert float(shown["deflate-skipped"]) == steady("eventhub_deflate_skipped_total")
 
 
 def test_the_panel_draws_the_publish_rate(ui, hub):
