@@ -491,19 +491,26 @@ fn ends_cleanly_with_nothing_more(tail: Tail) {
     assert!(rest.is_empty(), "no duplicates after the last: {rest:?}");
 }
 
-#[test]
-fn a_bad_token_is_fatal_with_the_hubs_error() {
-    let server = Server::hub(1, &config());
+/// Runs `cmd` to its end with no input: its exit code and its stderr.
+fn code_and_stderr(cmd: &mut Command) -> (Option<i32>, String) {
     let out = wait_output(
-        eventhub(&server, &["events", "--channel", "pdfm"])
-            .env("EVENTHUB_TOKEN", "not-a-token")
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap(),
+            .expect("spawn eventhub"),
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), err)
+}
+
+#[test]
+fn a_bad_token_is_fatal_with_the_hubs_error() {
+    let server = Server::hub(1, &config());
+    let (code, err) = code_and_stderr(
+        eventhub(&server, &["events", "--channel", "pdfm"]).env("EVENTHUB_TOKEN", "not-a-token"),
+    );
+    assert_eq!(code, Some(1));
     assert!(
         err.contains(r#"401 {"error":"invalid_credentials""#),
         "{err}"
@@ -524,19 +531,11 @@ fn a_bad_token_is_fatal_with_the_hubs_error() {
 
     // A 403: the producer may not subscribe to every channel.
     let file = token_file("producer", PRODUCER_TOKEN);
-    let out = wait_output(
-        eventhub(&server, &["events", "--channel", "health", "--token-file"])
-            .arg(&file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (code, err) = code_and_stderr(
+        eventhub(&server, &["events", "--channel", "health", "--token-file"]).arg(&file),
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(r#"403 {"error":"forbidden""#),
-        "{out:?}"
-    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains(r#"403 {"error":"forbidden""#), "{err}");
 }
 
 #[test]
@@ -569,48 +568,30 @@ fn an_api_key_is_sent_as_x_api_key_and_never_together_with_a_token() {
 
     // From the environment it is the viewer too: a principal that may not
     // publish gets 403, where an unknown key would get 401.
-    let mut child = eventhub(&server, &["publish", "--channel", "pdfm", "--message", "x"])
-        .env("EVENTHUB_API_KEY", VIEWER_KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdin.take());
-    let out = wait_output(child);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = code_and_stderr(
+        eventhub(&server, &["publish", "--channel", "pdfm", "--message", "x"])
+            .env("EVENTHUB_API_KEY", VIEWER_KEY),
+    );
+    assert_eq!(code, Some(1));
     assert!(err.contains(r#"403 {"error":"forbidden""#), "{err}");
 
     // The hub keeps keys and tokens apart: the key as a token is unknown.
-    let out = wait_output(
-        eventhub(
-            &server,
-            &["events", "--channel", "pdfm", "--token", VIEWER_KEY],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap(),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = code_and_stderr(&mut eventhub(
+        &server,
+        &["events", "--channel", "pdfm", "--token", VIEWER_KEY],
+    ));
+    assert_eq!(code, Some(1));
     assert!(
         err.contains(r#"401 {"error":"invalid_credentials""#),
         "{err}"
     );
 
     // Both at once is refused before connecting, naming every source.
-    let out = wait_output(
+    let (code, err) = code_and_stderr(
         eventhub(&server, &["events", "--api-key-file", file_arg])
-            .env("EVENTHUB_TOKEN", ADMIN_TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .env("EVENTHUB_TOKEN", ADMIN_TOKEN),
     );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, Some(1));
     assert!(err.contains("not both"), "{err}");
     assert!(
         !err.contains(VIEWER_KEY) && !err.contains(ADMIN_TOKEN),
