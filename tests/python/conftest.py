@@ -16,6 +16,7 @@ import pathlib
 import queue
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -90,6 +91,13 @@ def assert_delivered(got: dict, event: dict, accepted: dict) -> None:
     assert got["body"] == event["body"]
     assert got["seq"] == accepted["events"][0]["seq"]
     assert got["id"] == accepted["events"][0]["id"]
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def binary_path() -> str:
@@ -274,11 +282,13 @@ def dev_cert_factory(tmp_path_factory):
 CHROMIUM = os.environ.get("EVENTHUB_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_launcher():
     """`launch(*args)`: a headless Chromium (Debian's, through Playwright)
     with extra command-line `args`; every one is closed at the end of the
-    session."""
+    module. (Playwright's sync API holds an asyncio loop on this thread
+    while it runs; module scope ends it before another module's tests
+    run a loop of their own, as test_tls.py's do.)"""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (apt-get install chromium chromium-driver)")
     from playwright.sync_api import sync_playwright
@@ -311,7 +321,7 @@ def chromium_launcher():
                 browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(chromium_launcher):
-    """The session's headless Chromium."""
+    """The module's headless Chromium."""
     return chromium_launcher()

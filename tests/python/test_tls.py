@@ -45,7 +45,7 @@ import pytest
 from websockets.asyncio.client import connect as connect_async
 from websockets.sync.client import connect
 
-from conftest import assert_delivered, raw_http, ADMIN_TOKEN, CONFIRMATION, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN, REPO, TIMEOUT
+from conftest import assert_delivered, free_port, raw_http, ADMIN_TOKEN, CONFIRMATION, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN, REPO, TIMEOUT
 
 
 
@@ -183,12 +183,6 @@ def pem_der(path) -> bytes:
     text = pathlib.Path(path).read_text()
     end = "-----END CERTIFICATE-----"
     return ssl.PEM_cert_to_DER_cert(text[: text.index(end) + len(end)] + "\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def healthz_over_tls(port, ctx) -> bytes:

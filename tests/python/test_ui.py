@@ -13,7 +13,9 @@ A screenshot of the page with events and the panel is saved to
 `target/ui-screenshot.png`.
 """
 
+import base64
 import contextlib
+import hashlib
 import http.server
 import json
 import os
@@ -34,7 +36,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import ADMIN_TOKEN, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN, REPO, raw_http
+from conftest import ADMIN_TOKEN, PRINCIPALS, PRODUCER_TOKEN, READER_TOKEN, REPO, free_port, raw_http
 
 TIMEOUT = 10.0
 WORKERS = 2
@@ -655,9 +657,7 @@ def nats_url(tmp_path):
     store of its own; stopped after the test."""
     if not shutil.which("nats-server"):
         pytest.fail("nats-server not found: run scripts/setup.sh (apt-get install nats-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "js")],
         stdin=subprocess.DEVNULL,
@@ -686,15 +686,14 @@ def spki_sha256(cert):
     (a PEM file), as Chromium's --ignore-certificate-errors-spki-list
     takes it."""
     done = subprocess.run(
-        f"openssl x509 -in '{cert}' -pubkey -noout | openssl pkey -pubin -outform der"
-        " | openssl dgst -sha256 -binary | base64",
-        shell=True,
+        ["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
-    assert done.returncode == 0 and done.stdout.strip(), done.stderr
-    return done.stdout.strip()
+    assert done.returncode == 0, done.stderr
+    der = base64.b64decode("".join(line for line in done.stdout.splitlines() if not line.startswith("-----")))
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def test_over_https_on_a_cluster_the_cluster_tls_and_deflate_panels_match_metrics(chromium_launcher, eventhub, dev_cert_factory, nats_url):
